@@ -1,0 +1,414 @@
+//! Request and response bodies in the Svix v1 shapes (camelCase keys). Only
+//! this crate knows them; handlers convert to and from `herald_core` types.
+//!
+//! Response rules the official SDKs depend on: `metadata` is `{}` never
+//! null, `description` is `""` never null, lists always carry `iterator`
+//! (possibly null) and `done`, datetimes are RFC 3339 in UTC with `Z`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use herald_core::model::{Application, Attempt, Endpoint, EventType, Message};
+use herald_store::Page;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+pub fn fmt_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Accepts what SDKs send: RFC 3339 with `Z` or an offset, or no offset at
+/// all (taken as UTC, as pydantic sends naive datetimes).
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let normalized = s.replacen(' ', "T", 1);
+    if let Ok(t) = DateTime::parse_from_rfc3339(&normalized) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(&normalized, f).ok())
+        .map(|n| n.and_utc())
+}
+
+/// For PATCH: distinguishes an absent field (`None`) from an explicit
+/// `null` (`Some(None)`).
+pub fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse<T> {
+    pub data: Vec<T>,
+    pub iterator: Option<String>,
+    pub prev_iterator: Option<String>,
+    pub done: bool,
+}
+
+impl<T> ListResponse<T> {
+    pub fn from_page<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+        Self {
+            data: page.data.into_iter().map(f).collect(),
+            iterator: page.iterator,
+            prev_iterator: page.prev_iterator,
+            done: page.done,
+        }
+    }
+}
+
+// ---------- applications ----------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationIn {
+    pub name: String,
+    pub uid: Option<String>,
+    pub throttle_rate: Option<u32>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub uid: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub throttle_rate: Option<Option<u32>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationOut {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_rate: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Application> for ApplicationOut {
+    fn from(a: Application) -> Self {
+        Self {
+            id: a.id.to_string(),
+            uid: a.uid.map(|u| u.into_string()),
+            name: a.name,
+            metadata: a.metadata,
+            throttle_rate: a.throttle_rate,
+            created_at: fmt_time(&a.created_at),
+            updated_at: fmt_time(&a.updated_at),
+        }
+    }
+}
+
+// ---------- endpoints ----------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointIn {
+    pub url: String,
+    pub description: Option<String>,
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(alias = "filterTypes")]
+    pub event_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    pub secret: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(alias = "rateLimit")]
+    pub throttle_rate: Option<u32>,
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Herald extension: seconds the endpoint has to answer (default 15).
+    pub timeout_secs: Option<f64>,
+    /// Accepted for Svix compatibility; Herald has one endpoint version.
+    pub version: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub uid: Option<Option<String>>,
+    pub disabled: Option<bool>,
+    #[serde(default, alias = "filterTypes", deserialize_with = "double_option")]
+    pub event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub channels: Option<Option<Vec<String>>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, alias = "rateLimit", deserialize_with = "double_option")]
+    pub throttle_rate: Option<Option<u32>>,
+    pub timeout_secs: Option<f64>,
+    pub version: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOut {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    pub url: String,
+    pub description: String,
+    pub metadata: BTreeMap<String, String>,
+    pub disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<Vec<String>>,
+    /// The name svix-server uses for the same list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_rate: Option<u32>,
+    pub timeout_secs: f64,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(e: Endpoint) -> Self {
+        let types: Option<Vec<String>> = e
+            .filter_types
+            .map(|t| t.into_iter().map(|n| n.into_string()).collect());
+        Self {
+            id: e.id.to_string(),
+            uid: e.uid.map(|u| u.into_string()),
+            url: e.url.as_str().to_owned(),
+            description: e.description,
+            metadata: e.metadata,
+            disabled: e.disabled,
+            filter_types: types.clone(),
+            event_types: types,
+            channels: e
+                .channels
+                .map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            throttle_rate: e.throttle_rate,
+            timeout_secs: e.timeout.as_secs_f64(),
+            version: 1,
+            created_at: fmt_time(&e.created_at),
+            updated_at: fmt_time(&e.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct EndpointSecretOut {
+    pub key: String,
+}
+
+#[derive(Serialize)]
+pub struct EndpointStats {
+    pub success: u64,
+    pub pending: u64,
+    pub sending: u64,
+    pub fail: u64,
+    pub canceled: u64,
+}
+
+// ---------- event types ----------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypeIn {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub deprecated: bool,
+    pub schemas: Option<serde_json::Value>,
+    pub feature_flags: Option<Vec<String>>,
+    pub feature_flag: Option<String>,
+    pub group_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypeUpsertIn {
+    pub description: Option<String>,
+    pub archived: Option<bool>,
+    pub deprecated: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub schemas: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub feature_flags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub feature_flag: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub group_name: Option<Option<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTypeOut {
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_flags: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_flag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl EventTypeOut {
+    pub fn new(e: EventType, with_schemas: bool) -> Self {
+        Self {
+            name: e.name.into_string(),
+            description: e.description,
+            archived: e.archived,
+            deprecated: e.deprecated,
+            schemas: if with_schemas { e.schemas } else { None },
+            feature_flag: e.feature_flags.as_ref().and_then(|f| f.first().cloned()),
+            feature_flags: e.feature_flags,
+            group_name: e.group_name,
+            created_at: fmt_time(&e.created_at),
+            updated_at: fmt_time(&e.updated_at),
+        }
+    }
+}
+
+// ---------- messages ----------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageIn {
+    pub event_type: String,
+    pub payload: Box<RawValue>,
+    pub event_id: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    /// Accepted for compatibility; retention is configured server-wide.
+    pub payload_retention_period: Option<i64>,
+    pub payload_retention_hours: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageOut {
+    pub id: String,
+    pub event_type: String,
+    pub payload: Box<RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    pub timestamp: String,
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("'{}' is valid JSON")
+}
+
+impl MessageOut {
+    pub fn new(m: Message, with_content: bool) -> Self {
+        let payload = if with_content {
+            String::from_utf8(m.payload.to_vec())
+                .ok()
+                .and_then(|s| RawValue::from_string(s).ok())
+                .unwrap_or_else(empty_object)
+        } else {
+            empty_object()
+        };
+        Self {
+            id: m.id.to_string(),
+            event_type: m.event_type.into_string(),
+            payload,
+            event_id: m.event_id.map(|e| e.into_string()),
+            channels: m
+                .channels
+                .map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            tags: m.tags,
+            timestamp: fmt_time(&m.created_at),
+        }
+    }
+}
+
+// ---------- attempts ----------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAttemptOut {
+    pub id: String,
+    pub msg_id: String,
+    pub endpoint_id: String,
+    pub url: String,
+    pub response: String,
+    pub response_status_code: u16,
+    pub response_duration_ms: u64,
+    pub status: i64,
+    pub status_text: &'static str,
+    pub trigger_type: i64,
+    pub timestamp: String,
+    /// Herald extension: why the attempt failed without a usable status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<&'static str>,
+    /// Herald extension: 1 for the first try.
+    pub attempt_number: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg: Option<MessageOut>,
+}
+
+impl From<Attempt> for MessageAttemptOut {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: a.id.to_string(),
+            msg_id: a.msg_id.to_string(),
+            endpoint_id: a.endpoint_id.to_string(),
+            url: a.url,
+            response: a.response,
+            response_status_code: a.response_status_code,
+            response_duration_ms: a.response_duration_ms,
+            status: a.status.code(),
+            status_text: a.status.text(),
+            trigger_type: a.trigger_type as i64,
+            timestamp: fmt_time(&a.created_at),
+            error_kind: a.error_kind.map(|k| k.as_str()),
+            attempt_number: a.attempt_number,
+            msg: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetimes_in_every_sdk_style_parse() {
+        let want = parse_datetime("2024-01-02T03:04:05Z").unwrap();
+        assert_eq!(parse_datetime("2024-01-02T03:04:05+00:00"), Some(want));
+        assert_eq!(parse_datetime("2024-01-02T05:04:05+02:00"), Some(want));
+        assert_eq!(parse_datetime("2024-01-02T03:04:05"), Some(want));
+        assert_eq!(parse_datetime("2024-01-02 03:04:05Z"), Some(want));
+        assert!(parse_datetime("2024-01-02T03:04:05.123456").is_some());
+        assert_eq!(parse_datetime("Mon, 01 Jan 2024 00:00:00 GMT"), None);
+        assert_eq!(fmt_time(&want), "2024-01-02T03:04:05.000Z");
+    }
+}

@@ -1,0 +1,95 @@
+//! Herald's HTTP API: the Svix v1 surface (`/api/v1/...`) so the official
+//! Svix SDKs work unchanged. One router file per resource; handlers validate
+//! input into domain types and call the store or the engine, never SQL.
+
+pub mod dto;
+pub mod error;
+mod extract;
+mod middleware;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use herald_engine::Engine;
+use herald_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+pub use error::{ApiError, ApiResult};
+
+/// How long a response saved for an `idempotency-key` is replayed.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+pub struct ApiConfig {
+    pub admin_token: String,
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub config: Arc<ApiConfig>,
+    pub(crate) in_flight_keys: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
+        Self {
+            store,
+            engine,
+            config: Arc::new(config),
+            in_flight_keys: Default::default(),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_payload_bytes;
+    let v1 = Router::new()
+        .merge(routes::app::router())
+        .merge(routes::endpoint::router())
+        .merge(routes::event_type::router())
+        .merge(routes::message::router())
+        .merge(routes::attempt::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    Router::new()
+        .nest("/api/v1", v1)
+        .merge(routes::health::router())
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::body_limit(limit, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then lets
+/// requests in progress finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // Paths are matched with and without a trailing slash (`/msg/` and `/msg`).
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}

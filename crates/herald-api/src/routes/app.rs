@@ -1,0 +1,140 @@
+//! Applications: `/api/v1/app`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use herald_store::{NewApplication, Order, StoreError};
+
+use super::{check_name, page_request, parse_uid};
+use crate::AppState;
+use crate::dto::{ApplicationIn, ApplicationOut, ApplicationPatch, ListResponse};
+use crate::error::ApiResult;
+use crate::extract::{JsonBody, QueryPairs};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/app", get(list_apps).post(create_app))
+        .route(
+            "/app/{app_id}",
+            get(get_app)
+                .put(upsert_app)
+                .patch(patch_app)
+                .delete(delete_app),
+        )
+}
+
+async fn list_apps(
+    State(s): State<AppState>,
+    q: QueryPairs,
+) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
+    let page = s
+        .store
+        .list_apps(page_request(&q, Order::Ascending)?)
+        .await?;
+    Ok(Json(ListResponse::from_page(page, ApplicationOut::from)))
+}
+
+/// With `get_if_exists=true`, an application with the same `uid` is returned
+/// (200) instead of a conflict.
+async fn create_app(
+    State(s): State<AppState>,
+    q: QueryPairs,
+    JsonBody(body): JsonBody<ApplicationIn>,
+) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
+    check_name(&body.name, "name")?;
+    let uid = parse_uid(body.uid, "uid")?;
+    if q.bool("get_if_exists", false)?
+        && let Some(uid) = &uid
+    {
+        match s.store.get_app(uid.as_str()).await {
+            Ok(app) => return Ok((StatusCode::OK, Json(app.into()))),
+            Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let app = s
+        .store
+        .create_app(NewApplication {
+            uid,
+            name: body.name,
+            metadata: body.metadata.unwrap_or_default(),
+            throttle_rate: body.throttle_rate,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(app.into())))
+}
+
+async fn get_app(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+) -> ApiResult<Json<ApplicationOut>> {
+    Ok(Json(s.store.get_app(&app_id).await?.into()))
+}
+
+/// PUT: replaces the application, creating it (with the path as its uid) if absent.
+async fn upsert_app(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<ApplicationIn>,
+) -> ApiResult<(StatusCode, Json<ApplicationOut>)> {
+    check_name(&body.name, "name")?;
+    let uid = parse_uid(body.uid, "uid")?;
+    match s.store.get_app(&app_id).await {
+        Ok(mut app) => {
+            app.name = body.name;
+            app.uid = uid;
+            app.metadata = body.metadata.unwrap_or_default();
+            app.throttle_rate = body.throttle_rate;
+            Ok((StatusCode::OK, Json(s.store.update_app(app).await?.into())))
+        }
+        Err(StoreError::NotFound(_)) => {
+            let uid = match uid {
+                Some(u) => Some(u),
+                None => parse_uid(Some(app_id), "uid")?,
+            };
+            let app = s
+                .store
+                .create_app(NewApplication {
+                    uid,
+                    name: body.name,
+                    metadata: body.metadata.unwrap_or_default(),
+                    throttle_rate: body.throttle_rate,
+                })
+                .await?;
+            Ok((StatusCode::CREATED, Json(app.into())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn patch_app(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<ApplicationPatch>,
+) -> ApiResult<Json<ApplicationOut>> {
+    let mut app = s.store.get_app(&app_id).await?;
+    if let Some(name) = body.name {
+        check_name(&name, "name")?;
+        app.name = name;
+    }
+    if let Some(uid) = body.uid {
+        app.uid = parse_uid(uid, "uid")?;
+    }
+    if let Some(rate) = body.throttle_rate {
+        app.throttle_rate = rate;
+    }
+    if let Some(metadata) = body.metadata {
+        app.metadata = metadata;
+    }
+    Ok(Json(s.store.update_app(app).await?.into()))
+}
+
+async fn delete_app(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let app = s.store.get_app(&app_id).await?;
+    s.store.delete_app(&app.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

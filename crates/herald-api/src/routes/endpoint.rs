@@ -1,0 +1,238 @@
+//! Endpoints: `/api/v1/app/{app_id}/endpoint`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint};
+use herald_core::signing::EndpointSecret;
+use herald_core::validate::EndpointUrl;
+use herald_store::{NewEndpoint, Order, StoreError};
+
+use super::{page_request, parse_channels, parse_event_types, parse_uid};
+use crate::AppState;
+use crate::dto::{
+    EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryPairs};
+
+/// Longest per-endpoint timeout we accept; beyond it a dead endpoint would
+/// hold a delivery slot for too long.
+const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/app/{app_id}/endpoint",
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route(
+            "/app/{app_id}/endpoint/{endpoint_id}",
+            get(get_endpoint)
+                .put(upsert_endpoint)
+                .patch(patch_endpoint)
+                .delete(delete_endpoint),
+        )
+        .route(
+            "/app/{app_id}/endpoint/{endpoint_id}/secret",
+            get(get_endpoint_secret),
+        )
+        .route(
+            "/app/{app_id}/endpoint/{endpoint_id}/stats",
+            get(get_endpoint_stats),
+        )
+}
+
+fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
+    EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))
+}
+
+fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
+    secs.map(|s| {
+        if s.is_finite() && s > 0.0 && Duration::from_secs_f64(s) <= MAX_TIMEOUT {
+            Ok(Duration::from_secs_f64(s))
+        } else {
+            Err(ApiError::invalid_msg(
+                &["body", "timeoutSecs"],
+                "value_error.number.not_in_range",
+                format!(
+                    "timeoutSecs must be above 0 and at most {}",
+                    MAX_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    })
+    .transpose()
+}
+
+async fn list_endpoints(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    q: QueryPairs,
+) -> ApiResult<Json<ListResponse<EndpointOut>>> {
+    let app = s.store.get_app(&app_id).await?;
+    let page = s
+        .store
+        .list_endpoints(&app.id, page_request(&q, Order::Ascending)?)
+        .await?;
+    Ok(Json(ListResponse::from_page(page, EndpointOut::from)))
+}
+
+async fn create_endpoint(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    JsonBody(body): JsonBody<EndpointIn>,
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+    let app = s.store.get_app(&app_id).await?;
+    let new = new_endpoint(body)?;
+    let ep = s.store.create_endpoint(&app.id, new).await?;
+    Ok((StatusCode::CREATED, Json(ep.into())))
+}
+
+fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
+    let secret = match body.secret {
+        Some(text) => EndpointSecret::parse(&text).map_err(|e| {
+            ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string())
+        })?,
+        None => EndpointSecret::generate_symmetric(),
+    };
+    Ok(NewEndpoint {
+        uid: parse_uid(body.uid, "uid")?,
+        url: parse_url(&body.url)?,
+        description: body.description.unwrap_or_default(),
+        metadata: body.metadata.unwrap_or_default(),
+        disabled: body.disabled.unwrap_or(false),
+        filter_types: parse_event_types(body.event_types, "eventTypes")?,
+        channels: parse_channels(body.channels, "channels")?,
+        throttle_rate: body.throttle_rate,
+        headers: body.headers.unwrap_or_default(),
+        timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
+        secret,
+    })
+}
+
+async fn get_endpoint(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointOut>> {
+    Ok(Json(find(&s, &app_id, &endpoint_id).await?.into()))
+}
+
+pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiResult<Endpoint> {
+    let app = s.store.get_app(app_id).await?;
+    Ok(s.store.get_endpoint(&app.id, endpoint_id).await?)
+}
+
+/// PUT: replaces the endpoint's settings, creating it (with the path as its
+/// uid) if absent. The secret is kept.
+async fn upsert_endpoint(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<EndpointIn>,
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
+    let app = s.store.get_app(&app_id).await?;
+    match s.store.get_endpoint(&app.id, &endpoint_id).await {
+        Ok(mut ep) => {
+            let new = new_endpoint(body)?;
+            ep.uid = new.uid;
+            ep.url = new.url;
+            ep.description = new.description;
+            ep.metadata = new.metadata;
+            ep.disabled = new.disabled;
+            ep.filter_types = new.filter_types;
+            ep.channels = new.channels;
+            ep.throttle_rate = new.throttle_rate;
+            ep.headers = new.headers;
+            ep.timeout = new.timeout;
+            let ep = s.store.update_endpoint(ep).await?;
+            s.engine.endpoint_changed(&ep.id);
+            Ok((StatusCode::OK, Json(ep.into())))
+        }
+        Err(StoreError::NotFound(_)) => {
+            let mut new = new_endpoint(body)?;
+            if new.uid.is_none() {
+                new.uid = parse_uid(Some(endpoint_id), "uid")?;
+            }
+            let ep = s.store.create_endpoint(&app.id, new).await?;
+            Ok((StatusCode::CREATED, Json(ep.into())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn patch_endpoint(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<EndpointPatch>,
+) -> ApiResult<Json<EndpointOut>> {
+    let mut ep = find(&s, &app_id, &endpoint_id).await?;
+    if let Some(url) = body.url {
+        ep.url = parse_url(&url)?;
+    }
+    if let Some(description) = body.description {
+        ep.description = description;
+    }
+    if let Some(uid) = body.uid {
+        ep.uid = parse_uid(uid, "uid")?;
+    }
+    if let Some(disabled) = body.disabled {
+        ep.disabled = disabled;
+    }
+    if let Some(types) = body.event_types {
+        ep.filter_types = parse_event_types(types, "eventTypes")?;
+    }
+    if let Some(channels) = body.channels {
+        ep.channels = parse_channels(channels, "channels")?;
+    }
+    if let Some(metadata) = body.metadata {
+        ep.metadata = metadata;
+    }
+    if let Some(rate) = body.throttle_rate {
+        ep.throttle_rate = rate;
+    }
+    if let Some(timeout) = parse_timeout(body.timeout_secs)? {
+        ep.timeout = timeout;
+    }
+    let ep = s.store.update_endpoint(ep).await?;
+    s.engine.endpoint_changed(&ep.id);
+    Ok(Json(ep.into()))
+}
+
+async fn delete_endpoint(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let ep = find(&s, &app_id, &endpoint_id).await?;
+    s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
+    s.engine.endpoint_changed(&ep.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_endpoint_secret(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let ep = find(&s, &app_id, &endpoint_id).await?;
+    let secret = s.store.get_endpoint_secret(&ep.app_id, &ep.id).await?;
+    Ok(Json(EndpointSecretOut {
+        key: secret.to_wire_string(),
+    }))
+}
+
+async fn get_endpoint_stats(
+    State(s): State<AppState>,
+    Path((app_id, endpoint_id)): Path<(String, String)>,
+) -> ApiResult<Json<EndpointStats>> {
+    let ep = find(&s, &app_id, &endpoint_id).await?;
+    let c = s.store.endpoint_counts(&ep.app_id, &ep.id).await?;
+    Ok(Json(EndpointStats {
+        success: c.success,
+        pending: c.pending,
+        sending: c.sending,
+        fail: c.fail,
+        canceled: c.canceled,
+    }))
+}

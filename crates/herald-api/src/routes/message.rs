@@ -1,0 +1,95 @@
+//! Messages: `/api/v1/app/{app_id}/msg`. Creating one is the hot path: the
+//! handler validates, then the engine commits it with its fan-out (group
+//! commit) and delivers from memory.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use herald_core::validate::{EventTypeName, check_payload_object};
+use herald_store::{AppRef, MessageFilter, NewMessage, Order};
+
+use super::{page_request, parse_channels, parse_uid};
+use crate::AppState;
+use crate::dto::{ListResponse, MessageIn, MessageOut};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, QueryPairs};
+
+const MAX_TAGS: usize = 5;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/app/{app_id}/msg", get(list_messages).post(create_message))
+        .route("/app/{app_id}/msg/{msg_id}", get(get_message))
+}
+
+/// 202 only once the message and its deliveries are committed to disk.
+async fn create_message(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    q: QueryPairs,
+    JsonBody(body): JsonBody<MessageIn>,
+) -> ApiResult<(StatusCode, Json<MessageOut>)> {
+    let with_content = q.bool("with_content", true)?;
+    let event_type = EventTypeName::parse(body.event_type)
+        .map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
+    let raw = body.payload.get();
+    check_payload_object(raw).map_err(|e| ApiError::invalid(&["body", "payload"], e))?;
+    if let Some(tags) = &body.tags
+        && tags.len() > MAX_TAGS
+    {
+        return Err(ApiError::invalid_msg(
+            &["body", "tags"],
+            "value_error.list.max_items",
+            format!("at most {MAX_TAGS} tags are allowed"),
+        ));
+    }
+    let msg = NewMessage {
+        app: AppRef(app_id),
+        event_type,
+        event_id: parse_uid(body.event_id, "eventId")?,
+        channels: parse_channels(body.channels, "channels")?,
+        tags: body.tags,
+        payload: Bytes::copy_from_slice(raw.as_bytes()),
+        claim_until: None,
+    };
+    let ingested = s.engine.ingest(msg).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::new(ingested.message, with_content)),
+    ))
+}
+
+async fn list_messages(
+    State(s): State<AppState>,
+    Path(app_id): Path<String>,
+    q: QueryPairs,
+) -> ApiResult<Json<ListResponse<MessageOut>>> {
+    let app = s.store.get_app(&app_id).await?;
+    let with_content = q.bool("with_content", true)?;
+    let filter = MessageFilter {
+        channel: q.get("channel").map(str::to_owned),
+        before: q.datetime("before")?,
+        after: q.datetime("after")?,
+        event_types: q.list("event_types"),
+        tag: q.get("tag").map(str::to_owned),
+    };
+    let page = s
+        .store
+        .list_messages(&app.id, filter, page_request(&q, Order::Descending)?)
+        .await?;
+    Ok(Json(ListResponse::from_page(page, |m| {
+        MessageOut::new(m, with_content)
+    })))
+}
+
+async fn get_message(
+    State(s): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    q: QueryPairs,
+) -> ApiResult<Json<MessageOut>> {
+    let app = s.store.get_app(&app_id).await?;
+    let msg = s.store.get_message(&app.id, &msg_id).await?;
+    Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)))
+}

@@ -1,0 +1,13 @@
+//! Herald's domain: the resources a platform manages, the rules that decide
+//! who receives a message and when it is tried again, and how requests are
+//! signed. Everything here is plain data and pure functions so the same rules
+//! hold on every storage backend and can be tested without I/O.
+
+pub mod ids;
+pub mod model;
+pub mod retry;
+pub mod signing;
+pub mod ssrf;
+pub mod validate;
+
+pub use ids::{AppId, AttemptId, EndpointId, MessageId};

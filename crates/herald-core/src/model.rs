@@ -1,0 +1,299 @@
+//! The resources Herald stores and the rules that relate them: which
+//! endpoints a message fans out to, and the states a delivery moves through.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
+use crate::retry::RetrySchedule;
+use crate::signing::EndpointSecret;
+use crate::validate::{Channel, EndpointUrl, EventTypeName, Uid};
+
+pub type Metadata = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Application {
+    pub id: AppId,
+    pub uid: Option<Uid>,
+    pub name: String,
+    pub metadata: Metadata,
+    pub throttle_rate: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: AppId,
+    pub uid: Option<Uid>,
+    pub url: EndpointUrl,
+    pub description: String,
+    pub metadata: Metadata,
+    pub disabled: bool,
+    /// `None` (or empty) receives every event type.
+    pub filter_types: Option<Vec<EventTypeName>>,
+    /// `None` (or empty) receives messages on any channel or none.
+    pub channels: Option<Vec<Channel>>,
+    pub throttle_rate: Option<u32>,
+    /// Extra headers sent with every delivery to this endpoint.
+    pub headers: BTreeMap<String, String>,
+    /// Herald extension: per-endpoint request timeout.
+    pub timeout: Duration,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The default time an endpoint has to answer before the attempt counts as
+/// failed (SPEC §3).
+pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Endpoint {
+    /// Fan-out rule: a message reaches an enabled endpoint whose type filter
+    /// (if any) names its event type and whose channels (if any) share at
+    /// least one channel with the message.
+    pub fn subscribes(&self, event_type: &str, message_channels: Option<&[Channel]>) -> bool {
+        if self.disabled {
+            return false;
+        }
+        if let Some(types) = self.filter_types.as_deref().filter(|t| !t.is_empty())
+            && !types.iter().any(|t| t.as_str() == event_type)
+        {
+            return false;
+        }
+        match self.channels.as_deref().filter(|c| !c.is_empty()) {
+            None => true,
+            Some(wanted) => {
+                message_channels.is_some_and(|have| have.iter().any(|c| wanted.contains(c)))
+            }
+        }
+    }
+}
+
+/// What the delivery engine needs to send to an endpoint, secrets decrypted.
+#[derive(Debug, Clone)]
+pub struct DeliveryTarget {
+    pub endpoint_id: EndpointId,
+    pub app_id: AppId,
+    pub url: EndpointUrl,
+    pub disabled: bool,
+    /// Current secret first; older ones still within their rotation grace period follow.
+    pub secrets: Vec<EndpointSecret>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub retry: RetrySchedule,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: EventTypeName,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    pub schemas: Option<serde_json::Value>,
+    pub feature_flags: Option<Vec<String>>,
+    pub group_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_type: EventTypeName,
+    pub event_id: Option<Uid>,
+    pub channels: Option<Vec<Channel>>,
+    pub tags: Option<Vec<String>>,
+    /// The payload JSON exactly as posted; `None` once expunged.
+    pub payload: Bytes,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Svix's `MessageStatus`, used for deliveries and attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Success = 0,
+    Pending = 1,
+    Fail = 2,
+    Sending = 3,
+    Canceled = 4,
+}
+
+impl DeliveryStatus {
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => Self::Success,
+            1 => Self::Pending,
+            2 => Self::Fail,
+            3 => Self::Sending,
+            4 => Self::Canceled,
+            _ => return None,
+        })
+    }
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Pending => "pending",
+            Self::Fail => "fail",
+            Self::Sending => "sending",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// Why an attempt got no HTTP status (or a status we count as failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptErrorKind {
+    /// The endpoint answered with a non-2xx status (including 3xx: redirects are not followed).
+    Status,
+    Timeout,
+    Connect,
+    Tls,
+    Dns,
+    /// The resolved address is not allowed (SSRF guard).
+    Blocked,
+    /// Any other transport failure (connection reset mid-response, …).
+    Other,
+}
+
+impl AttemptErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Dns => "dns",
+            Self::Blocked => "blocked",
+            Self::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "status" => Self::Status,
+            "timeout" => Self::Timeout,
+            "connect" => Self::Connect,
+            "tls" => Self::Tls,
+            "dns" => Self::Dns,
+            "blocked" => Self::Blocked,
+            "other" => Self::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether an attempt was made by the schedule or by a person (resend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerType {
+    Scheduled = 0,
+    Manual = 1,
+}
+
+/// How much of a response body is kept in the attempt history.
+pub const RESPONSE_BODY_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub app_id: AppId,
+    pub url: String,
+    /// 0 when no HTTP response arrived.
+    pub response_status_code: u16,
+    /// First [`RESPONSE_BODY_LIMIT`] bytes of the response (lossy UTF-8), or the transport error.
+    pub response: String,
+    pub response_duration_ms: u64,
+    pub status: DeliveryStatus,
+    pub error_kind: Option<AttemptErrorKind>,
+    pub trigger_type: TriggerType,
+    pub attempt_number: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Truncates a response body to the stored limit on a UTF-8 boundary.
+pub fn truncate_response(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(RESPONSE_BODY_LIMIT)];
+    let text = String::from_utf8_lossy(cut);
+    text.into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
+        let now = Utc::now();
+        Endpoint {
+            id: EndpointId::new(),
+            app_id: AppId::new(),
+            uid: None,
+            url: EndpointUrl::parse("https://example.com/").unwrap(),
+            description: String::new(),
+            metadata: Metadata::new(),
+            disabled: false,
+            filter_types: types.map(|t| {
+                t.iter()
+                    .map(|s| EventTypeName::parse(*s).unwrap())
+                    .collect()
+            }),
+            channels: channels.map(|c| c.iter().map(|s| Channel::parse(*s).unwrap()).collect()),
+            throttle_rate: None,
+            headers: BTreeMap::new(),
+            timeout: DEFAULT_ENDPOINT_TIMEOUT,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn chans(c: &[&str]) -> Vec<Channel> {
+        c.iter().map(|s| Channel::parse(*s).unwrap()).collect()
+    }
+
+    #[test]
+    fn no_filters_receive_everything() {
+        let ep = endpoint(None, None);
+        assert!(ep.subscribes("a.b", None));
+        assert!(ep.subscribes("a.b", Some(&chans(&["x"]))));
+        let ep = endpoint(Some(&[]), Some(&[]));
+        assert!(ep.subscribes("a.b", None));
+    }
+
+    #[test]
+    fn type_filter_matches_exact_names() {
+        let ep = endpoint(Some(&["invoice.paid", "user.created"]), None);
+        assert!(ep.subscribes("invoice.paid", None));
+        assert!(!ep.subscribes("invoice", None));
+        assert!(!ep.subscribes("invoice.paid.late", None));
+    }
+
+    #[test]
+    fn channel_filter_needs_a_shared_channel() {
+        let ep = endpoint(None, Some(&["eu", "us"]));
+        assert!(!ep.subscribes("a", None));
+        assert!(!ep.subscribes("a", Some(&chans(&["asia"]))));
+        assert!(ep.subscribes("a", Some(&chans(&["asia", "us"]))));
+    }
+
+    #[test]
+    fn disabled_endpoints_receive_nothing() {
+        let mut ep = endpoint(None, None);
+        ep.disabled = true;
+        assert!(!ep.subscribes("a", None));
+    }
+
+    #[test]
+    fn response_is_cut_at_limit_on_char_boundary() {
+        let body = "é".repeat(3000).into_bytes();
+        let text = truncate_response(&body);
+        assert!(text.len() <= RESPONSE_BODY_LIMIT + 3);
+        assert!(text.starts_with("éé"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The single writer thread and its group commit.
+
+use std::sync::Arc;
+
+use herald_core::AppId;
+use herald_core::model::Endpoint;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EndpointCache, load_endpoints};
+use crate::{Result, StoreError};
+
+/// How many queued writes one transaction may take. Large enough that one
+/// fsync serves a burst, small enough to bound how long a commit holds the
+/// queued callers.
+const MAX_BATCH: usize = 1024;
+const QUEUE: usize = 8192;
+
+/// What a write job gets: the connection (inside the open transaction) and
+/// the writer's caches.
+pub(crate) struct WriterCtx {
+    pub conn: Connection,
+    endpoints: EndpointCache,
+}
+
+impl WriterCtx {
+    /// The endpoints of an application, for fan-out.
+    pub fn endpoints_of(&mut self, app_id: &AppId) -> Result<Arc<Vec<Endpoint>>> {
+        if let Some(eps) = self.endpoints.get(app_id) {
+            return Ok(eps.clone());
+        }
+        let eps = Arc::new(load_endpoints(&self.conn, app_id)?);
+        self.endpoints.insert(app_id.clone(), eps.clone());
+        Ok(eps)
+    }
+
+    /// Must be called by every job that changes an application's endpoints.
+    pub fn forget_app(&mut self, app_id: &AppId) {
+        self.endpoints.remove(app_id);
+    }
+}
+
+/// Runs inside the transaction; returns whether it succeeded and what to do
+/// once the commit's fate is known.
+type Job = Box<dyn FnOnce(&mut WriterCtx) -> (bool, Finish) + Send>;
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+pub(crate) struct Writer {
+    /// Taken on close; the thread ends once every sender is gone.
+    tx: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    done: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Writer {
+    pub fn spawn(conn: Connection) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("herald-sqlite-writer".into())
+            .spawn(move || {
+                run(
+                    WriterCtx {
+                        conn,
+                        endpoints: EndpointCache::new(),
+                    },
+                    rx,
+                );
+                let _ = done_tx.send(());
+            })
+            .expect("spawning the SQLite writer thread");
+        Self {
+            tx: std::sync::Mutex::new(Some(tx)),
+            done: tokio::sync::Mutex::new(Some(done_rx)),
+        }
+    }
+
+    /// Runs `f` in the next group commit and returns its result once committed.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let result = f(ctx);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit_error| {
+                let _ = reply.send(match commit_error {
+                    None => result,
+                    Some(e) => Err(StoreError::Commit(e.to_owned())),
+                });
+            });
+            (ok, finish)
+        });
+        let tx = self
+            .tx
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops taking work, lets the thread commit what is queued, and waits for it.
+    pub async fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(done) = self.done.lock().await.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+fn run(mut ctx: WriterCtx, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut finishers: Vec<Finish> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut ctx, &mut batch, &mut finishers);
+    }
+    // Fold the WAL back into the main file so a clean stop leaves one file.
+    let _ = ctx.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+}
+
+fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<Finish>) {
+    if let Err(e) = ctx.conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping a job that never ran drops its reply sender: its caller
+        // sees the store as unavailable rather than waiting forever.
+        tracing::error!(error = %e, "could not begin a write transaction");
+        batch.clear();
+        return;
+    }
+    for job in batch.drain(..) {
+        let savepoint = ctx.conn.execute_batch("SAVEPOINT job");
+        let (ok, finish) = job(ctx);
+        let closed = if ok && savepoint.is_ok() {
+            ctx.conn.execute_batch("RELEASE job")
+        } else {
+            ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = closed {
+            tracing::error!(error = %e, "closing a savepoint failed");
+        }
+        finishers.push(finish);
+    }
+    match ctx.conn.execute_batch("COMMIT") {
+        Ok(()) => finishers.drain(..).for_each(|f| f(None)),
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            ctx.endpoints.clear();
+            let msg = e.to_string();
+            finishers.drain(..).for_each(|f| f(Some(&msg)));
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Settings for `herald serve` and `herald migrate`: each flag has a
+//! `HERALD_*` environment variable, and flags win. Secrets the operator does
+//! not provide (admin token, encryption key) are generated once and kept in
+//! the data directory.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use clap::Args;
+use herald_core::ssrf::PrivateTargets;
+use herald_store::EncryptionKey;
+use rand::RngCore;
+
+#[derive(Args, Clone)]
+pub struct StorageArgs {
+    /// Directory for the embedded database and generated secrets.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    pub data_dir: PathBuf,
+    /// Database URL; default `sqlite://<data-dir>/herald.db`.
+    #[arg(long, env = "HERALD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "HERALD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address for the API.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8071")]
+    pub listen: SocketAddr,
+    /// Token with full access; generated on first start when not given.
+    #[arg(long, env = "HERALD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Allow deliveries to loopback, private, link-local and other
+    /// non-public addresses: alone for all, or a list of CIDRs.
+    #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true", value_name = "CIDRS")]
+    pub allow_private_targets: Option<String>,
+    /// Key (32 bytes, base64) that encrypts endpoint secrets at rest;
+    /// generated and stored in the data dir when not given.
+    #[arg(long, env = "HERALD_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: usize,
+    /// Requests in flight at once over all endpoints.
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Requests in flight at once to one endpoint.
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 64)]
+    pub max_in_flight_per_endpoint: usize,
+    /// Deliveries held in memory; the rest wait in the database.
+    #[arg(long, env = "HERALD_MAX_RESIDENT", default_value_t = 50_000)]
+    pub max_resident: usize,
+}
+
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("invalid --log filter '{filter}' ({e}); using 'info'");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn sqlite_path(args: &StorageArgs) -> anyhow::Result<PathBuf> {
+    match &args.database_url {
+        None => Ok(args.data_dir.join("herald.db")),
+        Some(url) if url.starts_with("sqlite:") => {
+            herald_store::sqlite::SqliteStore::path_from_url(url)
+                .with_context(|| format!("--database-url '{url}' is not a sqlite:// URL"))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!(
+                "--database-url: PostgreSQL support is not built into this version yet; use sqlite://"
+            )
+        }
+        Some(url) => bail!("--database-url '{url}' must start with sqlite:// or postgres://"),
+    }
+}
+
+pub fn private_targets(args: &ServeArgs) -> anyhow::Result<PrivateTargets> {
+    let text = args.allow_private_targets.as_deref().unwrap_or("");
+    PrivateTargets::parse(text).map_err(|e| anyhow::anyhow!("--allow-private-targets: {e}"))
+}
+
+/// `HERALD_TIME_SCALE=N` divides retry and batching delays by N (a testing aid).
+pub fn time_scale() -> anyhow::Result<f64> {
+    match std::env::var("HERALD_TIME_SCALE") {
+        Err(_) => Ok(1.0),
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() && n > 0.0 => Ok(n),
+            _ => bail!("HERALD_TIME_SCALE must be a positive number, got '{v}'"),
+        },
+    }
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The admin token: given, or read from the data dir, or generated there.
+/// Returns the token and whether it was generated now (so it can be printed once).
+pub fn admin_token(args: &ServeArgs) -> anyhow::Result<(String, bool)> {
+    if let Some(token) = args
+        .admin_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Ok((token.to_owned(), false));
+    }
+    let path = args.storage.data_dir.join("admin-token");
+    if path.exists() {
+        let token =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok((token.trim().to_owned(), false));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!(
+        "hrld_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    write_private(&path, &token)?;
+    Ok((token, true))
+}
+
+pub fn encryption_key(args: &ServeArgs) -> anyhow::Result<EncryptionKey> {
+    if let Some(text) = &args.encryption_key {
+        return EncryptionKey::parse(text).map_err(|e| anyhow::anyhow!("--encryption-key: {e}"));
+    }
+    let path = args.storage.data_dir.join("encryption.key");
+    if path.exists() {
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return EncryptionKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let key = EncryptionKey::generate();
+    write_private(&path, &key.to_base64())?;
+    Ok(key)
+}

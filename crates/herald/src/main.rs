@@ -1,0 +1,45 @@
+//! The `herald` binary: parses the command line, loads configuration and
+//! wires the library crates together. Nothing else lives here.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Durable, signed webhook delivery (Svix v1 API compatible)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the delivery workers in one process.
+    Serve(config::ServeArgs),
+    /// Apply schema migrations and exit.
+    Migrate(config::StorageArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("herald")
+        .build()
+        .expect("building the tokio runtime");
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Migrate(args) => {
+            config::init_logging(&args.log);
+            let path = config::sqlite_path(&args)?;
+            herald_store::sqlite::SqliteStore::migrate_only(&path)?;
+            println!("migrations applied to {}", path.display());
+            Ok(())
+        }
+    }
+}

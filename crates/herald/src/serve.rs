@@ -1,0 +1,124 @@
+//! `herald serve`: opens the store, starts the engine and the API, and
+//! shuts them down in order on SIGTERM or Ctrl-C: first the API stops
+//! taking requests, then the engine finishes or hands back its work, then the
+//! store commits what is queued and closes.
+
+use std::fs;
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_api::{ApiConfig, AppState};
+use herald_engine::{Engine, EngineConfig};
+use herald_store::Store;
+use herald_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, ServeArgs};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    config::init_logging(&args.storage.log);
+    fs::create_dir_all(&args.storage.data_dir)
+        .with_context(|| format!("creating data dir {}", args.storage.data_dir.display()))?;
+    // One process per embedded database: a second would corrupt claims.
+    let lock_path = args.storage.data_dir.join("herald.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another herald process is using {}",
+            args.storage.data_dir.display()
+        )
+    })?;
+
+    let private_targets = config::private_targets(&args)?;
+    let time_scale = config::time_scale()?;
+    let key = config::encryption_key(&args)?;
+    let (admin_token, generated) = config::admin_token(&args)?;
+    let db_path = config::sqlite_path(&args.storage)?;
+
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&db_path, key)
+            .with_context(|| format!("opening database {}", db_path.display()))?,
+    );
+    let engine_stop = CancellationToken::new();
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            max_in_flight: args.max_in_flight.max(1),
+            max_in_flight_per_endpoint: args.max_in_flight_per_endpoint.max(1),
+            max_resident: args.max_resident.max(1),
+            time_scale,
+            private_targets,
+            ..EngineConfig::default()
+        },
+        engine_stop.clone(),
+    )
+    .await?;
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if generated {
+        println!(
+            "Generated admin token (kept in {}): {admin_token}",
+            args.storage.data_dir.join("admin-token").display()
+        );
+    }
+    // Tests and scripts read the bound address from this line.
+    println!("herald listening on http://{addr}");
+    tracing::info!(%addr, database = %db_path.display(), "herald started");
+
+    let api_stop = CancellationToken::new();
+    let state = AppState::new(
+        store.clone(),
+        engine.clone(),
+        ApiConfig {
+            admin_token,
+            max_payload_bytes: args.max_payload_bytes,
+        },
+    );
+    let server = tokio::spawn(herald_api::serve(listener, state, api_stop.clone()));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests");
+    api_stop.cancel();
+    match server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "API server error"),
+        Err(e) => tracing::error!(error = %e, "API server task failed"),
+        Ok(Ok(())) => {}
+    }
+    tracing::info!("shutting down: finishing deliveries in flight");
+    engine_stop.cancel();
+    engine.stopped().await;
+    store.close().await;
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
