@@ -333,13 +333,45 @@ impl Filter {
     }
 }
 
+/// What a list query selects, from where, keyed on which id column (ids sort
+/// by creation time, so the key orders by age).
+struct Listing {
+    cols: &'static str,
+    from: &'static str,
+    key: &'static str,
+}
+
+const APPS: Listing = Listing {
+    cols: APP_COLS,
+    from: "application",
+    key: "id",
+};
+const ENDPOINTS: Listing = Listing {
+    cols: EP_COLS,
+    from: "endpoint",
+    key: "id",
+};
+const EVENT_TYPES: Listing = Listing {
+    cols: ET_COLS,
+    from: "event_type",
+    key: "name",
+};
+const MESSAGES: Listing = Listing {
+    cols: MSG_COLS,
+    from: "message m",
+    key: "m.id",
+};
+const ATTEMPTS: Listing = Listing {
+    cols: ATTEMPT_COLS,
+    from: "attempt a",
+    key: "a.id",
+};
+
 /// Runs `SELECT {cols} FROM {from} WHERE {filter} ORDER BY {key}` one page at
-/// a time, keyed on the id column `key` (ids sort by creation time).
+/// a time.
 fn paginate<T>(
     conn: &Connection,
-    cols: &str,
-    from: &str,
-    key: &str,
+    Listing { cols, from, key }: &Listing,
     mut filter: Filter,
     page: &PageRequest,
     map: impl Fn(&Row) -> rusqlite::Result<T>,
@@ -592,16 +624,9 @@ impl Store for SqliteStore {
 
     async fn list_apps(&self, page: PageRequest) -> Result<Page<Application>> {
         self.read(move |c| {
-            paginate(
-                c,
-                APP_COLS,
-                "application",
-                "id",
-                Filter::default(),
-                &page,
-                app_row,
-                |a| a.id.to_string(),
-            )
+            paginate(c, &APPS, Filter::default(), &page, app_row, |a| {
+                a.id.to_string()
+            })
         })
         .await
     }
@@ -716,9 +741,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("app_id = ?", [Value::Text(app_id.to_string())]);
-            paginate(c, EP_COLS, "endpoint", "id", f, &page, ep_row, |e| {
-                e.id.to_string()
-            })
+            paginate(c, &ENDPOINTS, f, &page, ep_row, |e| e.id.to_string())
         })
         .await
     }
@@ -887,9 +910,7 @@ impl Store for SqliteStore {
             if !include_archived {
                 f.push("archived = 0", []);
             }
-            paginate(c, ET_COLS, "event_type", "name", f, &page, et_row, |e| {
-                e.name.to_string()
-            })
+            paginate(c, &EVENT_TYPES, f, &page, et_row, |e| e.name.to_string())
         })
         .await
     }
@@ -986,9 +1007,7 @@ impl Store for SqliteStore {
                     [Value::Text(tag)],
                 );
             }
-            paginate(c, MSG_COLS, "message m", "m.id", f, &page, msg_row, |m| {
-                m.id.to_string()
-            })
+            paginate(c, &MESSAGES, f, &page, msg_row, |m| m.id.to_string())
         })
         .await
     }
@@ -1005,16 +1024,7 @@ impl Store for SqliteStore {
             let mut f = attempt_filter(filter);
             f.push("a.app_id = ?", [Value::Text(app_id.to_string())]);
             f.push("a.endpoint_id = ?", [Value::Text(endpoint_id.to_string())]);
-            paginate(
-                c,
-                ATTEMPT_COLS,
-                "attempt a",
-                "a.id",
-                f,
-                &page,
-                attempt_row,
-                |a| a.id.to_string(),
-            )
+            paginate(c, &ATTEMPTS, f, &page, attempt_row, |a| a.id.to_string())
         })
         .await
     }
@@ -1031,16 +1041,7 @@ impl Store for SqliteStore {
             let mut f = attempt_filter(filter);
             f.push("a.app_id = ?", [Value::Text(app_id.to_string())]);
             f.push("a.msg_id = ?", [Value::Text(msg_id.to_string())]);
-            paginate(
-                c,
-                ATTEMPT_COLS,
-                "attempt a",
-                "a.id",
-                f,
-                &page,
-                attempt_row,
-                |a| a.id.to_string(),
-            )
+            paginate(c, &ATTEMPTS, f, &page, attempt_row, |a| a.id.to_string())
         })
         .await
     }

@@ -1,0 +1,373 @@
+//! Test harness: the real `herald` binary on a random loopback port, and a
+//! real HTTP receiver in the test process that records what arrived.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+pub const TOKEN: &str = "test-admin-token";
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub http: reqwest::Client,
+    stderr_log: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub allow_private: bool,
+    pub time_scale: Option<f64>,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            allow_private: true,
+            time_scale: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, ServerOptions::default())
+    }
+
+    pub fn start_with(data_dir: &Path, opts: ServerOptions) -> Self {
+        let stderr_log = data_dir.with_extension(format!("stderr.{}.log", std::process::id()));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .expect("stderr log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--admin-token")
+            .arg(TOKEN)
+            .args(&opts.extra_args)
+            .env_remove("HERALD_ALLOW_PRIVATE_TARGETS")
+            .env_remove("HERALD_DATABASE_URL")
+            .env(
+                "HERALD_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        if opts.allow_private {
+            cmd.arg("--allow-private-targets").arg("127.0.0.0/8");
+        }
+        match opts.time_scale {
+            Some(scale) => cmd.env("HERALD_TIME_SCALE", scale.to_string()),
+            None => cmd.env_remove("HERALD_TIME_SCALE"),
+        };
+        let mut child = cmd.spawn().expect("spawning herald");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("herald listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "herald did not start: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        Self {
+            child: Some(child),
+            url,
+            http: client(),
+            stderr_log,
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit by itself.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("herald did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.url, path)
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.api(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON body: {text}"))
+        };
+        (status, value)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// Creates an application and returns its id.
+    pub async fn create_app(&self, name: &str) -> String {
+        let (status, app) = self.post("/app/", json!({"name": name})).await;
+        assert_eq!(status, 201, "{app}");
+        app["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates an endpoint from `body` and returns (id, signing secret).
+    pub async fn create_endpoint(&self, app: &str, body: Value) -> (String, String) {
+        let (status, ep) = self.post(&format!("/app/{app}/endpoint/"), body).await;
+        assert_eq!(status, 201, "{ep}");
+        let id = ep["id"].as_str().expect("id").to_owned();
+        let (status, secret) = self.get(&format!("/app/{app}/endpoint/{id}/secret/")).await;
+        assert_eq!(status, 200, "{secret}");
+        (id, secret["key"].as_str().expect("key").to_owned())
+    }
+
+    pub async fn send(&self, app: &str, event_type: &str, payload: Value) -> String {
+        let (status, msg) = self
+            .post(
+                &format!("/app/{app}/msg/"),
+                json!({"eventType": event_type, "payload": payload}),
+            )
+            .await;
+        assert_eq!(status, 202, "{msg}");
+        msg["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Polls the attempts of a message until `done` holds or the time is up.
+    pub async fn wait_attempts(
+        &self,
+        app: &str,
+        msg: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, list) = self
+                .get(&format!("/app/{app}/attempt/msg/{msg}/?limit=250"))
+                .await;
+            assert_eq!(status, 200, "{list}");
+            let data = list["data"].as_array().cloned().unwrap_or_default();
+            if done(&data) || Instant::now() > deadline {
+                return data;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// How the receiver answers: given the request and how many requests with
+/// the same `webhook-id` arrived before it, a status, a delay and a body.
+pub type Behaviour = Arc<dyn Fn(&Received, usize) -> (u16, Duration, String) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+struct ReceiverState {
+    requests: Mutex<Vec<Received>>,
+    arrived: Notify,
+    behaviour: Mutex<Behaviour>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::start_with(Arc::new(|_, _| (200, Duration::ZERO, "ok".into()))).await
+    }
+
+    pub async fn start_with(behaviour: Behaviour) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(ReceiverState {
+            requests: Mutex::new(Vec::new()),
+            arrived: Notify::new(),
+            behaviour: Mutex::new(behaviour),
+        });
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, state }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+
+    pub fn on_path(&self, path: &str) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Waits until `done` holds over everything received, or the time is up.
+    pub async fn wait_until(
+        &self,
+        within: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.state.arrived.notified();
+            let all = self.requests();
+            if done(&all) {
+                return all;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.requests();
+            }
+        }
+    }
+}
+
+async fn handle(
+    axum::extract::State(state): axum::extract::State<Arc<ReceiverState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let received = Received {
+        path: uri.path().to_owned(),
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let (status, delay, text) = {
+        let requests = state.requests.lock().expect("lock");
+        let id = received.header("webhook-id");
+        let before = requests
+            .iter()
+            .filter(|r| r.header("webhook-id") == id)
+            .count();
+        let behaviour = state.behaviour.lock().expect("lock").clone();
+        behaviour(&received, before)
+    };
+    state.requests.lock().expect("lock").push(received);
+    state.arrived.notify_waiters();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), text).into_response();
+    if (300..400).contains(&status) {
+        resp.headers_mut().insert(
+            "location",
+            axum::http::HeaderValue::from_static("/redirected"),
+        );
+    }
+    resp
+}
+
+/// A plain HTTP client for tests; reqwest is built without a bundled crypto
+/// provider, so ours is installed first.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("herald-it-")
+        .tempdir()
+        .expect("temp dir")
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `herald` binary, real HTTP on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod api;
+mod crash;
+mod delivery;
+mod signing;

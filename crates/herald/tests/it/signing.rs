@@ -1,0 +1,105 @@
+//! An independent verifier accepts what Herald sends: the `standardwebhooks`
+//! package from PyPI, run on the exact bytes and headers that arrived.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Received, Receiver, Server, temp_dir};
+
+const VERIFY: &str = r#"
+import json, sys
+from standardwebhooks import Webhook
+case = json.load(sys.stdin)
+try:
+    Webhook(case["secret"]).verify(case["body"].encode("utf-8"), case["headers"])
+except Exception as e:
+    print("rejected:", repr(e))
+    sys.exit(1)
+print("verified")
+"#;
+
+/// The Python with `standardwebhooks` installed (`scripts/test` makes it).
+/// Under CI it must be there: the test fails rather than skips.
+fn python() -> Option<String> {
+    match std::env::var("HERALD_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but HERALD_TEST_PYTHON is not set")
+        }
+        _ => None,
+    }
+}
+
+fn verify_with_python(
+    python: &str,
+    secret: &str,
+    req: &Received,
+    body_override: Option<&str>,
+) -> (bool, String) {
+    let headers: serde_json::Map<String, serde_json::Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|h| ((*h).to_owned(), json!(req.header(h))))
+            .collect();
+    let body = body_override
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8(req.body.to_vec()).unwrap());
+    let case = json!({"secret": secret, "headers": headers, "body": body});
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(VERIFY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running the Python verifier");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(case.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn python_standardwebhooks_verifies_what_arrived() {
+    let Some(python) = python() else {
+        eprintln!("skipped: HERALD_TEST_PYTHON is not set (run scripts/test)");
+        return;
+    };
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let app = server.create_app("verify").await;
+    let (_, secret) = server
+        .create_endpoint(&app, json!({"url": format!("{}/v", receiver.url)}))
+        .await;
+    server
+        .send(
+            &app,
+            "verify.me",
+            json!({"text": "héllo ✓", "n": [1, 2, 3], "nested": {"a": null}}),
+        )
+        .await;
+
+    let got = receiver
+        .wait_until(Duration::from_secs(15), |r| !r.is_empty())
+        .await;
+    let (ok, out) = verify_with_python(&python, &secret, &got[0], None);
+    assert!(ok, "standardwebhooks rejected Herald's delivery: {out}");
+    assert!(out.contains("verified"));
+
+    // The verifier is not a rubber stamp: a changed body fails.
+    let (ok, out) = verify_with_python(&python, &secret, &got[0], Some(r#"{"text":"tampered"}"#));
+    assert!(!ok, "a tampered body verified: {out}");
+}
