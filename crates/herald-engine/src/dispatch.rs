@@ -159,21 +159,22 @@ impl Dispatcher {
         match event {
             Event::Jobs(jobs) => {
                 let now = Utc::now();
+                let mut touched = Vec::new();
                 for job in jobs {
                     if job.due_at > now + chrono::Duration::milliseconds(5) {
                         let wait = (job.due_at - now).to_std().unwrap_or_default();
                         self.schedule(job, Instant::now() + wait);
                     } else {
+                        touched.push(job.endpoint_id.clone());
                         self.enqueue(job);
                     }
                 }
-                self.load_missing_targets();
-                self.pump_all_ready();
+                self.pump_lanes(touched);
             }
             Event::EndpointChanged(id) => {
                 self.targets.remove(&id);
                 if self.lanes.get(&id).is_some_and(|l| !l.queue.is_empty()) {
-                    self.load_missing_targets();
+                    self.pump_lanes(vec![id]);
                 }
             }
         }
@@ -198,23 +199,30 @@ impl Dispatcher {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        let mut touched = Vec::new();
         while self.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
             if let Some(Reverse(t)) = self.timers.pop() {
+                touched.push(t.job.endpoint_id.clone());
                 self.enqueue(t.job);
             }
         }
-        self.load_missing_targets();
-        self.pump_all_ready();
+        self.pump_lanes(touched);
     }
 
-    /// Starts one batched read for every lane whose endpoint we know nothing about.
-    fn load_missing_targets(&mut self) {
-        let missing: Vec<EndpointId> = self
-            .lanes
-            .iter()
-            .filter(|(id, lane)| !lane.queue.is_empty() && !self.targets.contains_key(*id))
-            .map(|(id, _)| id.clone())
-            .collect();
+    /// Loads the targets these lanes lack (one batched read), then starts
+    /// what the others can send.
+    fn pump_lanes(&mut self, mut ids: Vec<EndpointId>) {
+        ids.sort();
+        ids.dedup();
+        let missing: Vec<EndpointId> = ids.iter().filter(|id| !self.targets.contains_key(*id)).cloned().collect();
+        self.load_targets(missing);
+        for id in &ids {
+            self.pump(id);
+        }
+    }
+
+    /// Starts one batched read of these endpoints' targets.
+    fn load_targets(&mut self, missing: Vec<EndpointId>) {
         if missing.is_empty() {
             return;
         }
@@ -246,31 +254,22 @@ impl Dispatcher {
     }
 
     fn on_targets(&mut self, (asked, found): TargetsLoaded) {
+        let mut pump = Vec::with_capacity(asked.len());
         for id in asked {
-            // A change that arrived while loading removed the entry: load again.
+            // A change that arrived while loading removed the entry; this
+            // answer may predate it, so pumping the lane loads it again.
             if !matches!(self.targets.get(&id), Some(TargetEntry::Loading)) {
+                pump.push(id);
                 continue;
             }
             let entry = match found.iter().find(|t| t.endpoint_id == id) {
                 Some(t) => TargetEntry::Ready(Arc::new(t.clone())),
                 None => TargetEntry::Gone,
             };
-            self.targets.insert(id, entry);
+            self.targets.insert(id.clone(), entry);
+            pump.push(id);
         }
-        self.load_missing_targets();
-        self.pump_all_ready();
-    }
-
-    fn pump_all_ready(&mut self) {
-        let ids: Vec<EndpointId> = self
-            .lanes
-            .iter()
-            .filter(|(_, l)| !l.queue.is_empty() && !l.blocked)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in ids {
-            self.pump(&id);
-        }
+        self.pump_lanes(pump);
     }
 
     /// Starts as many attempts for this lane as its limits allow.
@@ -284,7 +283,14 @@ impl Dispatcher {
                 self.drop_lane_jobs(id);
                 return;
             }
-            Some(TargetEntry::Loading) | None => return,
+            Some(TargetEntry::Loading) => return,
+            // Dropped by a change while work was in flight: load it again.
+            None => {
+                if self.lanes.get(id).is_some_and(|l| !l.queue.is_empty()) {
+                    self.load_targets(vec![id.clone()]);
+                }
+                return;
+            }
         };
         if target.disabled {
             self.drop_lane_jobs(id);

@@ -23,6 +23,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Apply schema migrations and exit.
     Migrate(config::StorageArgs),
+    /// Measure a running server that speaks the Svix v1 API.
+    Bench(herald_bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +43,15 @@ fn main() -> anyhow::Result<()> {
             println!("migrations applied to {}", path.display());
             Ok(())
         }
+        Command::Bench(args) => runtime.block_on(async {
+            let json = args.json;
+            let report = herald_bench::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", herald_bench::render(&report));
+            }
+            Ok(())
+        }),
     }
 }

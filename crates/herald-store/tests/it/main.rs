@@ -1,0 +1,387 @@
+//! The storage test suite: what every [`Store`] implementation must do.
+//!
+//! Tests are written against `Arc<dyn Store>` and run once per backend that
+//! [`backends`] returns (today the embedded SQLite store, each in a fresh
+//! temporary directory). A new backend joins the suite by adding a [`Kind`]
+//! variant: how to open it, reopen it over the same data, and read its stored
+//! secrets behind its back. Every test body runs through [`each_backend`],
+//! which prefixes any failure with the backend's name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// `assert!(matches!(..))` that shows what the value was.
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat $(if $guard:expr)?, $($msg:tt)+) => {
+        match $value {
+            $pattern $(if $guard)? => {}
+            ref other => panic!(
+                "{}: expected {}, got {:?}",
+                format_args!($($msg)+),
+                stringify!($pattern),
+                other
+            ),
+        }
+    };
+}
+
+mod delivery;
+mod durability;
+mod messages;
+mod resources;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use herald_core::model::{Application, Attempt, Endpoint, EventType, Message, Metadata};
+use herald_core::signing::EndpointSecret;
+use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
+use herald_core::{AppId, EndpointId, MessageId};
+use herald_store::sqlite::SqliteStore;
+use herald_store::{
+    AppRef, EncryptionKey, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Page,
+    PageRequest, Store,
+};
+
+// ---------- backends ----------
+
+/// One store under test, with what the suite needs to look behind it.
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    kind: Kind,
+}
+
+enum Kind {
+    Sqlite {
+        /// Keeps the database directory alive for the whole test.
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        key: EncryptionKey,
+    },
+}
+
+/// Every backend the suite runs against, each empty and private to the caller.
+pub async fn backends() -> Vec<Backend> {
+    vec![sqlite_backend()]
+}
+
+fn sqlite_backend() -> Backend {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("herald.db");
+    let key = EncryptionKey::generate();
+    let store = SqliteStore::open(&path, key.clone()).expect("opening a fresh SQLite store");
+    Backend {
+        name: "sqlite",
+        store: Arc::new(store),
+        kind: Kind::Sqlite {
+            _dir: dir,
+            path,
+            key,
+        },
+    }
+}
+
+impl Backend {
+    /// A second store over the same data, with the encryption key the first was opened with.
+    pub async fn reopen(&self) -> Arc<dyn Store> {
+        let key = match &self.kind {
+            Kind::Sqlite { key, .. } => key.clone(),
+        };
+        self.reopen_with_key(key).await
+    }
+
+    /// A second store over the same data, opened with `key`.
+    pub async fn reopen_with_key(&self, key: EncryptionKey) -> Arc<dyn Store> {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => Arc::new(
+                SqliteStore::open(path, key)
+                    .unwrap_or_else(|e| panic!("[{}] reopening the store: {e}", self.name)),
+            ),
+        }
+    }
+
+    /// The `secret` column of every stored endpoint, as raw bytes, read
+    /// without going through the store.
+    pub fn raw_endpoint_secrets(&self) -> Vec<(String, Vec<u8>)> {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                let mut stmt = conn.prepare("SELECT id, secret FROM endpoint").unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .collect::<rusqlite::Result<_>>()
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Whether `needle` occurs anywhere in the backend's files on disk.
+    pub fn files_contain(&self, needle: &[u8]) -> bool {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let mut names = vec![path.clone()];
+                for suffix in ["-wal", "-journal"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    names.push(PathBuf::from(p));
+                }
+                names
+                    .iter()
+                    .filter_map(|p| std::fs::read(p).ok())
+                    .any(|data| contains(&data, needle))
+            }
+        }
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Runs `test` once per backend, each on a fresh store. A failure is
+/// reported again with the backend's name in front.
+pub async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    for backend in backends().await {
+        let name = backend.name;
+        if let Err(e) = tokio::spawn(test(backend)).await {
+            let why = if e.is_panic() {
+                let payload = e.into_panic();
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "(non-string panic)".to_owned())
+            } else {
+                e.to_string()
+            };
+            panic!("[{name} backend] {why}");
+        }
+    }
+}
+
+// ---------- fixtures ----------
+
+pub fn uid(s: &str) -> Uid {
+    Uid::parse(s).unwrap()
+}
+
+pub fn et(s: &str) -> EventTypeName {
+    EventTypeName::parse(s).unwrap()
+}
+
+pub fn ch(s: &str) -> Channel {
+    Channel::parse(s).unwrap()
+}
+
+pub fn chans(list: &[&str]) -> Vec<Channel> {
+    list.iter().map(|s| ch(s)).collect()
+}
+
+pub fn meta(pairs: &[(&str, &str)]) -> Metadata {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub fn new_app(name: &str, app_uid: Option<&str>) -> NewApplication {
+    NewApplication {
+        uid: app_uid.map(uid),
+        name: name.to_owned(),
+        metadata: Metadata::new(),
+        throttle_rate: None,
+    }
+}
+
+/// Creates an application and returns its id.
+pub async fn app(store: &Arc<dyn Store>, name: &str) -> AppId {
+    store.create_app(new_app(name, None)).await.unwrap().id
+}
+
+/// An enabled endpoint with no filters and a fresh symmetric secret.
+pub fn new_endpoint(url: &str) -> NewEndpoint {
+    NewEndpoint {
+        uid: None,
+        url: EndpointUrl::parse(url).unwrap(),
+        description: String::new(),
+        metadata: Metadata::new(),
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        throttle_rate: None,
+        headers: BTreeMap::new(),
+        timeout: Duration::from_secs(15),
+        secret: EndpointSecret::generate_symmetric(),
+    }
+}
+
+/// Creates an endpoint and returns its id.
+pub async fn endpoint(store: &Arc<dyn Store>, app_id: &AppId, ep: NewEndpoint) -> EndpointId {
+    store.create_endpoint(app_id, ep).await.unwrap().id
+}
+
+/// A message for `app` (id or uid) whose deliveries are left unclaimed.
+pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
+    NewMessage {
+        app: AppRef(app.to_owned()),
+        event_type: et(event_type),
+        event_id: None,
+        channels: None,
+        tags: None,
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+        claim_until: None,
+    }
+}
+
+pub fn event_type(name: &str) -> EventType {
+    let now = Utc::now();
+    EventType {
+        name: et(name),
+        description: format!("the {name} event"),
+        archived: false,
+        deprecated: false,
+        schemas: None,
+        feature_flags: None,
+        group_name: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+pub fn page(limit: usize, order: Order) -> PageRequest {
+    PageRequest {
+        limit,
+        iterator: None,
+        order,
+    }
+}
+
+pub fn page_at(limit: usize, order: Order, iterator: &str) -> PageRequest {
+    PageRequest {
+        limit,
+        iterator: Some(iterator.to_owned()),
+        order,
+    }
+}
+
+/// Every message of `app_id` matching `filter`, walking pages of `limit`.
+pub async fn all_messages(
+    store: &Arc<dyn Store>,
+    app_id: &AppId,
+    filter: MessageFilter,
+    order: Order,
+    limit: usize,
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    let mut iterator = None;
+    for _ in 0..10_000 {
+        let p: Page<Message> = store
+            .list_messages(
+                app_id,
+                filter.clone(),
+                PageRequest {
+                    limit,
+                    iterator: iterator.clone(),
+                    order,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(p.data.len() <= limit, "a page holds more than its limit");
+        out.extend(p.data);
+        if p.done {
+            return out;
+        }
+        assert!(p.iterator.is_some(), "a page that is not done has no iterator");
+        iterator = p.iterator;
+    }
+    panic!("listing messages never reached done");
+}
+
+pub fn msg_ids(msgs: &[Message]) -> Vec<MessageId> {
+    msgs.iter().map(|m| m.id.clone()).collect()
+}
+
+// ---------- time ----------
+
+/// `t` cut to whole milliseconds: the precision every backend must keep.
+pub fn trunc_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.timestamp_millis()).unwrap()
+}
+
+/// Asserts two times agree to the millisecond (allowing for one backend
+/// rounding where another truncates).
+pub fn assert_ms_eq(a: DateTime<Utc>, b: DateTime<Utc>, what: &str) {
+    let diff = (a.timestamp_millis() - b.timestamp_millis()).abs();
+    assert!(diff <= 1, "{what}: {a} and {b} differ by {diff} ms");
+}
+
+/// Asserts `t` lies in `[from, to]`, give or take a millisecond.
+pub fn assert_between(t: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>, what: &str) {
+    assert!(
+        t.timestamp_millis() >= from.timestamp_millis() - 1
+            && t.timestamp_millis() <= to.timestamp_millis() + 1,
+        "{what}: {t} is not between {from} and {to}"
+    );
+}
+
+/// Lets the clock move on by a few milliseconds, so times on either side of
+/// a point differ even at millisecond precision.
+pub async fn tick() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// Resources with their times cut to milliseconds, for whole-value comparison.
+pub trait AtMs {
+    fn at_ms(self) -> Self;
+}
+
+impl AtMs for Application {
+    fn at_ms(mut self) -> Self {
+        self.created_at = trunc_ms(self.created_at);
+        self.updated_at = trunc_ms(self.updated_at);
+        self
+    }
+}
+
+impl AtMs for Endpoint {
+    fn at_ms(mut self) -> Self {
+        self.created_at = trunc_ms(self.created_at);
+        self.updated_at = trunc_ms(self.updated_at);
+        self
+    }
+}
+
+impl AtMs for EventType {
+    fn at_ms(mut self) -> Self {
+        self.created_at = trunc_ms(self.created_at);
+        self.updated_at = trunc_ms(self.updated_at);
+        self
+    }
+}
+
+impl AtMs for Message {
+    fn at_ms(mut self) -> Self {
+        self.created_at = trunc_ms(self.created_at);
+        self
+    }
+}
+
+impl AtMs for Attempt {
+    fn at_ms(mut self) -> Self {
+        self.created_at = trunc_ms(self.created_at);
+        self
+    }
+}

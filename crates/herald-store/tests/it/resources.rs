@@ -1,0 +1,994 @@
+//! Applications, endpoints and event types: create, read, update, delete, list.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use herald_core::AppId;
+use herald_core::model::Application;
+use herald_core::signing::EndpointSecret;
+use herald_core::validate::EndpointUrl;
+use herald_store::{EncryptionKey, NewApplication, Order, StoreError};
+
+use crate::{
+    AtMs, app, chans, each_backend, endpoint, et, event_type, meta, new_app, new_endpoint,
+    new_msg, page, page_at, tick, uid,
+};
+
+// ---------- applications ----------
+
+#[tokio::test]
+async fn app_create_then_get_by_id_and_by_uid() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let before = Utc::now();
+        let created = s
+            .create_app(NewApplication {
+                uid: Some(uid("acme-prod")),
+                name: "Acme".into(),
+                metadata: meta(&[("tier", "gold"), ("region", "eu")]),
+                throttle_rate: Some(25),
+            })
+            .await
+            .unwrap();
+        let after = Utc::now();
+
+        assert!(created.id.as_str().starts_with("app_"), "id {}", created.id);
+        assert_eq!(created.uid, Some(uid("acme-prod")));
+        assert_eq!(created.name, "Acme");
+        assert_eq!(created.metadata, meta(&[("region", "eu"), ("tier", "gold")]));
+        assert_eq!(created.throttle_rate, Some(25));
+        crate::assert_between(created.created_at, before, after, "created_at");
+        assert_eq!(created.created_at, created.updated_at);
+
+        let by_id = s.get_app(created.id.as_str()).await.unwrap();
+        assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
+        let by_uid = s.get_app("acme-prod").await.unwrap();
+        assert_eq!(by_uid, by_id, "get by uid");
+
+        // A second application without a uid: many may have none.
+        let other = s.create_app(new_app("Other", None)).await.unwrap();
+        let third = s.create_app(new_app("Third", None)).await.unwrap();
+        assert_ne!(other.id, third.id);
+        assert_eq!(s.get_app(other.id.as_str()).await.unwrap().uid, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_get_missing_is_not_found() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        s.create_app(new_app("Present", Some("present")))
+            .await
+            .unwrap();
+        assert_matches!(
+            s.get_app(AppId::new().as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "unknown id"
+        );
+        assert_matches!(
+            s.get_app("absent").await,
+            Err(StoreError::NotFound(_)),
+            "unknown uid"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_duplicate_uid_conflicts() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let first = s.create_app(new_app("First", Some("dup"))).await.unwrap();
+        assert_matches!(
+            s.create_app(new_app("Second", Some("dup"))).await,
+            Err(StoreError::Conflict(_)),
+            "second app with uid `dup`"
+        );
+        // The failed create left nothing behind, and the first is intact.
+        let listed = s.list_apps(page(50, Order::Ascending)).await.unwrap();
+        assert_eq!(listed.data.len(), 1, "apps after the conflict");
+        assert_eq!(s.get_app("dup").await.unwrap().id, first.id);
+        assert_eq!(s.get_app("dup").await.unwrap().name, "First");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_update_replaces_mutable_fields() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let original = s.create_app(new_app("Before", Some("old-uid"))).await.unwrap();
+        let taken = s.create_app(new_app("Taken", Some("taken"))).await.unwrap();
+        tick().await;
+
+        let updated = s
+            .update_app(Application {
+                uid: Some(uid("new-uid")),
+                name: "After".into(),
+                metadata: meta(&[("k", "v")]),
+                throttle_rate: Some(7),
+                ..original.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(updated.id, original.id);
+        assert!(
+            updated.updated_at > original.updated_at,
+            "updated_at {} should move past {}",
+            updated.updated_at,
+            original.updated_at
+        );
+
+        let got = s.get_app(original.id.as_str()).await.unwrap();
+        assert_eq!(got.clone().at_ms(), updated.clone().at_ms());
+        assert_eq!(got.name, "After");
+        assert_eq!(got.uid, Some(uid("new-uid")));
+        assert_eq!(got.metadata, meta(&[("k", "v")]));
+        assert_eq!(got.throttle_rate, Some(7));
+        crate::assert_ms_eq(got.created_at, original.created_at, "created_at kept");
+        assert_eq!(s.get_app("new-uid").await.unwrap().id, original.id);
+        assert_matches!(
+            s.get_app("old-uid").await,
+            Err(StoreError::NotFound(_)),
+            "the old uid no longer resolves"
+        );
+
+        // Clearing optional fields.
+        let cleared = s
+            .update_app(Application {
+                uid: None,
+                throttle_rate: None,
+                metadata: Default::default(),
+                ..got.clone()
+            })
+            .await
+            .unwrap();
+        let got = s.get_app(original.id.as_str()).await.unwrap();
+        assert_eq!(got.clone().at_ms(), cleared.at_ms());
+        assert_eq!((&got.uid, got.throttle_rate), (&None, None));
+
+        // Taking another application's uid.
+        assert_matches!(
+            s.update_app(Application {
+                uid: Some(uid("taken")),
+                ..got.clone()
+            })
+            .await,
+            Err(StoreError::Conflict(_)),
+            "update to a uid in use"
+        );
+        assert_eq!(s.get_app("taken").await.unwrap().id, taken.id);
+        assert_eq!(s.get_app(original.id.as_str()).await.unwrap().uid, None);
+
+        // Updating an application that does not exist.
+        assert_matches!(
+            s.update_app(Application {
+                id: AppId::new(),
+                uid: None,
+                ..got
+            })
+            .await,
+            Err(StoreError::NotFound(_)),
+            "update of a missing app"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_delete_removes_it_with_its_resources() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let doomed = s.create_app(new_app("Doomed", Some("doomed"))).await.unwrap();
+        let kept = app(s, "Kept").await;
+        let ep = endpoint(s, &doomed.id, new_endpoint("https://doomed.example/")).await;
+        let kept_ep = endpoint(s, &kept, new_endpoint("https://kept.example/")).await;
+        let msg = s
+            .ingest(new_msg(doomed.id.as_str(), "a.b", "{}"))
+            .await
+            .unwrap();
+        let kept_msg = s.ingest(new_msg(kept.as_str(), "a.b", "{}")).await.unwrap();
+        assert_eq!(msg.deliveries.len(), 1);
+
+        s.delete_app(&doomed.id).await.unwrap();
+
+        assert_matches!(
+            s.get_app(doomed.id.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "deleted app by id"
+        );
+        assert_matches!(
+            s.get_app("doomed").await,
+            Err(StoreError::NotFound(_)),
+            "deleted app by uid"
+        );
+        assert_matches!(
+            s.get_endpoint(&doomed.id, ep.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "endpoint of a deleted app"
+        );
+        assert_matches!(
+            s.get_message(&doomed.id, msg.message.id.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "message of a deleted app"
+        );
+        assert_matches!(
+            s.ingest(new_msg(doomed.id.as_str(), "a.b", "{}")).await,
+            Err(StoreError::NotFound(_)),
+            "ingest into a deleted app"
+        );
+        assert_matches!(
+            s.delete_app(&doomed.id).await,
+            Err(StoreError::NotFound(_)),
+            "deleting twice"
+        );
+        // Its pending deliveries are gone; the other app's are not.
+        let now = Utc::now();
+        let claimed = s
+            .claim_due(now, now + chrono::Duration::minutes(5), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed.iter().map(|j| &j.endpoint_id).collect::<Vec<_>>(),
+            vec![&kept_ep],
+            "only the surviving app's delivery is claimable"
+        );
+        assert_eq!(claimed[0].msg_id, kept_msg.message.id);
+
+        // The other application is untouched and the uid is free again.
+        assert_eq!(s.get_app(kept.as_str()).await.unwrap().name, "Kept");
+        s.get_endpoint(&kept, kept_ep.as_str()).await.unwrap();
+        s.create_app(new_app("Reborn", Some("doomed"))).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn app_list_pages_forward_and_back() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let empty = s.list_apps(page(10, Order::Ascending)).await.unwrap();
+        assert!(empty.data.is_empty() && empty.done, "empty store: {empty:?}");
+
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            ids.push(app(s, &format!("app {i}")).await);
+        }
+        let names = |p: &herald_store::Page<Application>| {
+            p.data.iter().map(|a| a.id.clone()).collect::<Vec<_>>()
+        };
+
+        // Everything in one page.
+        let all = s.list_apps(page(50, Order::Ascending)).await.unwrap();
+        assert_eq!(names(&all), ids, "ascending is oldest first");
+        assert!(all.done);
+
+        // Forward, three at a time.
+        let p1 = s.list_apps(page(3, Order::Ascending)).await.unwrap();
+        assert_eq!(names(&p1), ids[0..3]);
+        assert!(!p1.done, "more pages follow the first");
+        assert_eq!(p1.iterator.as_deref(), Some(ids[2].as_str()));
+        let p2 = s
+            .list_apps(page_at(3, Order::Ascending, p1.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(names(&p2), ids[3..6]);
+        assert!(!p2.done);
+        let p3 = s
+            .list_apps(page_at(3, Order::Ascending, p2.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(names(&p3), ids[6..7]);
+        assert!(p3.done, "the last page is done");
+
+        // Exactly a page's worth left is still done.
+        let p = s
+            .list_apps(page_at(4, Order::Ascending, ids[2].as_str()))
+            .await
+            .unwrap();
+        assert_eq!(names(&p), ids[3..7]);
+        assert!(p.done, "a page that ends at the last item is done");
+
+        // Back again with the `-` iterators.
+        let prev = p3.prev_iterator.clone().unwrap();
+        assert!(prev.starts_with('-'), "prev iterator {prev}");
+        let back2 = s
+            .list_apps(page_at(3, Order::Ascending, &prev))
+            .await
+            .unwrap();
+        assert_eq!(names(&back2), ids[3..6], "one page back from the last");
+        let back1 = s
+            .list_apps(page_at(
+                3,
+                Order::Ascending,
+                back2.prev_iterator.as_deref().unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(names(&back1), ids[0..3], "two pages back");
+        // A backward page's forward iterator continues after it.
+        let again = s
+            .list_apps(page_at(
+                3,
+                Order::Ascending,
+                back1.iterator.as_deref().unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(names(&again), ids[3..6]);
+        // Back from the very first item there is nothing.
+        let before_first = s
+            .list_apps(page_at(
+                3,
+                Order::Ascending,
+                p1.prev_iterator.as_deref().unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert!(before_first.data.is_empty(), "{before_first:?}");
+        // Walking back fewer than a page's worth still returns them in order.
+        let short = s
+            .list_apps(page_at(3, Order::Ascending, &format!("-{}", ids[2])))
+            .await
+            .unwrap();
+        assert_eq!(names(&short), ids[0..2]);
+
+        // Descending: newest first, the same walk mirrored.
+        let rev: Vec<_> = ids.iter().rev().cloned().collect();
+        let d1 = s.list_apps(page(3, Order::Descending)).await.unwrap();
+        assert_eq!(names(&d1), rev[0..3], "descending is newest first");
+        assert!(!d1.done);
+        let d2 = s
+            .list_apps(page_at(3, Order::Descending, d1.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(names(&d2), rev[3..6]);
+        let d3 = s
+            .list_apps(page_at(3, Order::Descending, d2.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(names(&d3), rev[6..7]);
+        assert!(d3.done);
+        let dback = s
+            .list_apps(page_at(
+                3,
+                Order::Descending,
+                d3.prev_iterator.as_deref().unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(names(&dback), rev[3..6], "descending, one page back");
+
+        // Limit 1 walks one at a time.
+        let one = s.list_apps(page(1, Order::Ascending)).await.unwrap();
+        assert_eq!(names(&one), ids[0..1]);
+        assert!(!one.done);
+    })
+    .await;
+}
+
+// ---------- endpoints ----------
+
+#[tokio::test]
+async fn endpoint_create_get_update_delete() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let app_id = app(s, "A").await;
+        let secret = EndpointSecret::generate_symmetric();
+        let before = Utc::now();
+        let created = s
+            .create_endpoint(
+                &app_id,
+                herald_store::NewEndpoint {
+                    uid: Some(uid("billing")),
+                    url: EndpointUrl::parse("https://hooks.example.com/in?x=1").unwrap(),
+                    description: "billing hooks".into(),
+                    metadata: meta(&[("owner", "team-a")]),
+                    disabled: false,
+                    filter_types: Some(vec![et("invoice.paid"), et("invoice.failed")]),
+                    channels: Some(chans(&["eu", "us"])),
+                    throttle_rate: Some(10),
+                    headers: BTreeMap::from([("X-Custom".to_owned(), "yes".to_owned())]),
+                    timeout: Duration::from_millis(2500),
+                    secret: secret.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let after = Utc::now();
+
+        assert!(created.id.as_str().starts_with("ep_"), "id {}", created.id);
+        assert_eq!(created.app_id, app_id);
+        assert_eq!(created.uid, Some(uid("billing")));
+        assert_eq!(created.url.as_str(), "https://hooks.example.com/in?x=1");
+        assert_eq!(created.description, "billing hooks");
+        assert_eq!(created.metadata, meta(&[("owner", "team-a")]));
+        assert!(!created.disabled);
+        assert_eq!(
+            created.filter_types,
+            Some(vec![et("invoice.paid"), et("invoice.failed")])
+        );
+        assert_eq!(created.channels, Some(chans(&["eu", "us"])));
+        assert_eq!(created.throttle_rate, Some(10));
+        assert_eq!(created.headers["X-Custom"], "yes");
+        assert_eq!(created.timeout, Duration::from_millis(2500));
+        crate::assert_between(created.created_at, before, after, "created_at");
+
+        let by_id = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
+        assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
+        let by_uid = s.get_endpoint(&app_id, "billing").await.unwrap();
+        assert_eq!(by_uid, by_id, "get by uid");
+        assert_matches!(
+            s.get_endpoint(&app_id, "nope").await,
+            Err(StoreError::NotFound(_)),
+            "unknown endpoint uid"
+        );
+
+        tick().await;
+        let updated = s
+            .update_endpoint(herald_core::model::Endpoint {
+                uid: Some(uid("billing-v2")),
+                url: EndpointUrl::parse("http://other.example/hook").unwrap(),
+                description: "changed".into(),
+                metadata: Default::default(),
+                disabled: true,
+                filter_types: None,
+                channels: Some(chans(&["asia"])),
+                throttle_rate: None,
+                headers: BTreeMap::new(),
+                timeout: Duration::from_secs(30),
+                ..by_id.clone()
+            })
+            .await
+            .unwrap();
+        assert!(updated.updated_at > created.updated_at, "updated_at moved");
+        let got = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
+        assert_eq!(got.clone().at_ms(), updated.at_ms(), "read back after update");
+        assert_eq!(got.uid, Some(uid("billing-v2")));
+        assert_eq!(got.url.as_str(), "http://other.example/hook");
+        assert!(got.disabled);
+        assert_eq!(got.filter_types, None);
+        assert_eq!(got.channels, Some(chans(&["asia"])));
+        assert_eq!(got.timeout, Duration::from_secs(30));
+        crate::assert_ms_eq(got.created_at, created.created_at, "created_at kept");
+        assert_matches!(
+            s.get_endpoint(&app_id, "billing").await,
+            Err(StoreError::NotFound(_)),
+            "old uid after update"
+        );
+        // The secret is not touched by an update.
+        assert_eq!(
+            s.get_endpoint_secret(&app_id, &created.id).await.unwrap(),
+            secret
+        );
+
+        // Updating a missing endpoint, or one through the wrong app.
+        let other_app = app(s, "B").await;
+        assert_matches!(
+            s.update_endpoint(herald_core::model::Endpoint {
+                app_id: other_app.clone(),
+                ..got.clone()
+            })
+            .await,
+            Err(StoreError::NotFound(_)),
+            "update through another app"
+        );
+        assert_matches!(
+            s.update_endpoint(herald_core::model::Endpoint {
+                id: herald_core::EndpointId::new(),
+                ..got.clone()
+            })
+            .await,
+            Err(StoreError::NotFound(_)),
+            "update of a missing endpoint"
+        );
+
+        // Deleting through the wrong app does nothing.
+        assert_matches!(
+            s.delete_endpoint(&other_app, &created.id).await,
+            Err(StoreError::NotFound(_)),
+            "delete through another app"
+        );
+        s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
+
+        s.delete_endpoint(&app_id, &created.id).await.unwrap();
+        assert_matches!(
+            s.get_endpoint(&app_id, created.id.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "deleted endpoint"
+        );
+        assert_matches!(
+            s.get_endpoint_secret(&app_id, &created.id).await,
+            Err(StoreError::NotFound(_)),
+            "secret of a deleted endpoint"
+        );
+        assert_matches!(
+            s.delete_endpoint(&app_id, &created.id).await,
+            Err(StoreError::NotFound(_)),
+            "deleting twice"
+        );
+        assert!(
+            s.delivery_targets(vec![created.id.clone()])
+                .await
+                .unwrap()
+                .is_empty(),
+            "a deleted endpoint has no delivery target"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_for_missing_app_is_not_found() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        assert_matches!(
+            s.create_endpoint(&AppId::new(), new_endpoint("https://x.example/"))
+                .await,
+            Err(StoreError::NotFound(_)),
+            "create under a missing app"
+        );
+        let a = app(s, "A").await;
+        let ep = endpoint(s, &a, new_endpoint("https://x.example/")).await;
+        assert_matches!(
+            s.get_endpoint(&AppId::new(), ep.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "get under a missing app"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_uid_is_unique_per_app_only() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, bb) = (app(s, "A").await, app(s, "B").await);
+        let ep_a = s
+            .create_endpoint(
+                &a,
+                herald_store::NewEndpoint {
+                    uid: Some(uid("main")),
+                    ..new_endpoint("https://a.example/")
+                },
+            )
+            .await
+            .unwrap();
+        assert_matches!(
+            s.create_endpoint(
+                &a,
+                herald_store::NewEndpoint {
+                    uid: Some(uid("main")),
+                    ..new_endpoint("https://a2.example/")
+                },
+            )
+            .await,
+            Err(StoreError::Conflict(_)),
+            "second `main` in the same app"
+        );
+        let ep_b = s
+            .create_endpoint(
+                &bb,
+                herald_store::NewEndpoint {
+                    uid: Some(uid("main")),
+                    ..new_endpoint("https://b.example/")
+                },
+            )
+            .await
+            .expect("the same uid in another app");
+        assert_ne!(ep_a.id, ep_b.id);
+        assert_eq!(s.get_endpoint(&a, "main").await.unwrap().id, ep_a.id);
+        assert_eq!(s.get_endpoint(&bb, "main").await.unwrap().id, ep_b.id);
+        // An endpoint is reachable only through its own application.
+        assert_matches!(
+            s.get_endpoint(&bb, ep_a.id.as_str()).await,
+            Err(StoreError::NotFound(_)),
+            "A's endpoint through B"
+        );
+        assert_matches!(
+            s.get_endpoint_secret(&bb, &ep_a.id).await,
+            Err(StoreError::NotFound(_)),
+            "A's secret through B"
+        );
+
+        // Updating another endpoint of A onto the taken uid conflicts.
+        let second = s
+            .create_endpoint(&a, new_endpoint("https://a3.example/"))
+            .await
+            .unwrap();
+        assert_matches!(
+            s.update_endpoint(herald_core::model::Endpoint {
+                uid: Some(uid("main")),
+                ..second.clone()
+            })
+            .await,
+            Err(StoreError::Conflict(_)),
+            "update onto a taken uid"
+        );
+        assert_eq!(
+            s.get_endpoint(&a, second.id.as_str()).await.unwrap().uid,
+            None
+        );
+        // Endpoints without a uid do not collide with each other.
+        s.create_endpoint(&a, new_endpoint("https://a4.example/"))
+            .await
+            .unwrap();
+        // Once deleted, the uid is free again.
+        s.delete_endpoint(&a, &ep_a.id).await.unwrap();
+        s.create_endpoint(
+            &a,
+            herald_store::NewEndpoint {
+                uid: Some(uid("main")),
+                ..new_endpoint("https://a5.example/")
+            },
+        )
+        .await
+        .expect("reusing a deleted endpoint's uid");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_list_pages_within_one_app() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, other) = (app(s, "A").await, app(s, "B").await);
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(endpoint(s, &a, new_endpoint(&format!("https://{i}.example/"))).await);
+            endpoint(s, &other, new_endpoint("https://other.example/")).await;
+        }
+        let ids_of = |p: &herald_store::Page<herald_core::model::Endpoint>| {
+            p.data.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+        };
+        let p1 = s.list_endpoints(&a, page(2, Order::Ascending)).await.unwrap();
+        assert_eq!(ids_of(&p1), ids[0..2]);
+        assert!(!p1.done);
+        let p2 = s
+            .list_endpoints(&a, page_at(2, Order::Ascending, p1.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&p2), ids[2..4]);
+        let p3 = s
+            .list_endpoints(&a, page_at(2, Order::Ascending, p2.iterator.as_deref().unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&p3), ids[4..5]);
+        assert!(p3.done);
+        let back = s
+            .list_endpoints(
+                &a,
+                page_at(2, Order::Ascending, p3.prev_iterator.as_deref().unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&back), ids[2..4]);
+        let desc = s.list_endpoints(&a, page(10, Order::Descending)).await.unwrap();
+        assert_eq!(
+            ids_of(&desc),
+            ids.iter().rev().cloned().collect::<Vec<_>>()
+        );
+        assert!(desc.done);
+        let none = s
+            .list_endpoints(&AppId::new(), page(10, Order::Ascending))
+            .await
+            .unwrap();
+        assert!(none.data.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_secret_round_trips_exactly() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let a = app(s, "A").await;
+        let symmetric = EndpointSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let generated = EndpointSecret::generate_symmetric();
+        let asymmetric = EndpointSecret::generate_asymmetric();
+        // The longest symmetric key a user may set.
+        let long = EndpointSecret::Symmetric(
+            herald_core::signing::SymmetricKey::new((0..75u8).collect()).unwrap(),
+        );
+        let mut ids = Vec::new();
+        for secret in [&symmetric, &generated, &asymmetric, &long] {
+            let id = endpoint(
+                s,
+                &a,
+                herald_store::NewEndpoint {
+                    secret: secret.clone(),
+                    ..new_endpoint("https://x.example/")
+                },
+            )
+            .await;
+            ids.push(id);
+        }
+        for (id, secret) in ids.iter().zip([&symmetric, &generated, &asymmetric, &long]) {
+            let got = s.get_endpoint_secret(&a, id).await.unwrap();
+            assert!(got == *secret, "secret of {id} differs from the one stored");
+            assert_eq!(got.to_wire_string(), secret.to_wire_string());
+        }
+
+        // Delivery targets carry the same secret, with the endpoint's settings.
+        let disabled = s
+            .create_endpoint(
+                &a,
+                herald_store::NewEndpoint {
+                    disabled: true,
+                    headers: BTreeMap::from([("X-A".to_owned(), "1".to_owned())]),
+                    timeout: Duration::from_secs(3),
+                    ..new_endpoint("https://disabled.example/")
+                },
+            )
+            .await
+            .unwrap();
+        let targets = s
+            .delivery_targets(vec![
+                ids[2].clone(),
+                herald_core::EndpointId::new(),
+                disabled.id.clone(),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(targets.len(), 2, "the unknown id is left out");
+        let t = targets.iter().find(|t| t.endpoint_id == ids[2]).unwrap();
+        assert_eq!(t.app_id, a);
+        assert!(!t.disabled);
+        assert!(t.secrets.first() == Some(&asymmetric), "target secret");
+        let t = targets
+            .iter()
+            .find(|t| t.endpoint_id == disabled.id)
+            .unwrap();
+        assert!(t.disabled);
+        assert_eq!(t.url.as_str(), "https://disabled.example/");
+        assert_eq!(t.headers["X-A"], "1");
+        assert_eq!(t.timeout, Duration::from_secs(3));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_secret_is_encrypted_at_rest() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let a = app(s, "A").await;
+        let secret = EndpointSecret::generate_symmetric();
+        let raw_key = secret.to_storage_bytes()[1..].to_vec();
+        assert_eq!(raw_key.len(), 24);
+        let seed_secret = EndpointSecret::generate_asymmetric();
+        let raw_seed = seed_secret.to_storage_bytes()[1..].to_vec();
+        let ep = endpoint(
+            s,
+            &a,
+            herald_store::NewEndpoint {
+                secret: secret.clone(),
+                ..new_endpoint("https://x.example/")
+            },
+        )
+        .await;
+        let ep2 = endpoint(
+            s,
+            &a,
+            herald_store::NewEndpoint {
+                secret: seed_secret.clone(),
+                ..new_endpoint("https://y.example/")
+            },
+        )
+        .await;
+
+        let stored = b.raw_endpoint_secrets();
+        assert_eq!(stored.len(), 2);
+        for (id, raw) in [(&ep, &raw_key), (&ep2, &raw_seed)] {
+            let (_, blob) = stored.iter().find(|(i, _)| i == id.as_str()).unwrap();
+            assert!(
+                !crate::contains(blob, raw),
+                "the stored secret of {id} contains the raw key"
+            );
+            assert!(
+                blob.len() > raw.len(),
+                "an encrypted secret carries a nonce and a tag"
+            );
+        }
+        let wire = secret.to_wire_string();
+        assert!(!b.files_contain(&raw_key), "raw key bytes found on disk");
+        assert!(!b.files_contain(&raw_seed), "raw ed25519 seed found on disk");
+        assert!(!b.files_contain(wire.as_bytes()), "whsec_ text found on disk");
+        // Two endpoints with the same secret are sealed differently (fresh nonces).
+        let twin = endpoint(
+            s,
+            &a,
+            herald_store::NewEndpoint {
+                secret: secret.clone(),
+                ..new_endpoint("https://z.example/")
+            },
+        )
+        .await;
+        let stored = b.raw_endpoint_secrets();
+        let blob_of = |id: &herald_core::EndpointId| {
+            stored
+                .iter()
+                .find(|(i, _)| i == id.as_str())
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_ne!(blob_of(&ep), blob_of(&twin), "same secret, same ciphertext");
+        // And the store still reads it back.
+        assert!(s.get_endpoint_secret(&a, &ep).await.unwrap() == secret);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn endpoint_secret_needs_the_same_key() {
+    each_backend(|b| async move {
+        let a = app(&b.store, "A").await;
+        let secret = EndpointSecret::generate_symmetric();
+        let ep = endpoint(
+            &b.store,
+            &a,
+            herald_store::NewEndpoint {
+                secret: secret.clone(),
+                ..new_endpoint("https://x.example/")
+            },
+        )
+        .await;
+        b.store.close().await;
+
+        let wrong = b.reopen_with_key(EncryptionKey::generate()).await;
+        assert_matches!(
+            wrong.get_endpoint_secret(&a, &ep).await,
+            Err(StoreError::Crypto(_)),
+            "reading the secret with another key"
+        );
+        assert_matches!(
+            wrong.delivery_targets(vec![ep.clone()]).await,
+            Err(StoreError::Crypto(_)),
+            "delivery target with another key"
+        );
+        // Everything that is not secret stays readable.
+        assert_eq!(
+            wrong.get_endpoint(&a, ep.as_str()).await.unwrap().url.as_str(),
+            "https://x.example/"
+        );
+        wrong.close().await;
+
+        let right = b.reopen().await;
+        assert!(right.get_endpoint_secret(&a, &ep).await.unwrap() == secret);
+        right.close().await;
+    })
+    .await;
+}
+
+// ---------- event types ----------
+
+#[tokio::test]
+async fn event_type_create_get_and_duplicate() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let mut full = event_type("invoice.paid");
+        full.deprecated = true;
+        full.schemas = Some(serde_json::json!({"1": {"type": "object", "title": "Invoice"}}));
+        full.feature_flags = Some(vec!["beta".into()]);
+        full.group_name = Some("billing".into());
+        let created = s.create_event_type(full.clone()).await.unwrap();
+        assert_eq!(created.clone().at_ms(), full.clone().at_ms());
+        let got = s.get_event_type("invoice.paid").await.unwrap();
+        assert_eq!(got.at_ms(), full.clone().at_ms());
+
+        assert_matches!(
+            s.create_event_type(event_type("invoice.paid")).await,
+            Err(StoreError::Conflict(_)),
+            "duplicate event type"
+        );
+        assert_eq!(
+            s.get_event_type("invoice.paid").await.unwrap().group_name,
+            Some("billing".into()),
+            "the duplicate did not overwrite"
+        );
+        assert_matches!(
+            s.get_event_type("invoice.unknown").await,
+            Err(StoreError::NotFound(_)),
+            "missing event type"
+        );
+
+        // Update.
+        let updated = s
+            .update_event_type(herald_core::model::EventType {
+                description: "changed".into(),
+                deprecated: false,
+                schemas: None,
+                updated_at: Utc::now(),
+                ..full.clone()
+            })
+            .await
+            .unwrap();
+        let got = s.get_event_type("invoice.paid").await.unwrap();
+        assert_eq!(got.clone().at_ms(), updated.at_ms());
+        assert_eq!(got.description, "changed");
+        assert_eq!(got.schemas, None);
+        assert_matches!(
+            s.update_event_type(event_type("never.created")).await,
+            Err(StoreError::NotFound(_)),
+            "update of a missing event type"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn event_type_archive_expunge_and_list() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        for name in ["c.three", "a.one", "b.two", "d.four"] {
+            s.create_event_type(event_type(name)).await.unwrap();
+        }
+        let names = |p: herald_store::Page<herald_core::model::EventType>| {
+            p.data
+                .into_iter()
+                .map(|e| e.name.into_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(s.list_event_types(page(50, Order::Ascending), false).await.unwrap()),
+            ["a.one", "b.two", "c.three", "d.four"],
+            "listed by name"
+        );
+
+        // Archive b.two: kept, marked, hidden unless asked for.
+        s.delete_event_type("b.two", false).await.unwrap();
+        assert!(s.get_event_type("b.two").await.unwrap().archived);
+        assert_eq!(
+            names(s.list_event_types(page(50, Order::Ascending), false).await.unwrap()),
+            ["a.one", "c.three", "d.four"],
+            "without archived"
+        );
+        assert_eq!(
+            names(s.list_event_types(page(50, Order::Ascending), true).await.unwrap()),
+            ["a.one", "b.two", "c.three", "d.four"],
+            "with archived"
+        );
+
+        // Expunge c.three: gone for good.
+        s.delete_event_type("c.three", true).await.unwrap();
+        assert_matches!(
+            s.get_event_type("c.three").await,
+            Err(StoreError::NotFound(_)),
+            "expunged event type"
+        );
+        assert_eq!(
+            names(s.list_event_types(page(50, Order::Ascending), true).await.unwrap()),
+            ["a.one", "b.two", "d.four"],
+            "after expunge"
+        );
+        // An archived type can be expunged; the name can then be created again.
+        s.delete_event_type("b.two", true).await.unwrap();
+        s.create_event_type(event_type("b.two")).await.unwrap();
+        assert!(!s.get_event_type("b.two").await.unwrap().archived);
+
+        for expunge in [false, true] {
+            assert_matches!(
+                s.delete_event_type("no.such", expunge).await,
+                Err(StoreError::NotFound(_)),
+                "deleting a missing type (expunge: {expunge})"
+            );
+        }
+
+        // Paging by name, both ways.
+        let p1 = s.list_event_types(page(2, Order::Ascending), true).await.unwrap();
+        assert!(!p1.done);
+        let p1_iter = p1.iterator.clone().unwrap();
+        assert_eq!(names(p1), ["a.one", "b.two"]);
+        let p2 = s
+            .list_event_types(page_at(2, Order::Ascending, &p1_iter), true)
+            .await
+            .unwrap();
+        assert!(p2.done);
+        assert_eq!(names(p2), ["d.four"]);
+        let d = s.list_event_types(page(2, Order::Descending), true).await.unwrap();
+        assert_eq!(names(d), ["d.four", "b.two"]);
+    })
+    .await;
+}
