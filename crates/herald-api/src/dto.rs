@@ -185,9 +185,7 @@ pub struct EndpointOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(e: Endpoint) -> Self {
-        let types: Option<Vec<String>> = e
-            .filter_types
-            .map(|t| t.into_iter().map(|n| n.into_string()).collect());
+        let types: Option<Vec<String>> = e.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
         Self {
             id: e.id.to_string(),
             uid: e.uid.map(|u| u.into_string()),
@@ -197,9 +195,7 @@ impl From<Endpoint> for EndpointOut {
             disabled: e.disabled,
             filter_types: types.clone(),
             event_types: types,
-            channels: e
-                .channels
-                .map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            channels: e.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             throttle_rate: e.throttle_rate,
             timeout_secs: e.timeout.as_secs_f64(),
             version: 1,
@@ -341,9 +337,7 @@ impl MessageOut {
             event_type: m.event_type.into_string(),
             payload,
             event_id: m.event_id.map(|e| e.into_string()),
-            channels: m
-                .channels
-                .map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            channels: m.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             tags: m.tags,
             timestamp: fmt_time(&m.created_at),
         }

@@ -29,11 +29,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn not_found(what: &str) -> Self {
-        Self::Status(
-            StatusCode::NOT_FOUND,
-            format!("{what} not found"),
-            "not_found",
-        )
+        Self::Status(StatusCode::NOT_FOUND, format!("{what} not found"), "not_found")
     }
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::Status(StatusCode::CONFLICT, detail.into(), "conflict")
@@ -42,11 +38,7 @@ impl ApiError {
         Self::Status(StatusCode::BAD_REQUEST, detail.into(), "bad_request")
     }
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::Status(
-            StatusCode::UNAUTHORIZED,
-            detail.into(),
-            "authentication_failed",
-        )
+        Self::Status(StatusCode::UNAUTHORIZED, detail.into(), "authentication_failed")
     }
     pub fn too_large(limit: usize) -> Self {
         Self::Status(
@@ -97,14 +89,7 @@ struct ValidationBody<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            Self::Status(status, detail, code) => (
-                status,
-                Json(ErrorBody {
-                    code,
-                    detail: &detail,
-                }),
-            )
-                .into_response(),
+            Self::Status(status, detail, code) => (status, Json(ErrorBody { code, detail: &detail })).into_response(),
             Self::Validation(items) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(ValidationBody {

@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::body_limit(limit, req, next)
@@ -79,17 +80,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
 /// requests in progress finish.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     // Paths are matched with and without a trailing slash (`/msg/` and `/msg`).
     let app = NormalizePathLayer::trim_trailing_slash().layer(router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

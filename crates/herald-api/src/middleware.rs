@@ -28,17 +28,11 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     match presented {
-        None => ApiError::unauthorized("missing bearer token in the Authorization header")
-            .into_response(),
-        Some(token) if digest(token.as_bytes()) == digest(state.config.admin_token.as_bytes()) => {
-            next.run(req).await
-        }
+        None => ApiError::unauthorized("missing bearer token in the Authorization header").into_response(),
+        Some(token) if digest(token.as_bytes()) == digest(state.config.admin_token.as_bytes()) => next.run(req).await,
         Some(_) => ApiError::unauthorized("invalid token").into_response(),
     }
 }
@@ -51,11 +45,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let Some(key) = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(key) = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()) else {
         return next.run(req).await;
     };
     let auth = req
@@ -82,8 +72,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             return ApiError::Internal("idempotency lock poisoned".into()).into_response();
         };
         if !keys.insert(id.clone()) {
-            return ApiError::conflict("a request with this idempotency-key is still in progress")
-                .into_response();
+            return ApiError::conflict("a request with this idempotency-key is still in progress").into_response();
         }
     }
     let response = next.run(req).await;
@@ -118,10 +107,8 @@ async fn remember(state: &AppState, id: &str, response: Response) -> Response {
 fn saved_to_response(saved: SavedResponse) -> Response {
     let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
     let mut resp = (status, Body::from(saved.body)).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 

@@ -156,13 +156,20 @@ impl Api {
 
 /// Runs the benchmark and returns its report; progress goes to stderr.
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
-    let token = args.token.clone().context("--token (or HERALD_BENCH_TOKEN) is required")?;
+    let token = args
+        .token
+        .clone()
+        .context("--token (or HERALD_BENCH_TOKEN) is required")?;
     if args.fanout == 0 || args.concurrency == 0 {
         bail!("--fanout and --concurrency must be at least 1");
     }
     let base = args.url.trim_end_matches('/').to_owned();
     let http = http_client(args.concurrency)?;
-    let api = Api { http: http.clone(), base: base.clone(), token };
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token,
+    };
 
     let sink = Sink::start(&args.sink_listen).await?;
     let mut report = Report {
@@ -179,12 +186,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     }
 
     // Fresh application and endpoints, so runs never mix.
-    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
-    let app = api.post("/app/", json!({"name": format!("bench {run_id}"), "uid": format!("bench-{run_id}")})).await?;
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let app = api
+        .post(
+            "/app/",
+            json!({"name": format!("bench {run_id}"), "uid": format!("bench-{run_id}")}),
+        )
+        .await?;
     let app_id = app["id"].as_str().context("application id")?.to_owned();
     for i in 0..args.fanout {
         let ep = api
-            .post(&format!("/app/{app_id}/endpoint/"), json!({"url": format!("{}/ep{i}", sink.url()), "description": "herald bench sink"}))
+            .post(
+                &format!("/app/{app_id}/endpoint/"),
+                json!({"url": format!("{}/ep{i}", sink.url()), "description": "herald bench sink"}),
+            )
             .await?;
         let ep_id = ep["id"].as_str().context("endpoint id")?;
         let secret = api.get(&format!("/app/{app_id}/endpoint/{ep_id}/secret/")).await?;
@@ -208,7 +228,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let counters = Arc::new(Counters::default());
     let msg_url = format!("{base}/api/v1/app/{app_id}/msg/");
     let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
-    let progress = tokio::spawn(progress(counters.clone(), sink.clone(), u64::from(args.fanout), started));
+    let progress = tokio::spawn(progress(
+        counters.clone(),
+        sink.clone(),
+        u64::from(args.fanout),
+        started,
+    ));
     let mut producers = Vec::new();
     for _ in 0..args.concurrency {
         let ctx = Producer {
@@ -327,7 +352,10 @@ impl Producer {
                 let due = self.started + Duration::from_secs_f64(seq as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
             }
-            let body = format!(r#"{{"eventType":"bench.event","payload":{{"seq":{seq},"pad":"{}"}}}}"#, self.padding);
+            let body = format!(
+                r#"{{"eventType":"bench.event","payload":{{"seq":{seq},"pad":"{}"}}}}"#,
+                self.padding
+            );
             let at = self.started.elapsed().as_micros() as u64;
             self.counters.record_send(seq, at);
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +399,12 @@ async fn progress(counters: Arc<Counters>, sink: Sink, fanout: u64, started: Ins
 }
 
 /// Plain POSTs from the same client to the same sink for `for_how_long`.
-async fn raw_ceiling(http: &reqwest::Client, sink: &Sink, concurrency: usize, for_how_long: Duration) -> anyhow::Result<f64> {
+async fn raw_ceiling(
+    http: &reqwest::Client,
+    sink: &Sink,
+    concurrency: usize,
+    for_how_long: Duration,
+) -> anyhow::Result<f64> {
     let url = format!("{}/raw", sink.url());
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -403,14 +436,24 @@ struct ProcStats {
 fn proc_stats(pid: u32) -> Option<ProcStats> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb = |key: &str| -> Option<f64> {
-        status.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse::<f64>().ok()
+        status
+            .lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()
     };
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at ")".
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ProcStats { rss_mb: kb("VmRSS:")? / 1024.0, peak_rss_mb: kb("VmHWM:")? / 1024.0, cpu_seconds: ticks / 100.0 })
+    Some(ProcStats {
+        rss_mb: kb("VmRSS:")? / 1024.0,
+        peak_rss_mb: kb("VmHWM:")? / 1024.0,
+        cpu_seconds: ticks / 100.0,
+    })
 }
 
 /// The human-readable form of a report.
@@ -418,28 +461,52 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22} {v}\n"));
     line("messages sent", r.sent.to_string());
-    line("messages accepted", format!("{} ({:.0}/s over {:.2} s)", r.accepted, r.accepted_per_sec, r.send_seconds));
+    line(
+        "messages accepted",
+        format!(
+            "{} ({:.0}/s over {:.2} s)",
+            r.accepted, r.accepted_per_sec, r.send_seconds
+        ),
+    );
     line(
         "deliveries",
-        format!("{} ({:.0}/s over {:.2} s, fan-out {})", r.delivered, r.delivered_per_sec, r.total_seconds, r.fanout),
+        format!(
+            "{} ({:.0}/s over {:.2} s, fan-out {})",
+            r.delivered, r.delivered_per_sec, r.total_seconds, r.fanout
+        ),
     );
     line("lost / duplicates", format!("{} / {}", r.lost, r.duplicates));
     line(
         "latency ms",
-        format!("p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}", r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max),
+        format!(
+            "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+            r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
+        ),
     );
-    line("signatures checked", format!("{} ({} bad)", r.signatures_checked, r.signatures_bad));
+    line(
+        "signatures checked",
+        format!("{} ({} bad)", r.signatures_checked, r.signatures_bad),
+    );
     if !r.errors.is_empty() {
         line("errors", format!("{:?}", r.errors));
     }
     if let Some(rss) = r.server_rss_mb {
-        line("server RSS MB", format!("{rss:.1} (peak {:.1})", r.server_peak_rss_mb.unwrap_or(rss)));
+        line(
+            "server RSS MB",
+            format!("{rss:.1} (peak {:.1})", r.server_peak_rss_mb.unwrap_or(rss)),
+        );
     }
     if let Some(cpu) = r.server_cpu_seconds {
         line("server CPU s", format!("{cpu:.2}"));
     }
     if let Some(raw) = r.raw_posts_per_sec {
-        line("raw POST/s ceiling", format!("{raw:.0} (deliveries at {:.0}% of it)", r.ratio_to_raw.unwrap_or(0.0) * 100.0));
+        line(
+            "raw POST/s ceiling",
+            format!(
+                "{raw:.0} (deliveries at {:.0}% of it)",
+                r.ratio_to_raw.unwrap_or(0.0) * 100.0
+            ),
+        );
     }
     out
 }

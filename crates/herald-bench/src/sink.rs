@@ -63,7 +63,11 @@ impl Sink {
     /// The signing secret of endpoint `/ep{n}`, in creation order.
     pub fn add_secret(&self, key: &str) -> anyhow::Result<()> {
         let secret = EndpointSecret::parse(key).map_err(|e| anyhow::anyhow!("endpoint secret: {e}"))?;
-        self.inner.secrets.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(secret);
+        self.inner
+            .secrets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(secret);
         Ok(())
     }
 
@@ -107,7 +111,12 @@ impl Sink {
         Arrivals {
             unique: seen.len() as u64,
             duplicates,
-            latency: Latency { p50: pct(0.50), p90: pct(0.90), p99: pct(0.99), max: pct(1.0) },
+            latency: Latency {
+                p50: pct(0.50),
+                p90: pct(0.90),
+                p99: pct(0.99),
+                max: pct(1.0),
+            },
             last_arrival: (!seen.is_empty()).then(|| Duration::from_micros(last)),
             signatures_checked: self.inner.signatures_checked.load(Ordering::Relaxed),
             signatures_bad: self.inner.signatures_bad.load(Ordering::Relaxed),
@@ -127,14 +136,20 @@ async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, 
         return StatusCode::OK;
     }
     let now_us = inner.epoch.get().map(|e| e.elapsed().as_micros() as u64).unwrap_or(0);
-    let endpoint = uri.path().strip_prefix("/ep").and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+    let endpoint = uri
+        .path()
+        .strip_prefix("/ep")
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
     let Some(seq) = seq_of(&body) else {
         inner.unparsed.fetch_add(1, Ordering::Relaxed);
         return StatusCode::OK;
     };
     let n = inner.arrivals.fetch_add(1, Ordering::Relaxed);
     let first = {
-        let Ok(mut seen) = inner.seen.lock() else { return StatusCode::INTERNAL_SERVER_ERROR };
+        let Ok(mut seen) = inner.seen.lock() else {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        };
         let entry = seen.entry((seq, endpoint)).or_insert((0, now_us));
         entry.0 += 1;
         entry.0 == 1
@@ -150,8 +165,12 @@ async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, 
 
 fn check_signature(inner: &Inner, endpoint: u32, headers: &HeaderMap, body: &[u8]) {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Ok(secrets) = inner.secrets.lock() else { return };
-    let Some(secret) = secrets.get(endpoint as usize) else { return };
+    let Ok(secrets) = inner.secrets.lock() else {
+        return;
+    };
+    let Some(secret) = secrets.get(endpoint as usize) else {
+        return;
+    };
     let ts = header("webhook-timestamp").parse::<i64>().unwrap_or(0);
     let ok = verify_signature(secret, header("webhook-id"), ts, body, header("webhook-signature"));
     inner.signatures_checked.fetch_add(1, Ordering::Relaxed);

@@ -326,10 +326,7 @@ mod tests {
         let after = now();
         let t = id_time_ms(id.as_str()).unwrap();
         // A few ms of slack: the monotonic counter keeps the last time if the clock steps back.
-        assert!(
-            (before - 5..=after + 5).contains(&t),
-            "{before} <= {t} <= {after}"
-        );
+        assert!((before - 5..=after + 5).contains(&t), "{before} <= {t} <= {after}");
         assert_eq!(id.timestamp_ms(), Some(t));
         assert_eq!(id_time_ms("msg_short"), None);
         assert_eq!(id_time_ms("no-separator"), None);
@@ -344,14 +341,8 @@ mod tests {
         assert!(lower.as_str() < id.as_str() && id.as_str() < upper.as_str());
         assert_eq!(id_time_ms(&lower), Some(t - 1000));
         assert!(MessageId::parse(&lower).is_ok());
-        assert_eq!(
-            min_id_for_time("msg", -5),
-            format!("msg_{}", "0".repeat(ID_BODY_LEN))
-        );
-        assert_eq!(
-            id_time_ms(&min_id_for_time("msg", i64::MAX)),
-            Some(MAX_MS as i64)
-        );
+        assert_eq!(min_id_for_time("msg", -5), format!("msg_{}", "0".repeat(ID_BODY_LEN)));
+        assert_eq!(id_time_ms(&min_id_for_time("msg", i64::MAX)), Some(MAX_MS as i64));
     }
 
     #[test]
@@ -377,10 +368,7 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| std::thread::spawn(|| (0..500).map(|_| AttemptId::new()).collect::<Vec<_>>()))
             .collect();
-        let mut all: Vec<AttemptId> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut all: Vec<AttemptId> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
         let n = all.len();
         all.sort();
         all.dedup();

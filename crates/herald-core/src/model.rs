@@ -66,9 +66,7 @@ impl Endpoint {
         }
         match self.channels.as_deref().filter(|c| !c.is_empty()) {
             None => true,
-            Some(wanted) => {
-                message_channels.is_some_and(|have| have.iter().any(|c| wanted.contains(c)))
-            }
+            Some(wanted) => message_channels.is_some_and(|have| have.iter().any(|c| wanted.contains(c))),
         }
     }
 }
@@ -239,11 +237,7 @@ mod tests {
             description: String::new(),
             metadata: Metadata::new(),
             disabled: false,
-            filter_types: types.map(|t| {
-                t.iter()
-                    .map(|s| EventTypeName::parse(*s).unwrap())
-                    .collect()
-            }),
+            filter_types: types.map(|t| t.iter().map(|s| EventTypeName::parse(*s).unwrap()).collect()),
             channels: channels.map(|c| c.iter().map(|s| Channel::parse(*s).unwrap()).collect()),
             throttle_rate: None,
             headers: BTreeMap::new(),

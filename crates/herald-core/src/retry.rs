@@ -67,10 +67,7 @@ impl RetrySchedule {
             Self::Delays(delays) => delays.get(usize::try_from(retry).ok()?).copied(),
             Self::Exponential { attempts, .. } if retry >= *attempts => None,
             Self::Exponential {
-                initial,
-                factor,
-                max,
-                ..
+                initial, factor, max, ..
             } => Some(exponential_step(*initial, *factor, *max, retry)),
             Self::None => None,
         }
@@ -163,9 +160,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>, cap: Duration) -> Opti
         return Some(Duration::from_secs(secs).min(cap));
     }
     let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = (at.with_timezone(&Utc) - now)
-        .to_std()
-        .unwrap_or(Duration::ZERO);
+    let wait = (at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO);
     Some(wait.min(cap))
 }
 
@@ -188,12 +183,7 @@ mod tests {
         let expected = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
         assert_eq!(s.next_delay(0), Some(Duration::ZERO));
         for (i, want) in expected.iter().enumerate() {
-            assert_eq!(
-                s.next_delay(i as u32 + 1),
-                Some(secs(*want)),
-                "after failure {}",
-                i + 1
-            );
+            assert_eq!(s.next_delay(i as u32 + 1), Some(secs(*want)), "after failure {}", i + 1);
         }
         // The eighth attempt was the last.
         assert_eq!(s.next_delay(8), None);
@@ -342,18 +332,12 @@ mod tests {
         assert_eq!(parse_retry_after("120", now, cap), Some(secs(120)));
         assert_eq!(parse_retry_after(" 0 ", now, cap), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("86400", now, cap), Some(HOUR));
-        assert_eq!(
-            parse_retry_after("99999999999999999999999", now, cap),
-            Some(HOUR)
-        );
+        assert_eq!(parse_retry_after("99999999999999999999999", now, cap), Some(HOUR));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now, cap),
             Some(secs(120))
         );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 09:28:00 GMT", now, cap),
-            Some(HOUR)
-        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 09:28:00 GMT", now, cap), Some(HOUR));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now, cap),
             Some(Duration::ZERO)

@@ -49,9 +49,7 @@ pub enum SecretError {
     Base64,
     #[error("a whsec_ secret must decode to {min} to {max} bytes, got {len}")]
     SymmetricLength { len: usize, min: usize, max: usize },
-    #[error(
-        "a whsk_ key must decode to 64 bytes (32-byte seed then 32-byte public key), got {len}"
-    )]
+    #[error("a whsk_ key must decode to 64 bytes (32-byte seed then 32-byte public key), got {len}")]
     AsymmetricLength { len: usize },
     #[error("the public half of the whsk_ key does not belong to its seed")]
     PublicKeyMismatch,
@@ -131,24 +129,19 @@ impl EndpointSecret {
 
     fn parse_with_min_len(s: &str, min_len: usize) -> Result<Self, SecretError> {
         if let Some(b64) = s.strip_prefix(ASYMMETRIC_SECRET_PREFIX) {
-            let bytes = LENIENT_BASE64
-                .decode(b64)
-                .map_err(|_| SecretError::Base64)?;
+            let bytes = LENIENT_BASE64.decode(b64).map_err(|_| SecretError::Base64)?;
             let pair: &[u8; 64] = bytes
                 .as_slice()
                 .try_into()
                 .map_err(|_| SecretError::AsymmetricLength { len: bytes.len() })?;
-            let key =
-                SigningKey::from_keypair_bytes(pair).map_err(|_| SecretError::PublicKeyMismatch)?;
+            let key = SigningKey::from_keypair_bytes(pair).map_err(|_| SecretError::PublicKeyMismatch)?;
             return Ok(Self::Asymmetric(key));
         }
         if s.starts_with(ASYMMETRIC_PUBLIC_PREFIX) {
             return Err(SecretError::PublicKeyOnly);
         }
         let b64 = s.strip_prefix(SYMMETRIC_PREFIX).unwrap_or(s);
-        let bytes = LENIENT_BASE64
-            .decode(b64)
-            .map_err(|_| SecretError::Base64)?;
+        let bytes = LENIENT_BASE64.decode(b64).map_err(|_| SecretError::Base64)?;
         check_symmetric_len(bytes.len(), min_len)?;
         Ok(Self::Symmetric(SymmetricKey(bytes)))
     }
@@ -161,10 +154,7 @@ impl EndpointSecret {
                 format!("{SYMMETRIC_PREFIX}{}", STANDARD.encode(key.as_bytes()))
             }
             Self::Asymmetric(key) => {
-                format!(
-                    "{ASYMMETRIC_SECRET_PREFIX}{}",
-                    STANDARD.encode(key.to_keypair_bytes())
-                )
+                format!("{ASYMMETRIC_SECRET_PREFIX}{}", STANDARD.encode(key.to_keypair_bytes()))
             }
         }
     }
@@ -218,9 +208,7 @@ impl EndpointSecret {
     pub fn from_storage_bytes(bytes: &[u8]) -> Result<Self, SecretError> {
         match bytes.split_first() {
             // No length policy here: whatever was accepted when stored stays usable.
-            Some((&TAG_SYMMETRIC, key)) if !key.is_empty() => {
-                Ok(Self::Symmetric(SymmetricKey(key.to_vec())))
-            }
+            Some((&TAG_SYMMETRIC, key)) if !key.is_empty() => Ok(Self::Symmetric(SymmetricKey(key.to_vec()))),
             Some((&TAG_SYMMETRIC, _)) => Err(SecretError::Storage("empty symmetric key")),
             Some((&TAG_ASYMMETRIC, seed)) => {
                 let seed: &[u8; 32] = seed
@@ -268,12 +256,7 @@ fn new_hmac(key: &[u8]) -> HmacSha256 {
 
 /// The `webhook-signature` header value: one entry per secret, space-separated
 /// (the current secret first, then any still inside their rotation grace period).
-pub fn signature_header(
-    secrets: &[&EndpointSecret],
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> String {
+pub fn signature_header(secrets: &[&EndpointSecret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     secrets
         .iter()
         .map(|secret| secret.sign(msg_id, timestamp, body))
@@ -285,40 +268,29 @@ pub fn signature_header(
 /// valid signature by `secret` (`v1` for symmetric, `v1a` checked against the
 /// public key for asymmetric). Entries of other versions or that do not parse
 /// are skipped. No timestamp tolerance check: that needs a clock, the caller's job.
-pub fn verify_signature(
-    secret: &EndpointSecret,
-    msg_id: &str,
-    timestamp: i64,
-    body: &[u8],
-    header: &str,
-) -> bool {
+pub fn verify_signature(secret: &EndpointSecret, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
     let entries = header.split(' ').filter_map(|entry| entry.split_once(','));
     match secret {
         EndpointSecret::Symmetric(key) => {
-            entries
-                .filter(|(version, _)| *version == "v1")
-                .any(|(_, sig)| {
-                    let Ok(expected) = STANDARD.decode(sig) else {
-                        return false;
-                    };
-                    // verify_slice compares in constant time, so timing reveals nothing.
-                    hmac_signed_content(key.as_bytes(), msg_id, timestamp, body)
-                        .verify_slice(&expected)
-                        .is_ok()
-                })
+            entries.filter(|(version, _)| *version == "v1").any(|(_, sig)| {
+                let Ok(expected) = STANDARD.decode(sig) else {
+                    return false;
+                };
+                // verify_slice compares in constant time, so timing reveals nothing.
+                hmac_signed_content(key.as_bytes(), msg_id, timestamp, body)
+                    .verify_slice(&expected)
+                    .is_ok()
+            })
         }
         EndpointSecret::Asymmetric(key) => {
             let public = key.verifying_key();
             let content = signed_content(msg_id, timestamp, body);
-            entries
-                .filter(|(version, _)| *version == "v1a")
-                .any(|(_, sig)| {
-                    let Ok(bytes) = STANDARD.decode(sig) else {
-                        return false;
-                    };
-                    Signature::from_slice(&bytes)
-                        .is_ok_and(|sig| public.verify_strict(&content, &sig).is_ok())
-                })
+            entries.filter(|(version, _)| *version == "v1a").any(|(_, sig)| {
+                let Ok(bytes) = STANDARD.decode(sig) else {
+                    return false;
+                };
+                Signature::from_slice(&bytes).is_ok_and(|sig| public.verify_strict(&content, &sig).is_ok())
+            })
         }
     }
 }
@@ -347,17 +319,14 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    const VECTORS: &str =
-        include_str!("../../../../shared/reference/standard-webhooks-vectors.json");
+    const VECTORS: &str = include_str!("../../../../shared/reference/standard-webhooks-vectors.json");
 
     fn vectors() -> Value {
         serde_json::from_str(VECTORS).unwrap()
     }
 
     fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-        v[key]
-            .as_str()
-            .unwrap_or_else(|| panic!("vector field {key}"))
+        v[key].as_str().unwrap_or_else(|| panic!("vector field {key}"))
     }
 
     fn hex_decode(s: &str) -> Vec<u8> {
@@ -412,13 +381,7 @@ mod tests {
             let c = case(v);
             let sig = secret.sign(c.msg_id, c.timestamp, c.payload);
             assert_eq!(sig, s(v, "expected_signature"), "{}", v["name"]);
-            assert!(verify_signature(
-                &secret,
-                c.msg_id,
-                c.timestamp,
-                c.payload,
-                &sig
-            ));
+            assert!(verify_signature(&secret, c.msg_id, c.timestamp, c.payload, &sig));
             assert_eq!(secret.to_wire_string(), s(v, "secret"));
             assert_eq!(secret.public_key(), None);
         }
@@ -435,13 +398,7 @@ mod tests {
             let c = case(v);
             let sig = secret.sign(c.msg_id, c.timestamp, c.payload);
             assert_eq!(sig, s(v, "expected_signature"), "{}", v["name"]);
-            assert!(verify_signature(
-                &secret,
-                c.msg_id,
-                c.timestamp,
-                c.payload,
-                &sig
-            ));
+            assert!(verify_signature(&secret, c.msg_id, c.timestamp, c.payload, &sig));
             assert_eq!(secret.public_key().as_deref(), Some(s(v, "public_key")));
             assert_eq!(secret.to_wire_string(), s(v, "secret_key"));
         }
@@ -544,16 +501,9 @@ mod tests {
             let wire = sym.to_wire_string();
             assert!(wire.starts_with("whsec_"));
             // 24 bytes encode to exactly 32 chars without padding; check canonical padded form.
-            assert_eq!(
-                STANDARD.decode(&wire[6..]).unwrap().len(),
-                GENERATED_SYMMETRIC_LEN
-            );
+            assert_eq!(STANDARD.decode(&wire[6..]).unwrap().len(), GENERATED_SYMMETRIC_LEN);
             assert_eq!(EndpointSecret::parse(&wire).unwrap(), sym);
-            assert_eq!(
-                EndpointSecret::parse(&wire[6..]).unwrap(),
-                sym,
-                "prefix is optional"
-            );
+            assert_eq!(EndpointSecret::parse(&wire[6..]).unwrap(), sym, "prefix is optional");
             assert_eq!(
                 EndpointSecret::from_storage_bytes(&sym.to_storage_bytes()).unwrap(),
                 sym
@@ -577,10 +527,7 @@ mod tests {
         let secret = EndpointSecret::Symmetric(SymmetricKey::new(vec![7; 25]).unwrap());
         let wire = secret.to_wire_string();
         assert!(wire.ends_with("=="), "{wire}");
-        assert_eq!(
-            EndpointSecret::parse(wire.trim_end_matches('=')).unwrap(),
-            secret
-        );
+        assert_eq!(EndpointSecret::parse(wire.trim_end_matches('=')).unwrap(), secret);
     }
 
     #[test]
@@ -639,12 +586,7 @@ mod tests {
         assert!(EndpointSecret::from_storage_bytes(&[3, 1, 2, 3]).is_err());
         let sym = EndpointSecret::from_storage_bytes(&[1, 9, 9, 9]).unwrap();
         assert!(matches!(sym, EndpointSecret::Symmetric(ref k) if k.as_bytes() == [9, 9, 9]));
-        assert_eq!(
-            EndpointSecret::generate_asymmetric()
-                .to_storage_bytes()
-                .len(),
-            33
-        );
+        assert_eq!(EndpointSecret::generate_asymmetric().to_storage_bytes().len(), 33);
     }
 
     #[test]
@@ -653,10 +595,7 @@ mod tests {
         assert_eq!(format!("{sym:?}"), "EndpointSecret::Symmetric(..)");
         let asym = EndpointSecret::generate_asymmetric();
         assert_eq!(format!("{asym:?}"), "EndpointSecret::Asymmetric(..)");
-        assert_eq!(
-            format!("{:?}", vec![sym]),
-            "[EndpointSecret::Symmetric(..)]"
-        );
+        assert_eq!(format!("{:?}", vec![sym]), "[EndpointSecret::Symmetric(..)]");
     }
 
     #[test]
@@ -669,34 +608,12 @@ mod tests {
         let header = signature_header(&[&sym, &asym], c.msg_id, c.timestamp, c.payload);
         assert_eq!(
             header,
-            format!(
-                "{} {}",
-                s(v, "expected_signature"),
-                s(a, "expected_signature")
-            )
+            format!("{} {}", s(v, "expected_signature"), s(a, "expected_signature"))
         );
-        assert!(verify_signature(
-            &sym,
-            c.msg_id,
-            c.timestamp,
-            c.payload,
-            &header
-        ));
-        assert!(verify_signature(
-            &asym,
-            c.msg_id,
-            c.timestamp,
-            c.payload,
-            &header
-        ));
+        assert!(verify_signature(&sym, c.msg_id, c.timestamp, c.payload, &header));
+        assert!(verify_signature(&asym, c.msg_id, c.timestamp, c.payload, &header));
         let other = EndpointSecret::generate_symmetric();
-        assert!(!verify_signature(
-            &other,
-            c.msg_id,
-            c.timestamp,
-            c.payload,
-            &header
-        ));
+        assert!(!verify_signature(&other, c.msg_id, c.timestamp, c.payload, &header));
         assert_eq!(signature_header(&[], c.msg_id, c.timestamp, c.payload), "");
     }
 
@@ -717,14 +634,8 @@ mod tests {
             "  v1,x  v1a,y ",
             "\u{0}",
         ] {
-            assert!(
-                !verify_signature(&secret, "msg_1", 1, b"{}", header),
-                "{header:?}"
-            );
-            assert!(
-                !verify_signature(&asym, "msg_1", 1, b"{}", header),
-                "{header:?}"
-            );
+            assert!(!verify_signature(&secret, "msg_1", 1, b"{}", header), "{header:?}");
+            assert!(!verify_signature(&asym, "msg_1", 1, b"{}", header), "{header:?}");
         }
         // A v1 signature does not pass as v1a and vice versa.
         let sig = secret.sign("msg_1", 1, b"{}");
@@ -759,8 +670,7 @@ mod tests {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), SYMMETRIC_MIN_LEN..=SYMMETRIC_MAX_LEN)
                 .prop_map(|k| EndpointSecret::Symmetric(SymmetricKey::new(k).unwrap())),
-            any::<[u8; 32]>()
-                .prop_map(|seed| EndpointSecret::Asymmetric(SigningKey::from_bytes(&seed))),
+            any::<[u8; 32]>().prop_map(|seed| EndpointSecret::Asymmetric(SigningKey::from_bytes(&seed))),
         ]
     }
 

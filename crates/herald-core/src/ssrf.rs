@@ -146,11 +146,7 @@ impl PrivateTargets {
             .filter(|entry| !entry.is_empty())
             .map(parse_net)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(if nets.is_empty() {
-            Self::Deny
-        } else {
-            Self::Allow(nets)
-        })
+        Ok(if nets.is_empty() { Self::Deny } else { Self::Allow(nets) })
     }
 
     /// Whether a delivery may connect to `ip`: unrestricted addresses always,
@@ -164,8 +160,7 @@ impl PrivateTargets {
             Self::AllowAll => true,
             Self::Allow(nets) => {
                 let plain = unmapped(ip);
-                nets.iter()
-                    .any(|net| net.contains(&plain) || net.contains(&ip))
+                nets.iter().any(|net| net.contains(&plain) || net.contains(&ip))
             }
         }
     }
@@ -291,21 +286,12 @@ mod tests {
     #[test]
     fn parse_policy() {
         for off in ["", " ", "false", "FALSE", "0", "off", "No"] {
-            assert_eq!(
-                PrivateTargets::parse(off).unwrap(),
-                PrivateTargets::Deny,
-                "{off:?}"
-            );
+            assert_eq!(PrivateTargets::parse(off).unwrap(), PrivateTargets::Deny, "{off:?}");
         }
         for on in ["true", "True", "1", "on", "YES", " yes "] {
-            assert_eq!(
-                PrivateTargets::parse(on).unwrap(),
-                PrivateTargets::AllowAll,
-                "{on:?}"
-            );
+            assert_eq!(PrivateTargets::parse(on).unwrap(), PrivateTargets::AllowAll, "{on:?}");
         }
-        let PrivateTargets::Allow(nets) =
-            PrivateTargets::parse("127.0.0.0/8, 10.1.2.3/16,::1,fd00::/8,").unwrap()
+        let PrivateTargets::Allow(nets) = PrivateTargets::parse("127.0.0.0/8, 10.1.2.3/16,::1,fd00::/8,").unwrap()
         else {
             panic!("list")
         };
@@ -316,12 +302,7 @@ mod tests {
         assert_eq!(nets, expected);
 
         let err = PrivateTargets::parse("10.0.0.0/8,bogus").unwrap_err();
-        assert_eq!(
-            err,
-            TargetPolicyError::InvalidEntry {
-                entry: "bogus".into()
-            }
-        );
+        assert_eq!(err, TargetPolicyError::InvalidEntry { entry: "bogus".into() });
         assert!(err.to_string().contains("`bogus`"));
         assert!(PrivateTargets::parse("10.0.0.0/33").is_err());
         assert!(PrivateTargets::parse("maybe").is_err());

@@ -14,10 +14,7 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(kind: &'static str, msg: impl Into<String>) -> Self {
-        Self {
-            msg: msg.into(),
-            kind,
-        }
+        Self { msg: msg.into(), kind }
     }
 }
 
@@ -105,13 +102,10 @@ pub struct EndpointUrl(String);
 impl EndpointUrl {
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         if value.len() > 65_536 {
-            return Err(ValidationError::new(
-                "value_error.url.too_long",
-                "URL is too long",
-            ));
+            return Err(ValidationError::new("value_error.url.too_long", "URL is too long"));
         }
-        let url = url::Url::parse(value)
-            .map_err(|e| ValidationError::new("value_error.url", format!("invalid URL: {e}")))?;
+        let url =
+            url::Url::parse(value).map_err(|e| ValidationError::new("value_error.url", format!("invalid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ValidationError::new(
                 "value_error.url.scheme",
@@ -119,10 +113,7 @@ impl EndpointUrl {
             ));
         }
         if url.host().is_none() {
-            return Err(ValidationError::new(
-                "value_error.url.host",
-                "URL must have a host",
-            ));
+            return Err(ValidationError::new("value_error.url.host", "URL must have a host"));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(ValidationError::new(
@@ -146,10 +137,7 @@ pub fn check_payload_object(raw_json: &str) -> Result<(), ValidationError> {
     if raw_json.trim_start().starts_with('{') {
         Ok(())
     } else {
-        Err(ValidationError::new(
-            "type_error.dict",
-            "payload must be a JSON object",
-        ))
+        Err(ValidationError::new("type_error.dict", "payload must be a JSON object"))
     }
 }
 

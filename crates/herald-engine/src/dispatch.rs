@@ -95,6 +95,7 @@ pub(crate) struct Dispatcher {
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
     cfg: EngineConfig,
+    shared: Arc<Shared>,
     records: mpsc::UnboundedSender<Record>,
     lanes: HashMap<EndpointId, Lane>,
     blocked: VecDeque<EndpointId>,
@@ -114,6 +115,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         transport: Arc<Transport>,
         cfg: EngineConfig,
+        shared: Arc<Shared>,
         records: mpsc::UnboundedSender<Record>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -122,6 +124,7 @@ impl Dispatcher {
             store,
             transport,
             cfg,
+            shared,
             records,
             lanes: HashMap::new(),
             blocked: VecDeque::new(),
@@ -137,11 +140,7 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) async fn run(
-        mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
-        shutdown: CancellationToken,
-    ) {
+    pub(crate) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, shutdown: CancellationToken) {
         loop {
             let next_timer = self.timers.peek().map(|Reverse(t)| t.at);
             tokio::select! {
@@ -190,11 +189,7 @@ impl Dispatcher {
 
     fn schedule(&mut self, job: DeliveryJob, at: Instant) {
         self.seq += 1;
-        self.timers.push(Reverse(Timed {
-            at,
-            seq: self.seq,
-            job,
-        }));
+        self.timers.push(Reverse(Timed { at, seq: self.seq, job }));
     }
 
     fn fire_timers(&mut self) {
@@ -214,7 +209,11 @@ impl Dispatcher {
     fn pump_lanes(&mut self, mut ids: Vec<EndpointId>) {
         ids.sort();
         ids.dedup();
-        let missing: Vec<EndpointId> = ids.iter().filter(|id| !self.targets.contains_key(*id)).cloned().collect();
+        let missing: Vec<EndpointId> = ids
+            .iter()
+            .filter(|id| !self.targets.contains_key(*id))
+            .cloned()
+            .collect();
         self.load_targets(missing);
         for id in &ids {
             self.pump(id);
@@ -227,8 +226,7 @@ impl Dispatcher {
             return;
         }
         if self.targets.len() + missing.len() > TARGET_CACHE_LIMIT {
-            self.targets
-                .retain(|_, t| matches!(t, TargetEntry::Loading));
+            self.targets.retain(|_, t| matches!(t, TargetEntry::Loading));
         }
         for id in &missing {
             self.targets.insert(id.clone(), TargetEntry::Loading);
@@ -312,6 +310,7 @@ impl Dispatcher {
             };
             lane.in_flight += 1;
             self.in_flight += 1;
+            self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(attempt(
                 self.transport.clone(),
                 target.clone(),
@@ -351,14 +350,7 @@ impl Dispatcher {
     }
 
     fn record(&self, outcome: Outcome, leaves_memory: bool) {
-        if self
-            .records
-            .send(Record::Outcome {
-                outcome,
-                leaves_memory,
-            })
-            .is_err()
-        {
+        if self.records.send(Record::Outcome { outcome, leaves_memory }).is_err() {
             tracing::error!("the recorder has stopped; an attempt result was not saved");
         }
     }
@@ -371,6 +363,8 @@ impl Dispatcher {
             reply,
         } = done;
         self.in_flight -= 1;
+        let stats = &self.shared.stats;
+        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(lane) = self.lanes.get_mut(&job.endpoint_id) {
             lane.in_flight -= 1;
         }
@@ -395,14 +389,22 @@ impl Dispatcher {
             attempt_number: number,
             created_at: started_at,
         };
+        let counter = if success {
+            &stats.attempts_succeeded
+        } else {
+            &stats.attempts_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let (state, stays) = if success {
             (DeliveryState::Succeeded, false)
         } else {
             match self.retry_delay(&target, number, &reply) {
-                None => (DeliveryState::Failed, false),
+                None => {
+                    stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
+                    (DeliveryState::Failed, false)
+                }
                 Some(wait) => {
-                    let at = Utc::now()
-                        + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
                     if wait <= self.cfg.retry_horizon && !self.stopping {
                         let claim = at + self.cfg.claim_ttl;
                         (
@@ -460,12 +462,7 @@ impl Dispatcher {
 
     /// The wait before the next attempt, in real (scaled) time; `None` when
     /// the schedule is exhausted.
-    fn retry_delay(
-        &self,
-        target: &DeliveryTarget,
-        failed_attempts: u32,
-        reply: &Reply,
-    ) -> Option<Duration> {
+    fn retry_delay(&self, target: &DeliveryTarget, failed_attempts: u32, reply: &Reply) -> Option<Duration> {
         let step = target.retry.next_delay(failed_attempts)?;
         let mut wait = jittered(step, JITTER, &mut rand::rng());
         if matches!(reply.status, 429 | 503)
@@ -500,17 +497,10 @@ impl Dispatcher {
                 unsent.extend(jobs.iter().map(|j| j.delivery_id));
             }
         }
-        unsent.extend(
-            self.lanes
-                .values()
-                .flat_map(|l| l.queue.iter().map(|j| j.delivery_id)),
-        );
+        unsent.extend(self.lanes.values().flat_map(|l| l.queue.iter().map(|j| j.delivery_id)));
         unsent.extend(self.timers.iter().map(|Reverse(t)| t.job.delivery_id));
         if !unsent.is_empty() {
-            tracing::info!(
-                deliveries = unsent.len(),
-                "returning unsent deliveries to the store"
-            );
+            tracing::info!(deliveries = unsent.len(), "returning unsent deliveries to the store");
             let _ = self.records.send(Record::Release(unsent));
         }
         // Dropping `self.records` lets the recorder finish once it has written everything.
@@ -535,12 +525,7 @@ async fn attempt(
     let span = tracing::debug_span!("delivery.attempt", msg_id = %job.msg_id, endpoint_id = %job.endpoint_id);
     async move {
         let started_at = Utc::now();
-        let headers = request::headers(
-            &target,
-            job.msg_id.as_str(),
-            started_at.timestamp(),
-            &job.payload,
-        );
+        let headers = request::headers(&target, job.msg_id.as_str(), started_at.timestamp(), &job.payload);
         let reply = transport
             .post(Outbound {
                 url: target.url.as_str(),
@@ -576,10 +561,7 @@ pub(crate) async fn record(
         let mut handed_back = false;
         for record in buf.drain(..) {
             match record {
-                Record::Outcome {
-                    outcome,
-                    leaves_memory,
-                } => {
+                Record::Outcome { outcome, leaves_memory } => {
                     leaving += usize::from(leaves_memory);
                     handed_back |= matches!(
                         outcome.state,
@@ -631,9 +613,7 @@ pub(crate) async fn load(
         if shutdown.is_cancelled() {
             return;
         }
-        let room = cfg
-            .max_resident
-            .saturating_sub(shared.resident.load(Ordering::Relaxed));
+        let room = cfg.max_resident.saturating_sub(shared.resident.load(Ordering::Relaxed));
         let mut wait = LOADER_MAX_SLEEP;
         if room > 0 {
             let limit = room.min(LOAD_BATCH);
@@ -643,6 +623,7 @@ pub(crate) async fn load(
                     let n = jobs.len();
                     if n > 0 {
                         shared.resident.fetch_add(n, Ordering::Relaxed);
+                        shared.stats.deliveries_loaded.fetch_add(n as u64, Ordering::Relaxed);
                         if events.send(Event::Jobs(jobs)).is_err() {
                             return;
                         }

@@ -16,7 +16,7 @@ mod request;
 pub mod transport;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -89,11 +89,28 @@ pub(crate) enum Event {
 }
 
 /// Shared counters between the dispatcher, the loader and ingest.
+#[derive(Default)]
 pub(crate) struct Shared {
     /// Deliveries held in memory (see [`EngineConfig::max_resident`]).
     pub resident: AtomicUsize,
     /// Wakes the loader: work was handed back to the store, or room was freed.
     pub wake_loader: Notify,
+    pub stats: Stats,
+}
+
+/// Counters for `/metrics`; monotonic unless noted.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub messages_ingested: AtomicU64,
+    pub deliveries_created: AtomicU64,
+    /// Requests in flight now (a gauge).
+    pub in_flight: AtomicUsize,
+    pub attempts_succeeded: AtomicU64,
+    pub attempts_failed: AtomicU64,
+    /// Deliveries that ran out of retries.
+    pub deliveries_exhausted: AtomicU64,
+    /// Deliveries claimed from the store by the loader.
+    pub deliveries_loaded: AtomicU64,
 }
 
 pub struct Engine {
@@ -116,10 +133,7 @@ impl Engine {
         if config.release_claims_on_start {
             let n = store.release_claims(None).await?;
             if n > 0 {
-                tracing::info!(
-                    deliveries = n,
-                    "resuming deliveries interrupted by the last stop"
-                );
+                tracing::info!(deliveries = n, "resuming deliveries interrupted by the last stop");
             }
         }
         let transport = Arc::new(Transport::new(
@@ -127,10 +141,7 @@ impl Engine {
             &config.user_agent,
             config.max_in_flight_per_endpoint,
         )?);
-        let shared = Arc::new(Shared {
-            resident: AtomicUsize::new(0),
-            wake_loader: Notify::new(),
-        });
+        let shared = Arc::new(Shared::default());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
 
@@ -141,7 +152,7 @@ impl Engine {
             outcomes_rx,
         ));
         let dispatcher = tokio::spawn(
-            dispatch::Dispatcher::new(store.clone(), transport, config.clone(), outcomes_tx)
+            dispatch::Dispatcher::new(store.clone(), transport, config.clone(), shared.clone(), outcomes_tx)
                 .run(events_rx, shutdown.clone()),
         );
         let loader = tokio::spawn(dispatch::load(
@@ -167,16 +178,17 @@ impl Engine {
         let has_room = self.shared.resident.load(Ordering::Relaxed) < self.config.max_resident;
         msg.claim_until = has_room.then(|| Utc::now() + self.config.claim_ttl);
         let ingested = self.store.ingest(msg).await?;
+        let stats = &self.shared.stats;
+        stats.messages_ingested.fetch_add(1, Ordering::Relaxed);
+        stats
+            .deliveries_created
+            .fetch_add(ingested.deliveries.len() as u64, Ordering::Relaxed);
         if !ingested.deliveries.is_empty() {
             if has_room && !self.shutdown.is_cancelled() {
                 self.shared
                     .resident
                     .fetch_add(ingested.deliveries.len(), Ordering::Relaxed);
-                if self
-                    .events
-                    .send(Event::Jobs(ingested.deliveries.clone()))
-                    .is_err()
-                {
+                if self.events.send(Event::Jobs(ingested.deliveries.clone())).is_err() {
                     // The dispatcher is gone (shutting down): the claims lapse
                     // at the next start and the deliveries resume then.
                     self.shared
@@ -198,6 +210,10 @@ impl Engine {
     /// Deliveries held in memory right now.
     pub fn resident(&self) -> usize {
         self.shared.resident.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     /// Waits until the tasks have stopped after `shutdown` was cancelled:

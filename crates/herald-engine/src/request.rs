@@ -9,12 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::transport::header_map;
 
-pub(crate) fn headers(
-    target: &DeliveryTarget,
-    msg_id: &str,
-    timestamp: i64,
-    body: &Bytes,
-) -> HeaderMap {
+pub(crate) fn headers(target: &DeliveryTarget, msg_id: &str, timestamp: i64, body: &Bytes) -> HeaderMap {
     let secrets: Vec<_> = target.secrets.iter().collect();
     let signature = signature_header(&secrets, msg_id, timestamp, body);
     let timestamp = timestamp.to_string();

@@ -86,20 +86,14 @@ impl Resolve for GuardedResolver {
 }
 
 impl Transport {
-    pub fn new(
-        policy: PrivateTargets,
-        user_agent: &str,
-        max_idle_per_host: usize,
-    ) -> Result<Self, TransportError> {
+    pub fn new(policy: PrivateTargets, user_agent: &str, max_idle_per_host: usize) -> Result<Self, TransportError> {
         // reqwest is built without a bundled crypto provider; ring is ours.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(GuardedResolver {
-                policy: policy.clone(),
-            })
+            .dns_resolver(GuardedResolver { policy: policy.clone() })
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -232,10 +226,7 @@ fn error_text(e: &reqwest::Error) -> String {
 pub fn header_map<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             map.insert(n, v);
         }
     }

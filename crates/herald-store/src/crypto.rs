@@ -37,10 +37,7 @@ impl EncryptionKey {
 
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let bytes = STANDARD.decode(text.trim())?;
-        let key: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| KeyError::Length(bytes.len()))?;
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::Length(bytes.len()))?;
         Ok(Self(key))
     }
 
@@ -94,9 +91,6 @@ mod tests {
         let key = EncryptionKey::generate();
         let again = EncryptionKey::parse(&key.to_base64()).unwrap();
         assert_eq!(again.0, key.0);
-        assert!(matches!(
-            EncryptionKey::parse("AAAA"),
-            Err(KeyError::Length(3))
-        ));
+        assert!(matches!(EncryptionKey::parse("AAAA"), Err(KeyError::Length(3))));
     }
 }

@@ -215,11 +215,7 @@ pub trait Store: Send + Sync + 'static {
     // Event types
     async fn create_event_type(&self, et: EventType) -> Result<EventType>;
     async fn get_event_type(&self, name: &str) -> Result<EventType>;
-    async fn list_event_types(
-        &self,
-        page: PageRequest,
-        include_archived: bool,
-    ) -> Result<Page<EventType>>;
+    async fn list_event_types(&self, page: PageRequest, include_archived: bool) -> Result<Page<EventType>>;
     async fn update_event_type(&self, et: EventType) -> Result<EventType>;
     async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<()>;
 
@@ -228,12 +224,7 @@ pub trait Store: Send + Sync + 'static {
     /// before returning.
     async fn ingest(&self, msg: NewMessage) -> Result<Ingested>;
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message>;
-    async fn list_messages(
-        &self,
-        app_id: &AppId,
-        filter: MessageFilter,
-        page: PageRequest,
-    ) -> Result<Page<Message>>;
+    async fn list_messages(&self, app_id: &AppId, filter: MessageFilter, page: PageRequest) -> Result<Page<Message>>;
 
     // Attempts
     async fn list_attempts_by_endpoint(

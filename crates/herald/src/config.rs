@@ -74,14 +74,10 @@ pub fn init_logging(filter: &str) {
 pub fn sqlite_path(args: &StorageArgs) -> anyhow::Result<PathBuf> {
     match &args.database_url {
         None => Ok(args.data_dir.join("herald.db")),
-        Some(url) if url.starts_with("sqlite:") => {
-            herald_store::sqlite::SqliteStore::path_from_url(url)
-                .with_context(|| format!("--database-url '{url}' is not a sqlite:// URL"))
-        }
+        Some(url) if url.starts_with("sqlite:") => herald_store::sqlite::SqliteStore::path_from_url(url)
+            .with_context(|| format!("--database-url '{url}' is not a sqlite:// URL")),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!(
-                "--database-url: PostgreSQL support is not built into this version yet; use sqlite://"
-            )
+            bail!("--database-url: PostgreSQL support is not built into this version yet; use sqlite://")
         }
         Some(url) => bail!("--database-url '{url}' must start with sqlite:// or postgres://"),
     }
@@ -123,18 +119,12 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// The admin token: given, or read from the data dir, or generated there.
 /// Returns the token and whether it was generated now (so it can be printed once).
 pub fn admin_token(args: &ServeArgs) -> anyhow::Result<(String, bool)> {
-    if let Some(token) = args
-        .admin_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
+    if let Some(token) = args.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         return Ok((token.to_owned(), false));
     }
     let path = args.storage.data_dir.join("admin-token");
     if path.exists() {
-        let token =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let token = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return Ok((token.trim().to_owned(), false));
     }
     let mut bytes = [0u8; 32];
@@ -153,8 +143,7 @@ pub fn encryption_key(args: &ServeArgs) -> anyhow::Result<EncryptionKey> {
     }
     let path = args.storage.data_dir.join("encryption.key");
     if path.exists() {
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return EncryptionKey::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
     }
     let key = EncryptionKey::generate();

@@ -28,12 +28,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another herald process is using {}",
-            args.storage.data_dir.display()
-        )
-    })?;
+    lock.try_lock()
+        .map_err(|_| anyhow::anyhow!("another herald process is using {}", args.storage.data_dir.display()))?;
 
     let private_targets = config::private_targets(&args)?;
     let time_scale = config::time_scale()?;
@@ -41,10 +37,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (admin_token, generated) = config::admin_token(&args)?;
     let db_path = config::sqlite_path(&args.storage)?;
 
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&db_path, key)
-            .with_context(|| format!("opening database {}", db_path.display()))?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db_path, key).with_context(|| format!("opening database {}", db_path.display()))?);
     let engine_stop = CancellationToken::new();
     let engine = Engine::start(
         store.clone(),

@@ -13,25 +13,14 @@ use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryPairs};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/app", get(list_apps).post(create_app))
-        .route(
-            "/app/{app_id}",
-            get(get_app)
-                .put(upsert_app)
-                .patch(patch_app)
-                .delete(delete_app),
-        )
+    Router::new().route("/app", get(list_apps).post(create_app)).route(
+        "/app/{app_id}",
+        get(get_app).put(upsert_app).patch(patch_app).delete(delete_app),
+    )
 }
 
-async fn list_apps(
-    State(s): State<AppState>,
-    q: QueryPairs,
-) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
-    let page = s
-        .store
-        .list_apps(page_request(&q, Order::Ascending)?)
-        .await?;
+async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
+    let page = s.store.list_apps(page_request(&q, Order::Ascending)?).await?;
     Ok(Json(ListResponse::from_page(page, ApplicationOut::from)))
 }
 
@@ -65,10 +54,7 @@ async fn create_app(
     Ok((StatusCode::CREATED, Json(app.into())))
 }
 
-async fn get_app(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-) -> ApiResult<Json<ApplicationOut>> {
+async fn get_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<Json<ApplicationOut>> {
     Ok(Json(s.store.get_app(&app_id).await?.into()))
 }
 
@@ -130,10 +116,7 @@ async fn patch_app(
     Ok(Json(s.store.update_app(app).await?.into()))
 }
 
-async fn delete_app(
-    State(s): State<AppState>,
-    Path(app_id): Path<String>,
-) -> ApiResult<StatusCode> {
+async fn delete_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<StatusCode> {
     let app = s.store.get_app(&app_id).await?;
     s.store.delete_app(&app.id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -20,10 +20,7 @@ pub fn router() -> Router<AppState> {
             "/app/{app_id}/attempt/endpoint/{endpoint_id}",
             get(list_attempts_by_endpoint),
         )
-        .route(
-            "/app/{app_id}/attempt/msg/{msg_id}",
-            get(list_attempts_by_msg),
-        )
+        .route("/app/{app_id}/attempt/msg/{msg_id}", get(list_attempts_by_msg))
 }
 
 fn filter(q: &QueryPairs) -> ApiResult<AttemptFilter> {
@@ -74,11 +71,7 @@ async fn respond(
     let mut out = ListResponse::from_page(page.clone(), MessageAttemptOut::from);
     if with_msg {
         for (dto, attempt) in out.data.iter_mut().zip(page.data) {
-            if let Ok(m) = s
-                .store
-                .get_message(&attempt.app_id, attempt.msg_id.as_str())
-                .await
-            {
+            if let Ok(m) = s.store.get_message(&attempt.app_id, attempt.msg_id.as_str()).await {
                 dto.msg = Some(MessageOut::new(m, with_content));
             }
         }
@@ -94,12 +87,7 @@ async fn list_attempts_by_endpoint(
     let ep = super::endpoint::find(&s, &app_id, &endpoint_id).await?;
     let page = s
         .store
-        .list_attempts_by_endpoint(
-            &ep.app_id,
-            &ep.id,
-            filter(&q)?,
-            page_request(&q, Order::Descending)?,
-        )
+        .list_attempts_by_endpoint(&ep.app_id, &ep.id, filter(&q)?, page_request(&q, Order::Descending)?)
         .await?;
     respond(&s, page, &q).await
 }
@@ -113,12 +101,7 @@ async fn list_attempts_by_msg(
     let msg = s.store.get_message(&app.id, &msg_id).await?;
     let page = s
         .store
-        .list_attempts_by_msg(
-            &app.id,
-            &msg.id,
-            filter(&q)?,
-            page_request(&q, Order::Descending)?,
-        )
+        .list_attempts_by_msg(&app.id, &msg.id, filter(&q)?, page_request(&q, Order::Descending)?)
         .await?;
     respond(&s, page, &q).await
 }

@@ -13,9 +13,7 @@ use herald_store::{NewEndpoint, Order, StoreError};
 
 use super::{page_request, parse_channels, parse_event_types, parse_uid};
 use crate::AppState;
-use crate::dto::{
-    EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse,
-};
+use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 
@@ -25,10 +23,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/app/{app_id}/endpoint",
-            get(list_endpoints).post(create_endpoint),
-        )
+        .route("/app/{app_id}/endpoint", get(list_endpoints).post(create_endpoint))
         .route(
             "/app/{app_id}/endpoint/{endpoint_id}",
             get(get_endpoint)
@@ -36,14 +31,8 @@ pub fn router() -> Router<AppState> {
                 .patch(patch_endpoint)
                 .delete(delete_endpoint),
         )
-        .route(
-            "/app/{app_id}/endpoint/{endpoint_id}/secret",
-            get(get_endpoint_secret),
-        )
-        .route(
-            "/app/{app_id}/endpoint/{endpoint_id}/stats",
-            get(get_endpoint_stats),
-        )
+        .route("/app/{app_id}/endpoint/{endpoint_id}/secret", get(get_endpoint_secret))
+        .route("/app/{app_id}/endpoint/{endpoint_id}/stats", get(get_endpoint_stats))
 }
 
 fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
@@ -58,10 +47,7 @@ fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
             Err(ApiError::invalid_msg(
                 &["body", "timeoutSecs"],
                 "value_error.number.not_in_range",
-                format!(
-                    "timeoutSecs must be above 0 and at most {}",
-                    MAX_TIMEOUT.as_secs()
-                ),
+                format!("timeoutSecs must be above 0 and at most {}", MAX_TIMEOUT.as_secs()),
             ))
         }
     })
@@ -94,9 +80,8 @@ async fn create_endpoint(
 
 fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
     let secret = match body.secret {
-        Some(text) => EndpointSecret::parse(&text).map_err(|e| {
-            ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string())
-        })?,
+        Some(text) => EndpointSecret::parse(&text)
+            .map_err(|e| ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string()))?,
         None => EndpointSecret::generate_symmetric(),
     };
     Ok(NewEndpoint {

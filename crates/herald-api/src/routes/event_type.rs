@@ -42,17 +42,11 @@ fn flags(list: Option<Vec<String>>, single: Option<String>) -> Option<Vec<String
     list.or_else(|| single.map(|f| vec![f]))
 }
 
-async fn list_event_types(
-    State(s): State<AppState>,
-    q: QueryPairs,
-) -> ApiResult<Json<ListResponse<EventTypeOut>>> {
+async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<EventTypeOut>>> {
     let with_content = q.bool("with_content", true)?;
     let page = s
         .store
-        .list_event_types(
-            page_request(&q, Order::Ascending)?,
-            q.bool("include_archived", false)?,
-        )
+        .list_event_types(page_request(&q, Order::Ascending)?, q.bool("include_archived", false)?)
         .await?;
     Ok(Json(ListResponse::from_page(page, |e| {
         EventTypeOut::new(e, with_content)
@@ -63,8 +57,7 @@ async fn create_event_type(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<EventTypeIn>,
 ) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
-    let name =
-        EventTypeName::parse(body.name).map_err(|e| ApiError::invalid(&["body", "name"], e))?;
+    let name = EventTypeName::parse(body.name).map_err(|e| ApiError::invalid(&["body", "name"], e))?;
     check_schemas(&body.schemas)?;
     let now = Utc::now();
     let et = EventType {
@@ -82,14 +75,8 @@ async fn create_event_type(
     Ok((StatusCode::CREATED, Json(EventTypeOut::new(et, true))))
 }
 
-async fn get_event_type(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<EventTypeOut>> {
-    Ok(Json(EventTypeOut::new(
-        s.store.get_event_type(&name).await?,
-        true,
-    )))
+async fn get_event_type(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<EventTypeOut>> {
+    Ok(Json(EventTypeOut::new(s.store.get_event_type(&name).await?, true)))
 }
 
 fn apply(et: &mut EventType, body: EventTypeUpsertIn) -> ApiResult<()> {
@@ -136,17 +123,13 @@ async fn upsert_event_type(
             apply(&mut et, body)?;
             Ok((
                 StatusCode::OK,
-                Json(EventTypeOut::new(
-                    s.store.update_event_type(et).await?,
-                    true,
-                )),
+                Json(EventTypeOut::new(s.store.update_event_type(et).await?, true)),
             ))
         }
         Err(StoreError::NotFound(_)) => {
             let now = Utc::now();
             let mut et = EventType {
-                name: EventTypeName::parse(name)
-                    .map_err(|e| ApiError::invalid(&["path", "event_type_name"], e))?,
+                name: EventTypeName::parse(name).map_err(|e| ApiError::invalid(&["path", "event_type_name"], e))?,
                 description: String::new(),
                 archived: false,
                 deprecated: false,
@@ -159,10 +142,7 @@ async fn upsert_event_type(
             apply(&mut et, body)?;
             Ok((
                 StatusCode::CREATED,
-                Json(EventTypeOut::new(
-                    s.store.create_event_type(et).await?,
-                    true,
-                )),
+                Json(EventTypeOut::new(s.store.create_event_type(et).await?, true)),
             ))
         }
         Err(e) => Err(e.into()),
@@ -176,10 +156,7 @@ async fn patch_event_type(
 ) -> ApiResult<Json<EventTypeOut>> {
     let mut et = s.store.get_event_type(&name).await?;
     apply(&mut et, body)?;
-    Ok(Json(EventTypeOut::new(
-        s.store.update_event_type(et).await?,
-        true,
-    )))
+    Ok(Json(EventTypeOut::new(s.store.update_event_type(et).await?, true)))
 }
 
 /// Archives by default; `expunge=true` deletes.
@@ -188,8 +165,6 @@ async fn delete_event_type(
     Path(name): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<StatusCode> {
-    s.store
-        .delete_event_type(&name, q.bool("expunge", false)?)
-        .await?;
+    s.store.delete_event_type(&name, q.bool("expunge", false)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

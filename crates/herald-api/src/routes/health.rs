@@ -17,10 +17,7 @@ pub fn router() -> Router<AppState> {
 /// Reads through the store so a wedged database shows as unhealthy.
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     match state.store.next_due().await {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
-        ),
+        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check could not read the store");
             (

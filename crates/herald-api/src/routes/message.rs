@@ -32,8 +32,7 @@ async fn create_message(
     JsonBody(body): JsonBody<MessageIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let with_content = q.bool("with_content", true)?;
-    let event_type = EventTypeName::parse(body.event_type)
-        .map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
+    let event_type = EventTypeName::parse(body.event_type).map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
     let raw = body.payload.get();
     check_payload_object(raw).map_err(|e| ApiError::invalid(&["body", "payload"], e))?;
     if let Some(tags) = &body.tags

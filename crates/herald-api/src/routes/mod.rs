@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod event_type;
 pub mod health;
 pub mod message;
+pub mod metrics;
 
 use herald_core::validate::{Channel, EventTypeName, MAX_CHANNELS, Uid};
 use herald_store::{Order, PageRequest};
@@ -18,10 +19,7 @@ const MAX_LIMIT: usize = 250;
 
 /// `limit`, `iterator` and `order` from the query string.
 pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<PageRequest> {
-    let limit = q
-        .uint("limit")?
-        .map(|n| n as usize)
-        .unwrap_or(DEFAULT_LIMIT);
+    let limit = q.uint("limit")?.map(|n| n as usize).unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::invalid_msg(
             &["query", "limit"],
@@ -43,10 +41,7 @@ pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<Pa
     };
     Ok(PageRequest {
         limit,
-        iterator: q
-            .get("iterator")
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
+        iterator: q.get("iterator").filter(|s| !s.is_empty()).map(str::to_owned),
         order,
     })
 }
@@ -57,10 +52,7 @@ pub(crate) fn parse_uid(value: Option<String>, field: &str) -> ApiResult<Option<
         .transpose()
 }
 
-pub(crate) fn parse_channels(
-    value: Option<Vec<String>>,
-    field: &str,
-) -> ApiResult<Option<Vec<Channel>>> {
+pub(crate) fn parse_channels(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<Channel>>> {
     let Some(list) = value else { return Ok(None) };
     if list.len() > MAX_CHANNELS {
         return Err(ApiError::invalid_msg(
@@ -71,22 +63,16 @@ pub(crate) fn parse_channels(
     }
     list.into_iter()
         .enumerate()
-        .map(|(i, c)| {
-            Channel::parse(c).map_err(|e| ApiError::invalid(&["body", field, &i.to_string()], e))
-        })
+        .map(|(i, c)| Channel::parse(c).map_err(|e| ApiError::invalid(&["body", field, &i.to_string()], e)))
         .collect::<ApiResult<Vec<_>>>()
         .map(Some)
 }
 
-pub(crate) fn parse_event_types(
-    value: Option<Vec<String>>,
-    field: &str,
-) -> ApiResult<Option<Vec<EventTypeName>>> {
+pub(crate) fn parse_event_types(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<EventTypeName>>> {
     let Some(list) = value else { return Ok(None) };
     let mut out: Vec<EventTypeName> = Vec::with_capacity(list.len());
     for (i, name) in list.into_iter().enumerate() {
-        let name = EventTypeName::parse(name)
-            .map_err(|e| ApiError::invalid(&["body", field, &i.to_string()], e))?;
+        let name = EventTypeName::parse(name).map_err(|e| ApiError::invalid(&["body", field, &i.to_string()], e))?;
         if !out.contains(&name) {
             out.push(name);
         }

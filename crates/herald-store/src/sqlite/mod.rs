@@ -22,8 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use herald_core::model::{
-    Application, Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, Endpoint, EventType,
-    Message, TriggerType,
+    Application, Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, TriggerType,
 };
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
@@ -34,9 +33,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::Semaphore;
 
 use crate::{
-    AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, EncryptionKey, Ingested,
-    MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Outcome, Page, PageRequest,
-    Result, SavedResponse, Store, StoreError,
+    AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, EncryptionKey, Ingested, MessageFilter, NewApplication,
+    NewEndpoint, NewMessage, Order, Outcome, Page, PageRequest, Result, SavedResponse, Store, StoreError,
 };
 use writer::{Writer, WriterCtx};
 
@@ -59,9 +57,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
-        let readers = (0..READERS)
-            .map(|_| open_reader(path))
-            .collect::<Result<Vec<_>>>()?;
+        let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>>>()?;
         Ok(Self {
             writer: Writer::spawn(conn),
             readers: ReadPool::new(readers),
@@ -83,17 +79,12 @@ impl SqliteStore {
 
     /// The database file for a `sqlite://` URL.
     pub fn path_from_url(url: &str) -> Option<PathBuf> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
         let rest = rest.split('?').next().unwrap_or(rest);
         Some(PathBuf::from(rest))
     }
 
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         self.readers.run(f).await
     }
 }
@@ -101,9 +92,7 @@ impl SqliteStore {
 fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
@@ -124,10 +113,7 @@ impl ReadPool {
         }
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let permit = self
             .permits
             .clone()
@@ -172,14 +158,11 @@ fn opt_json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-fn opt_from_json<T: serde::de::DeserializeOwned>(
-    text: Option<String>,
-) -> rusqlite::Result<Option<T>> {
+fn opt_from_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> rusqlite::Result<Option<T>> {
     text.map(|t| from_json(&t)).transpose()
 }
 
@@ -232,7 +215,8 @@ fn ep_row(r: &Row) -> rusqlite::Result<Endpoint> {
     })
 }
 
-const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
+const ET_COLS: &str =
+    "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
 
 fn et_row(r: &Row) -> rusqlite::Result<EventType> {
     Ok(EventType {
@@ -248,8 +232,7 @@ fn et_row(r: &Row) -> rusqlite::Result<EventType> {
     })
 }
 
-const MSG_COLS: &str =
-    "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.payload, m.created_at";
+const MSG_COLS: &str = "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.payload, m.created_at";
 
 fn msg_row(r: &Row) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -318,12 +301,7 @@ impl Filter {
         );
     }
 
-    fn time_range(
-        &mut self,
-        column: &str,
-        before: Option<DateTime<Utc>>,
-        after: Option<DateTime<Utc>>,
-    ) {
+    fn time_range(&mut self, column: &str, before: Option<DateTime<Utc>>, after: Option<DateTime<Utc>>) {
         if let Some(b) = before {
             self.push(&format!("{column} < ?"), [Value::Integer(ms(b))]);
         }
@@ -426,21 +404,20 @@ fn paginate<T>(
 }
 
 fn resolve_app(conn: &Connection, id_or_uid: &str) -> Result<AppId> {
-    conn.prepare_cached("SELECT id FROM application WHERE id = ?1 UNION ALL SELECT id FROM application WHERE uid = ?1 LIMIT 1")?
-        .query_row([id_or_uid], |r| r.get::<_, String>(0))
-        .optional()?
-        .map(AppId::from_trusted)
-        .ok_or(StoreError::NotFound("application"))
+    conn.prepare_cached(
+        "SELECT id FROM application WHERE id = ?1 UNION ALL SELECT id FROM application WHERE uid = ?1 LIMIT 1",
+    )?
+    .query_row([id_or_uid], |r| r.get::<_, String>(0))
+    .optional()?
+    .map(AppId::from_trusted)
+    .ok_or(StoreError::NotFound("application"))
 }
 
 fn decrypt_secret(key: &EncryptionKey, sealed: &[u8]) -> Result<EndpointSecret> {
     let plain = key.open(sealed).ok_or_else(|| {
-        StoreError::Crypto(
-            "endpoint secret does not decrypt with the configured encryption key".into(),
-        )
+        StoreError::Crypto("endpoint secret does not decrypt with the configured encryption key".into())
     })?;
-    EndpointSecret::from_storage_bytes(&plain)
-        .map_err(|e| StoreError::Corrupt(format!("endpoint secret: {e}")))
+    EndpointSecret::from_storage_bytes(&plain).map_err(|e| StoreError::Corrupt(format!("endpoint secret: {e}")))
 }
 
 fn select_app(conn: &Connection, id: &AppId) -> Result<Application> {
@@ -467,11 +444,7 @@ fn select_event_type(conn: &Connection, name: &str) -> Result<EventType> {
         .ok_or(StoreError::NotFound("event type"))
 }
 
-fn insert_message_with_fanout(
-    ctx: &mut WriterCtx,
-    msg: NewMessage,
-    now: DateTime<Utc>,
-) -> Result<Ingested> {
+fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage, now: DateTime<Utc>) -> Result<Ingested> {
     let app_id = resolve_app(&ctx.conn, &msg.app.0)?;
     let id = MessageId::new();
     let channels_json = opt_json(&msg.channels);
@@ -503,13 +476,7 @@ fn insert_message_with_fanout(
         .iter()
         .filter(|ep| ep.subscribes(msg.event_type.as_str(), msg.channels.as_deref()))
     {
-        insert.execute(params![
-            id.as_str(),
-            ep.id.as_str(),
-            app_id.as_str(),
-            ms(now),
-            claim
-        ])?;
+        insert.execute(params![id.as_str(), ep.id.as_str(), app_id.as_str(), ms(now), claim])?;
         deliveries.push(DeliveryJob {
             delivery_id: ctx.conn.last_insert_rowid(),
             msg_id: id.clone(),
@@ -531,10 +498,7 @@ fn insert_message_with_fanout(
         payload: msg.payload,
         created_at: now,
     };
-    Ok(Ingested {
-        message,
-        deliveries,
-    })
+    Ok(Ingested { message, deliveries })
 }
 
 fn record_outcome(conn: &Connection, o: &Outcome, now: i64) -> Result<()> {
@@ -623,12 +587,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_apps(&self, page: PageRequest) -> Result<Page<Application>> {
-        self.read(move |c| {
-            paginate(c, &APPS, Filter::default(), &page, app_row, |a| {
-                a.id.to_string()
-            })
-        })
-        .await
+        self.read(move |c| paginate(c, &APPS, Filter::default(), &page, app_row, |a| a.id.to_string()))
+            .await
     }
 
     async fn update_app(&self, app: Application) -> Result<Application> {
@@ -669,10 +629,8 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("application"));
                 }
                 for table in ["endpoint", "message", "delivery", "attempt"] {
-                    ctx.conn.execute(
-                        &format!("DELETE FROM {table} WHERE app_id = ?1"),
-                        [id.as_str()],
-                    )?;
+                    ctx.conn
+                        .execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id.as_str()])?;
                 }
                 ctx.forget_app(&id);
                 Ok(())
@@ -787,9 +745,10 @@ impl Store for SqliteStore {
         let (app_id, id) = (app_id.clone(), id.clone());
         self.writer
             .run(move |ctx| {
-                let n = ctx
-                    .conn
-                    .execute("DELETE FROM endpoint WHERE id = ?1 AND app_id = ?2", [id.as_str(), app_id.as_str()])?;
+                let n = ctx.conn.execute(
+                    "DELETE FROM endpoint WHERE id = ?1 AND app_id = ?2",
+                    [id.as_str(), app_id.as_str()],
+                )?;
                 if n == 0 {
                     return Err(StoreError::NotFound("endpoint"));
                 }
@@ -820,15 +779,11 @@ impl Store for SqliteStore {
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>> {
         let key = self.key.clone();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EP_COLS}, secret FROM endpoint WHERE id = ?1"
-            ))?;
+            let mut stmt = c.prepare_cached(&format!("SELECT {EP_COLS}, secret FROM endpoint WHERE id = ?1"))?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let row = stmt
-                    .query_row([id.as_str()], |r| {
-                        Ok((ep_row(r)?, r.get::<_, Vec<u8>>(14)?))
-                    })
+                    .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(14)?)))
                     .optional()?;
                 if let Some((ep, sealed)) = row {
                     out.push(DeliveryTarget {
@@ -855,7 +810,9 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(
                 "SELECT status, COUNT(*) FROM delivery WHERE endpoint_id = ?1 AND app_id = ?2 GROUP BY status",
             )?;
-            let rows = stmt.query_map([id.as_str(), app_id.as_str()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = stmt.query_map([id.as_str(), app_id.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
             for row in rows {
                 let (status, n) = row?;
                 let n = n.max(0) as u64;
@@ -877,7 +834,9 @@ impl Store for SqliteStore {
         self.writer
             .run(move |ctx| {
                 ctx.conn
-                    .prepare_cached(&format!("INSERT INTO event_type ({ET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))?
+                    .prepare_cached(&format!(
+                        "INSERT INTO event_type ({ET_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                    ))?
                     .execute(params![
                         et.name.as_str(),
                         et.description,
@@ -900,11 +859,7 @@ impl Store for SqliteStore {
         self.read(move |c| select_event_type(c, &name)).await
     }
 
-    async fn list_event_types(
-        &self,
-        page: PageRequest,
-        include_archived: bool,
-    ) -> Result<Page<EventType>> {
+    async fn list_event_types(&self, page: PageRequest, include_archived: bool) -> Result<Page<EventType>> {
         self.read(move |c| {
             let mut f = Filter::default();
             if !include_archived {
@@ -947,8 +902,7 @@ impl Store for SqliteStore {
         self.writer
             .run(move |ctx| {
                 let n = if expunge {
-                    ctx.conn
-                        .execute("DELETE FROM event_type WHERE name = ?1", [&name])?
+                    ctx.conn.execute("DELETE FROM event_type WHERE name = ?1", [&name])?
                 } else {
                     ctx.conn.execute(
                         "UPDATE event_type SET archived = 1, updated_at = ?2 WHERE name = ?1",
@@ -965,7 +919,7 @@ impl Store for SqliteStore {
 
     async fn ingest(&self, msg: NewMessage) -> Result<Ingested> {
         self.writer
-            .run(move |ctx| insert_message_with_fanout(ctx, msg, Utc::now()))
+            .run_fast(move |ctx| insert_message_with_fanout(ctx, msg, Utc::now()))
             .await
     }
 
@@ -983,12 +937,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_messages(
-        &self,
-        app_id: &AppId,
-        filter: MessageFilter,
-        page: PageRequest,
-    ) -> Result<Page<Message>> {
+    async fn list_messages(&self, app_id: &AppId, filter: MessageFilter, page: PageRequest) -> Result<Page<Message>> {
         let app_id = app_id.clone();
         self.read(move |c| {
             let mut f = Filter::default();
@@ -1053,7 +1002,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DeliveryJob>> {
         self.writer
-            .run(move |ctx| {
+            .run_fast(move |ctx| {
                 let mut select = ctx.conn.prepare_cached(
                     "SELECT d.id, d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload \
                      FROM delivery d JOIN message m ON m.id = d.msg_id \
@@ -1095,7 +1044,7 @@ impl Store for SqliteStore {
 
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
         self.writer
-            .run(move |ctx| {
+            .run_fast(move |ctx| {
                 let now = ms(Utc::now());
                 for o in &outcomes {
                     record_outcome(&ctx.conn, o, now)?;
@@ -1114,9 +1063,9 @@ impl Store for SqliteStore {
                         [],
                     )?,
                     Some(ids) => {
-                        let mut stmt = ctx.conn.prepare_cached(
-                            "UPDATE delivery SET claim_until = NULL WHERE id = ?1",
-                        )?;
+                        let mut stmt = ctx
+                            .conn
+                            .prepare_cached("UPDATE delivery SET claim_until = NULL WHERE id = ?1")?;
                         let mut n = 0;
                         for id in ids {
                             n += stmt.execute([id])?;
@@ -1133,16 +1082,16 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         let oldest = ms(Utc::now()) - max_age.as_millis() as i64;
         self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT status, body FROM idempotency WHERE key = ?1 AND created_at >= ?2",
-            )?
-            .query_row(params![key, oldest], |r| {
-                Ok(SavedResponse {
-                    status: r.get(0)?,
-                    body: Bytes::from(r.get::<_, Vec<u8>>(1)?),
-                })
-            })
-            .optional()?)
+            Ok(
+                c.prepare_cached("SELECT status, body FROM idempotency WHERE key = ?1 AND created_at >= ?2")?
+                    .query_row(params![key, oldest], |r| {
+                        Ok(SavedResponse {
+                            status: r.get(0)?,
+                            body: Bytes::from(r.get::<_, Vec<u8>>(1)?),
+                        })
+                    })
+                    .optional()?,
+            )
         })
         .await
     }
@@ -1152,7 +1101,9 @@ impl Store for SqliteStore {
         self.writer
             .run(move |ctx| {
                 ctx.conn
-                    .prepare_cached("INSERT OR REPLACE INTO idempotency (key, status, body, created_at) VALUES (?1, ?2, ?3, ?4)")?
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency (key, status, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    )?
                     .execute(params![key, response.status, &response.body[..], ms(Utc::now())])?;
                 Ok(())
             })
@@ -1207,8 +1158,7 @@ fn attempt_filter(filter: AttemptFilter) -> Filter {
 pub(crate) type EndpointCache = HashMap<AppId, Arc<Vec<Endpoint>>>;
 
 pub(crate) fn load_endpoints(conn: &Connection, app_id: &AppId) -> Result<Vec<Endpoint>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {EP_COLS} FROM endpoint WHERE app_id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {EP_COLS} FROM endpoint WHERE app_id = ?1"))?;
     let rows = stmt
         .query_map([app_id.as_str()], ep_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -40,9 +40,23 @@ impl WriterCtx {
     }
 }
 
-/// Runs inside the transaction; returns whether it succeeded and what to do
-/// once the commit's fate is known.
-type Job = Box<dyn FnOnce(&mut WriterCtx) -> (bool, Finish) + Send>;
+/// How a job left the transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Its changes stay.
+    Keep,
+    /// Roll back to its savepoint (atomic jobs only).
+    Undo,
+    /// It failed part-way without a savepoint: the whole batch must roll back.
+    Poison,
+}
+
+/// Runs inside the transaction; returns its verdict and what to do once the
+/// commit's fate is known.
+struct Job {
+    atomic: bool,
+    run: Box<dyn FnOnce(&mut WriterCtx) -> (Verdict, Finish) + Send>,
+}
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
 pub(crate) struct Writer {
@@ -74,23 +88,52 @@ impl Writer {
         }
     }
 
-    /// Runs `f` in the next group commit and returns its result once committed.
+    /// Runs `f` in its own savepoint in the next group commit and returns its
+    /// result once committed; if `f` fails, its changes are undone and the
+    /// rest of the batch commits.
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.submit(true, f).await
+    }
+
+    /// Like [`Writer::run`] without the savepoint, for the hot paths (ingest,
+    /// outcomes, claims): a savepoint makes SQLite copy every page a job
+    /// touches. Such a job may fail with `NotFound` or `Conflict` only before
+    /// its first write; any other error rolls back the whole batch.
+    pub async fn run_fast<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(false, f).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        atomic: bool,
+        f: impl FnOnce(&mut WriterCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let result = f(ctx);
-            let ok = result.is_ok();
-            let finish: Finish = Box::new(move |commit_error| {
-                let _ = reply.send(match commit_error {
-                    None => result,
-                    Some(e) => Err(StoreError::Commit(e.to_owned())),
+        let job = Job {
+            atomic,
+            run: Box::new(move |ctx| {
+                let result = f(ctx);
+                let verdict = match &result {
+                    Ok(_) => Verdict::Keep,
+                    Err(_) if atomic => Verdict::Undo,
+                    Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => Verdict::Keep,
+                    Err(_) => Verdict::Poison,
+                };
+                let finish: Finish = Box::new(move |commit_error| {
+                    let _ = reply.send(match commit_error {
+                        None => result,
+                        Some(e) => Err(StoreError::Commit(e.to_owned())),
+                    });
                 });
-            });
-            (ok, finish)
-        });
+                (verdict, finish)
+            }),
+        };
         let tx = self
             .tx
             .lock()
@@ -137,10 +180,17 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         batch.clear();
         return;
     }
+    let mut poisoned = false;
     for job in batch.drain(..) {
+        if !job.atomic {
+            let (verdict, finish) = (job.run)(ctx);
+            poisoned |= verdict == Verdict::Poison;
+            finishers.push(finish);
+            continue;
+        }
         let savepoint = ctx.conn.execute_batch("SAVEPOINT job");
-        let (ok, finish) = job(ctx);
-        let closed = if ok && savepoint.is_ok() {
+        let (verdict, finish) = (job.run)(ctx);
+        let closed = if verdict == Verdict::Keep && savepoint.is_ok() {
             ctx.conn.execute_batch("RELEASE job")
         } else {
             ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
@@ -150,13 +200,17 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         }
         finishers.push(finish);
     }
-    match ctx.conn.execute_batch("COMMIT") {
+    let committed = if poisoned {
+        Err("a write failed part-way; the batch was rolled back".to_owned())
+    } else {
+        ctx.conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+    };
+    match committed {
         Ok(()) => finishers.drain(..).for_each(|f| f(None)),
-        Err(e) => {
-            tracing::error!(error = %e, "group commit failed");
+        Err(msg) => {
+            tracing::error!(error = %msg, "group commit failed");
             let _ = ctx.conn.execute_batch("ROLLBACK");
             ctx.endpoints.clear();
-            let msg = e.to_string();
             finishers.drain(..).for_each(|f| f(Some(&msg)));
         }
     }

@@ -42,8 +42,7 @@ use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 use herald_store::sqlite::SqliteStore;
 use herald_store::{
-    AppRef, EncryptionKey, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Page,
-    PageRequest, Store,
+    AppRef, EncryptionKey, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Page, PageRequest, Store,
 };
 
 // ---------- backends ----------
@@ -57,8 +56,7 @@ pub struct Backend {
 
 enum Kind {
     Sqlite {
-        /// Keeps the database directory alive for the whole test.
-        _dir: tempfile::TempDir,
+        dir: Arc<tempfile::TempDir>,
         path: PathBuf,
         key: EncryptionKey,
     },
@@ -78,7 +76,7 @@ fn sqlite_backend() -> Backend {
         name: "sqlite",
         store: Arc::new(store),
         kind: Kind::Sqlite {
-            _dir: dir,
+            dir: Arc::new(dir),
             path,
             key,
         },
@@ -86,6 +84,14 @@ fn sqlite_backend() -> Backend {
 }
 
 impl Backend {
+    /// What must outlive the test: a test body that uses only `store` drops
+    /// the rest of the `Backend` early (closures capture disjoint fields).
+    fn guard(&self) -> Box<dyn std::any::Any + Send> {
+        match &self.kind {
+            Kind::Sqlite { dir, .. } => Box::new(dir.clone()),
+        }
+    }
+
     /// A second store over the same data, with the encryption key the first was opened with.
     pub async fn reopen(&self) -> Arc<dyn Store> {
         let key = match &self.kind {
@@ -98,8 +104,7 @@ impl Backend {
     pub async fn reopen_with_key(&self, key: EncryptionKey) -> Arc<dyn Store> {
         match &self.kind {
             Kind::Sqlite { path, .. } => Arc::new(
-                SqliteStore::open(path, key)
-                    .unwrap_or_else(|e| panic!("[{}] reopening the store: {e}", self.name)),
+                SqliteStore::open(path, key).unwrap_or_else(|e| panic!("[{}] reopening the store: {e}", self.name)),
             ),
         }
     }
@@ -109,11 +114,8 @@ impl Backend {
     pub fn raw_endpoint_secrets(&self) -> Vec<(String, Vec<u8>)> {
         match &self.kind {
             Kind::Sqlite { path, .. } => {
-                let conn = rusqlite::Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                )
-                .unwrap();
+                let conn =
+                    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
                 let mut stmt = conn.prepare("SELECT id, secret FROM endpoint").unwrap();
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                     .unwrap()
@@ -155,7 +157,10 @@ where
 {
     for backend in backends().await {
         let name = backend.name;
-        if let Err(e) = tokio::spawn(test(backend)).await {
+        let guard = backend.guard();
+        let outcome = tokio::spawn(test(backend)).await;
+        drop(guard);
+        if let Err(e) = outcome {
             let why = if e.is_panic() {
                 let payload = e.into_panic();
                 payload
@@ -190,10 +195,7 @@ pub fn chans(list: &[&str]) -> Vec<Channel> {
 }
 
 pub fn meta(pairs: &[(&str, &str)]) -> Metadata {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 pub fn new_app(name: &str, app_uid: Option<&str>) -> NewApplication {
@@ -331,8 +333,7 @@ pub fn assert_ms_eq(a: DateTime<Utc>, b: DateTime<Utc>, what: &str) {
 /// Asserts `t` lies in `[from, to]`, give or take a millisecond.
 pub fn assert_between(t: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>, what: &str) {
     assert!(
-        t.timestamp_millis() >= from.timestamp_millis() - 1
-            && t.timestamp_millis() <= to.timestamp_millis() + 1,
+        t.timestamp_millis() >= from.timestamp_millis() - 1 && t.timestamp_millis() <= to.timestamp_millis() + 1,
         "{what}: {t} is not between {from} and {to}"
     );
 }

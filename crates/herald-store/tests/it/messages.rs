@@ -8,16 +8,12 @@ use herald_core::{AppId, EndpointId};
 use herald_store::{AppRef, Ingested, MessageFilter, NewEndpoint, Order, StoreError};
 
 use crate::{
-    AtMs, all_messages, app, chans, each_backend, endpoint, et, msg_ids, new_app, new_endpoint,
-    new_msg, page, page_at, tick, uid,
+    AtMs, all_messages, app, chans, each_backend, endpoint, et, msg_ids, new_app, new_endpoint, new_msg, page, page_at,
+    tick, uid,
 };
 
 fn targets(ingested: &Ingested) -> BTreeSet<EndpointId> {
-    ingested
-        .deliveries
-        .iter()
-        .map(|d| d.endpoint_id.clone())
-        .collect()
+    ingested.deliveries.iter().map(|d| d.endpoint_id.clone()).collect()
 }
 
 fn set(ids: &[&EndpointId]) -> BTreeSet<EndpointId> {
@@ -41,27 +37,14 @@ async fn ingest_fans_out_to_subscribed_endpoints_only() {
         let paid = endpoint(s, &a, ep(Some(&["invoice.paid"]), None, false)).await;
         let user = endpoint(s, &a, ep(Some(&["user.created"]), None, false)).await;
         let eu = endpoint(s, &a, ep(None, Some(&["eu"]), false)).await;
-        let paid_eu_us = endpoint(
-            s,
-            &a,
-            ep(Some(&["invoice.paid"]), Some(&["eu", "us"]), false),
-        )
-        .await;
+        let paid_eu_us = endpoint(s, &a, ep(Some(&["invoice.paid"]), Some(&["eu", "us"]), false)).await;
         let _disabled = endpoint(s, &a, ep(None, None, true)).await;
         let _elsewhere = endpoint(s, &other, ep(None, None, false)).await;
 
         let cases: Vec<(&str, Option<&[&str]>, BTreeSet<EndpointId>)> = vec![
             ("invoice.paid", None, set(&[&all, &empty, &paid])),
-            (
-                "invoice.paid",
-                Some(&["us"]),
-                set(&[&all, &empty, &paid, &paid_eu_us]),
-            ),
-            (
-                "user.created",
-                Some(&["eu", "asia"]),
-                set(&[&all, &empty, &user, &eu]),
-            ),
+            ("invoice.paid", Some(&["us"]), set(&[&all, &empty, &paid, &paid_eu_us])),
+            ("user.created", Some(&["eu", "asia"]), set(&[&all, &empty, &user, &eu])),
             ("other.thing", Some(&["asia"]), set(&[&all, &empty])),
             (
                 "invoice.paid",
@@ -110,10 +93,7 @@ async fn ingest_fans_out_to_subscribed_endpoints_only() {
 
         // Exactly those deliveries exist: claiming everything finds no others.
         let now = Utc::now();
-        let claimed = s
-            .claim_due(now, now + Duration::minutes(5), 1000)
-            .await
-            .unwrap();
+        let claimed = s.claim_due(now, now + Duration::minutes(5), 1000).await.unwrap();
         assert_eq!(claimed.len(), expected_total, "deliveries in the store");
         let claimed_ids: HashSet<i64> = claimed.iter().map(|j| j.delivery_id).collect();
         assert_eq!(claimed_ids, delivery_ids);
@@ -224,10 +204,7 @@ async fn payload_is_stored_byte_for_byte() {
             assert!(m.payload == payload.as_bytes(), "listed payload of {id}");
         }
         let now = Utc::now();
-        let jobs = s
-            .claim_due(now, now + Duration::minutes(1), 10)
-            .await
-            .unwrap();
+        let jobs = s.claim_due(now, now + Duration::minutes(1), 10).await.unwrap();
         assert_eq!(jobs.len(), 3);
         for job in jobs {
             let (_, payload) = ids.iter().find(|(id, _)| *id == job.msg_id).unwrap();
@@ -238,13 +215,7 @@ async fn payload_is_stored_byte_for_byte() {
         let mut msg = new_msg(a.as_str(), "p.q", "");
         msg.payload = raw.clone();
         let got = s.ingest(msg).await.unwrap();
-        assert_eq!(
-            s.get_message(&a, got.message.id.as_str())
-                .await
-                .unwrap()
-                .payload,
-            raw
-        );
+        assert_eq!(s.get_message(&a, got.message.id.as_str()).await.unwrap().payload, raw);
     })
     .await;
 }
@@ -276,10 +247,7 @@ async fn event_id_is_unique_per_app() {
         let listed = all_messages(s, &a, MessageFilter::default(), Order::Descending, 10).await;
         assert_eq!(msg_ids(&listed), vec![first.message.id.clone()]);
         let now = Utc::now();
-        let jobs = s
-            .claim_due(now, now + Duration::minutes(1), 10)
-            .await
-            .unwrap();
+        let jobs = s.claim_due(now, now + Duration::minutes(1), 10).await.unwrap();
         assert_eq!(jobs.len(), 1, "deliveries after the conflict");
         assert_eq!(jobs[0].msg_id, first.message.id);
 
@@ -287,10 +255,7 @@ async fn event_id_is_unique_per_app() {
         let by_event = s.get_message(&a, "evt-42").await.unwrap();
         assert_eq!(by_event.id, first.message.id);
         assert_eq!(by_event.payload, "{\"v\":1}".as_bytes());
-        assert_eq!(
-            s.get_message(&other, "evt-42").await.unwrap().id,
-            elsewhere.message.id
-        );
+        assert_eq!(s.get_message(&other, "evt-42").await.unwrap().id, elsewhere.message.id);
         assert_matches!(
             s.get_message(&other, first.message.id.as_str()).await,
             Err(StoreError::NotFound(_)),
@@ -342,9 +307,7 @@ async fn list_messages_filters_and_orders() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, other) = (app(s, "A").await, app(s, "B").await);
-        let put = |event: &'static str,
-                   channels: Option<&'static [&'static str]>,
-                   tag: Option<&'static str>| {
+        let put = |event: &'static str, channels: Option<&'static [&'static str]>, tag: Option<&'static str>| {
             let (s, a) = (s.clone(), a.clone());
             async move {
                 let mut m = new_msg(a.as_str(), event, "{}");
@@ -517,10 +480,7 @@ async fn concurrent_ingests_all_commit() {
             assert_eq!(m.payload, format!("{{\"n\":{n}}}").as_bytes(), "payload of evt-{n}");
         }
         let now = Utc::now();
-        let jobs = s
-            .claim_due(now, now + Duration::minutes(5), 2 * N)
-            .await
-            .unwrap();
+        let jobs = s.claim_due(now, now + Duration::minutes(5), 2 * N).await.unwrap();
         let claimed: HashSet<i64> = jobs.iter().map(|j| j.delivery_id).collect();
         assert_eq!(claimed, delivery_ids, "every delivery was committed");
     })
@@ -571,10 +531,7 @@ async fn failed_ingests_do_not_sink_concurrent_ones() {
         let listed = all_messages(&s, &a, MessageFilter::default(), Order::Descending, 250).await;
         assert_eq!(listed.len(), 101, "the unique messages and one duplicate");
         let now = Utc::now();
-        let jobs = s
-            .claim_due(now, now + Duration::minutes(5), 1000)
-            .await
-            .unwrap();
+        let jobs = s.claim_due(now, now + Duration::minutes(5), 1000).await.unwrap();
         assert_eq!(jobs.len(), 101, "one delivery per stored message");
     })
     .await;

@@ -11,8 +11,8 @@ use herald_core::validate::EndpointUrl;
 use herald_store::{EncryptionKey, NewApplication, Order, StoreError};
 
 use crate::{
-    AtMs, app, chans, each_backend, endpoint, et, event_type, meta, new_app, new_endpoint,
-    new_msg, page, page_at, tick, uid,
+    AtMs, app, chans, each_backend, endpoint, et, event_type, meta, new_app, new_endpoint, new_msg, page, page_at,
+    tick, uid,
 };
 
 // ---------- applications ----------
@@ -59,19 +59,13 @@ async fn app_create_then_get_by_id_and_by_uid() {
 async fn app_get_missing_is_not_found() {
     each_backend(|b| async move {
         let s = &b.store;
-        s.create_app(new_app("Present", Some("present")))
-            .await
-            .unwrap();
+        s.create_app(new_app("Present", Some("present"))).await.unwrap();
         assert_matches!(
             s.get_app(AppId::new().as_str()).await,
             Err(StoreError::NotFound(_)),
             "unknown id"
         );
-        assert_matches!(
-            s.get_app("absent").await,
-            Err(StoreError::NotFound(_)),
-            "unknown uid"
-        );
+        assert_matches!(s.get_app("absent").await, Err(StoreError::NotFound(_)), "unknown uid");
     })
     .await;
 }
@@ -185,10 +179,7 @@ async fn app_delete_removes_it_with_its_resources() {
         let kept = app(s, "Kept").await;
         let ep = endpoint(s, &doomed.id, new_endpoint("https://doomed.example/")).await;
         let kept_ep = endpoint(s, &kept, new_endpoint("https://kept.example/")).await;
-        let msg = s
-            .ingest(new_msg(doomed.id.as_str(), "a.b", "{}"))
-            .await
-            .unwrap();
+        let msg = s.ingest(new_msg(doomed.id.as_str(), "a.b", "{}")).await.unwrap();
         let kept_msg = s.ingest(new_msg(kept.as_str(), "a.b", "{}")).await.unwrap();
         assert_eq!(msg.deliveries.len(), 1);
 
@@ -226,10 +217,7 @@ async fn app_delete_removes_it_with_its_resources() {
         );
         // Its pending deliveries are gone; the other app's are not.
         let now = Utc::now();
-        let claimed = s
-            .claim_due(now, now + chrono::Duration::minutes(5), 100)
-            .await
-            .unwrap();
+        let claimed = s.claim_due(now, now + chrono::Duration::minutes(5), 100).await.unwrap();
         assert_eq!(
             claimed.iter().map(|j| &j.endpoint_id).collect::<Vec<_>>(),
             vec![&kept_ep],
@@ -256,9 +244,7 @@ async fn app_list_pages_forward_and_back() {
         for i in 0..7 {
             ids.push(app(s, &format!("app {i}")).await);
         }
-        let names = |p: &herald_store::Page<Application>| {
-            p.data.iter().map(|a| a.id.clone()).collect::<Vec<_>>()
-        };
+        let names = |p: &herald_store::Page<Application>| p.data.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
 
         // Everything in one page.
         let all = s.list_apps(page(50, Order::Ascending)).await.unwrap();
@@ -294,37 +280,22 @@ async fn app_list_pages_forward_and_back() {
         // Back again with the `-` iterators.
         let prev = p3.prev_iterator.clone().unwrap();
         assert!(prev.starts_with('-'), "prev iterator {prev}");
-        let back2 = s
-            .list_apps(page_at(3, Order::Ascending, &prev))
-            .await
-            .unwrap();
+        let back2 = s.list_apps(page_at(3, Order::Ascending, &prev)).await.unwrap();
         assert_eq!(names(&back2), ids[3..6], "one page back from the last");
         let back1 = s
-            .list_apps(page_at(
-                3,
-                Order::Ascending,
-                back2.prev_iterator.as_deref().unwrap(),
-            ))
+            .list_apps(page_at(3, Order::Ascending, back2.prev_iterator.as_deref().unwrap()))
             .await
             .unwrap();
         assert_eq!(names(&back1), ids[0..3], "two pages back");
         // A backward page's forward iterator continues after it.
         let again = s
-            .list_apps(page_at(
-                3,
-                Order::Ascending,
-                back1.iterator.as_deref().unwrap(),
-            ))
+            .list_apps(page_at(3, Order::Ascending, back1.iterator.as_deref().unwrap()))
             .await
             .unwrap();
         assert_eq!(names(&again), ids[3..6]);
         // Back from the very first item there is nothing.
         let before_first = s
-            .list_apps(page_at(
-                3,
-                Order::Ascending,
-                p1.prev_iterator.as_deref().unwrap(),
-            ))
+            .list_apps(page_at(3, Order::Ascending, p1.prev_iterator.as_deref().unwrap()))
             .await
             .unwrap();
         assert!(before_first.data.is_empty(), "{before_first:?}");
@@ -352,11 +323,7 @@ async fn app_list_pages_forward_and_back() {
         assert_eq!(names(&d3), rev[6..7]);
         assert!(d3.done);
         let dback = s
-            .list_apps(page_at(
-                3,
-                Order::Descending,
-                d3.prev_iterator.as_deref().unwrap(),
-            ))
+            .list_apps(page_at(3, Order::Descending, d3.prev_iterator.as_deref().unwrap()))
             .await
             .unwrap();
         assert_eq!(names(&dback), rev[3..6], "descending, one page back");
@@ -459,10 +426,7 @@ async fn endpoint_create_get_update_delete() {
             "old uid after update"
         );
         // The secret is not touched by an update.
-        assert_eq!(
-            s.get_endpoint_secret(&app_id, &created.id).await.unwrap(),
-            secret
-        );
+        assert_eq!(s.get_endpoint_secret(&app_id, &created.id).await.unwrap(), secret);
 
         // Updating a missing endpoint, or one through the wrong app.
         let other_app = app(s, "B").await;
@@ -510,10 +474,7 @@ async fn endpoint_create_get_update_delete() {
             "deleting twice"
         );
         assert!(
-            s.delivery_targets(vec![created.id.clone()])
-                .await
-                .unwrap()
-                .is_empty(),
+            s.delivery_targets(vec![created.id.clone()]).await.unwrap().is_empty(),
             "a deleted endpoint has no delivery target"
         );
     })
@@ -607,10 +568,7 @@ async fn endpoint_uid_is_unique_per_app_only() {
             Err(StoreError::Conflict(_)),
             "update onto a taken uid"
         );
-        assert_eq!(
-            s.get_endpoint(&a, second.id.as_str()).await.unwrap().uid,
-            None
-        );
+        assert_eq!(s.get_endpoint(&a, second.id.as_str()).await.unwrap().uid, None);
         // Endpoints without a uid do not collide with each other.
         s.create_endpoint(&a, new_endpoint("https://a4.example/"))
             .await
@@ -658,18 +616,12 @@ async fn endpoint_list_pages_within_one_app() {
         assert_eq!(ids_of(&p3), ids[4..5]);
         assert!(p3.done);
         let back = s
-            .list_endpoints(
-                &a,
-                page_at(2, Order::Ascending, p3.prev_iterator.as_deref().unwrap()),
-            )
+            .list_endpoints(&a, page_at(2, Order::Ascending, p3.prev_iterator.as_deref().unwrap()))
             .await
             .unwrap();
         assert_eq!(ids_of(&back), ids[2..4]);
         let desc = s.list_endpoints(&a, page(10, Order::Descending)).await.unwrap();
-        assert_eq!(
-            ids_of(&desc),
-            ids.iter().rev().cloned().collect::<Vec<_>>()
-        );
+        assert_eq!(ids_of(&desc), ids.iter().rev().cloned().collect::<Vec<_>>());
         assert!(desc.done);
         let none = s
             .list_endpoints(&AppId::new(), page(10, Order::Ascending))
@@ -689,9 +641,7 @@ async fn endpoint_secret_round_trips_exactly() {
         let generated = EndpointSecret::generate_symmetric();
         let asymmetric = EndpointSecret::generate_asymmetric();
         // The longest symmetric key a user may set.
-        let long = EndpointSecret::Symmetric(
-            herald_core::signing::SymmetricKey::new((0..75u8).collect()).unwrap(),
-        );
+        let long = EndpointSecret::Symmetric(herald_core::signing::SymmetricKey::new((0..75u8).collect()).unwrap());
         let mut ids = Vec::new();
         for secret in [&symmetric, &generated, &asymmetric, &long] {
             let id = endpoint(
@@ -737,10 +687,7 @@ async fn endpoint_secret_round_trips_exactly() {
         assert_eq!(t.app_id, a);
         assert!(!t.disabled);
         assert!(t.secrets.first() == Some(&asymmetric), "target secret");
-        let t = targets
-            .iter()
-            .find(|t| t.endpoint_id == disabled.id)
-            .unwrap();
+        let t = targets.iter().find(|t| t.endpoint_id == disabled.id).unwrap();
         assert!(t.disabled);
         assert_eq!(t.url.as_str(), "https://disabled.example/");
         assert_eq!(t.headers["X-A"], "1");
@@ -786,10 +733,7 @@ async fn endpoint_secret_is_encrypted_at_rest() {
                 !crate::contains(blob, raw),
                 "the stored secret of {id} contains the raw key"
             );
-            assert!(
-                blob.len() > raw.len(),
-                "an encrypted secret carries a nonce and a tag"
-            );
+            assert!(blob.len() > raw.len(), "an encrypted secret carries a nonce and a tag");
         }
         let wire = secret.to_wire_string();
         assert!(!b.files_contain(&raw_key), "raw key bytes found on disk");
@@ -806,14 +750,7 @@ async fn endpoint_secret_is_encrypted_at_rest() {
         )
         .await;
         let stored = b.raw_endpoint_secrets();
-        let blob_of = |id: &herald_core::EndpointId| {
-            stored
-                .iter()
-                .find(|(i, _)| i == id.as_str())
-                .unwrap()
-                .1
-                .clone()
-        };
+        let blob_of = |id: &herald_core::EndpointId| stored.iter().find(|(i, _)| i == id.as_str()).unwrap().1.clone();
         assert_ne!(blob_of(&ep), blob_of(&twin), "same secret, same ciphertext");
         // And the store still reads it back.
         assert!(s.get_endpoint_secret(&a, &ep).await.unwrap() == secret);
@@ -926,10 +863,7 @@ async fn event_type_archive_expunge_and_list() {
             s.create_event_type(event_type(name)).await.unwrap();
         }
         let names = |p: herald_store::Page<herald_core::model::EventType>| {
-            p.data
-                .into_iter()
-                .map(|e| e.name.into_string())
-                .collect::<Vec<_>>()
+            p.data.into_iter().map(|e| e.name.into_string()).collect::<Vec<_>>()
         };
         assert_eq!(
             names(s.list_event_types(page(50, Order::Ascending), false).await.unwrap()),

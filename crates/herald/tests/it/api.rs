@@ -20,27 +20,14 @@ async fn auth_is_required_except_for_health() {
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "authentication_failed");
-    assert!(
-        body["detail"].as_str().unwrap().contains("bearer"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("bearer"), "{body}");
 
-    let resp = http
-        .get(server.api("/app/"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(server.api("/app/")).bearer_auth("wrong").send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "invalid token");
 
-    let resp = http
-        .get(server.api("/app/"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(server.api("/app/")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
 
@@ -63,16 +50,11 @@ async fn applications_crud_with_uid_and_errors() {
     assert!(app["createdAt"].as_str().unwrap().ends_with('Z'));
 
     // Same uid again: conflict; with get_if_exists: the existing one.
-    let (status, err) = server
-        .post("/app/", json!({"name": "Other", "uid": "acme"}))
-        .await;
+    let (status, err) = server.post("/app/", json!({"name": "Other", "uid": "acme"})).await;
     assert_eq!(status, 409, "{err}");
     assert_eq!(err["code"], "conflict");
     let (status, again) = server
-        .post(
-            "/app/?get_if_exists=true",
-            json!({"name": "Other", "uid": "acme"}),
-        )
+        .post("/app/?get_if_exists=true", json!({"name": "Other", "uid": "acme"}))
         .await;
     assert_eq!(status, 200);
     assert_eq!(again["id"], id.as_str());
@@ -85,11 +67,7 @@ async fn applications_crud_with_uid_and_errors() {
     assert_eq!(status, 200);
 
     let (status, patched) = server
-        .request(
-            Method::PATCH,
-            "/app/acme/",
-            Some(json!({"name": "Acme Inc"})),
-        )
+        .request(Method::PATCH, "/app/acme/", Some(json!({"name": "Acme Inc"})))
         .await;
     assert_eq!(status, 200);
     assert_eq!(patched["name"], "Acme Inc");
@@ -97,11 +75,7 @@ async fn applications_crud_with_uid_and_errors() {
     assert_eq!(patched["metadata"], json!({"tier": "gold"}));
 
     let (status, put) = server
-        .request(
-            Method::PUT,
-            "/app/new-one/",
-            Some(json!({"name": "Upserted"})),
-        )
+        .request(Method::PUT, "/app/new-one/", Some(json!({"name": "Upserted"})))
         .await;
     assert_eq!(status, 201, "{put}");
     assert_eq!(put["uid"], "new-one");
@@ -118,9 +92,7 @@ async fn applications_crud_with_uid_and_errors() {
     let detail = &err["detail"][0];
     assert_eq!(detail["loc"][0], "body");
     assert!(detail["msg"].as_str().unwrap().contains("name"), "{err}");
-    let (status, err) = server
-        .post("/app/", json!({"name": "x", "uid": "has space"}))
-        .await;
+    let (status, err) = server.post("/app/", json!({"name": "x", "uid": "has space"})).await;
     assert_eq!(status, 422);
     assert_eq!(err["detail"][0]["loc"], json!(["body", "uid"]));
     let (status, err) = server.post("/app/", json!({"name": 7})).await;
@@ -198,21 +170,13 @@ async fn endpoints_crud_and_secret() {
     assert_eq!(ep["disabled"], false);
 
     // Generated secrets are 24 bytes, emitted as padded standard base64.
-    let (status, secret) = server
-        .get(&format!("/app/{app}/endpoint/main/secret/"))
-        .await;
+    let (status, secret) = server.get(&format!("/app/{app}/endpoint/main/secret/")).await;
     assert_eq!(status, 200);
     let key = secret["key"].as_str().unwrap();
     let b64 = key.strip_prefix("whsec_").expect("whsec_ prefix");
     assert_eq!(b64.len(), 32, "{key}");
     use base64::Engine as _;
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap()
-            .len(),
-        24
-    );
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(b64).unwrap().len(), 24);
 
     // A supplied secret is kept as given.
     let mine = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -224,18 +188,12 @@ async fn endpoints_crud_and_secret() {
         .await;
     assert_eq!(status, 201);
     let (_, s2) = server
-        .get(&format!(
-            "/app/{app}/endpoint/{}/secret/",
-            ep2["id"].as_str().unwrap()
-        ))
+        .get(&format!("/app/{app}/endpoint/{}/secret/", ep2["id"].as_str().unwrap()))
         .await;
     assert_eq!(s2["key"], mine);
 
     let (status, err) = server
-        .post(
-            &format!("/app/{app}/endpoint/"),
-            json!({"url": "ftp://example.com"}),
-        )
+        .post(&format!("/app/{app}/endpoint/"), json!({"url": "ftp://example.com"}))
         .await;
     assert_eq!(status, 422);
     assert_eq!(err["detail"][0]["loc"], json!(["body", "url"]));
@@ -288,23 +246,20 @@ async fn event_types_create_list_archive() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let (status, et) = server
-        .post("/event-type/", json!({"name": "invoice.paid", "description": "An invoice was paid", "schemas": {"1": {"type": "object"}}}))
+        .post(
+            "/event-type/",
+            json!({"name": "invoice.paid", "description": "An invoice was paid", "schemas": {"1": {"type": "object"}}}),
+        )
         .await;
     assert_eq!(status, 201, "{et}");
     assert_eq!(et["deprecated"], false);
     assert_eq!(et["archived"], false);
     let (status, _) = server
-        .post(
-            "/event-type/",
-            json!({"name": "invoice.paid", "description": "dup"}),
-        )
+        .post("/event-type/", json!({"name": "invoice.paid", "description": "dup"}))
         .await;
     assert_eq!(status, 409);
     let (status, _) = server
-        .post(
-            "/event-type/",
-            json!({"name": "bad name", "description": "x"}),
-        )
+        .post("/event-type/", json!({"name": "bad name", "description": "x"}))
         .await;
     assert_eq!(status, 422);
 
@@ -314,9 +269,7 @@ async fn event_types_create_list_archive() {
     let (_, one) = server.get("/event-type/invoice.paid/").await;
     assert_eq!(one["schemas"]["1"]["type"], "object");
 
-    let (status, _) = server
-        .request(Method::DELETE, "/event-type/invoice.paid/", None)
-        .await;
+    let (status, _) = server.request(Method::DELETE, "/event-type/invoice.paid/", None).await;
     assert_eq!(status, 204);
     let (_, list) = server.get("/event-type/").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
@@ -373,14 +326,10 @@ async fn messages_create_get_list_and_errors() {
     let (_, filtered) = server.get(&format!("/app/{app}/msg/?channel=eu")).await;
     assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
     let (_, filtered) = server
-        .get(&format!(
-            "/app/{app}/msg/?event_types=other.type,user.created"
-        ))
+        .get(&format!("/app/{app}/msg/?event_types=other.type,user.created"))
         .await;
     assert_eq!(filtered["data"].as_array().unwrap().len(), 2);
-    let (_, filtered) = server
-        .get(&format!("/app/{app}/msg/?event_types=other.type"))
-        .await;
+    let (_, filtered) = server.get(&format!("/app/{app}/msg/?event_types=other.type")).await;
     assert_eq!(filtered["data"].as_array().unwrap().len(), 0);
 
     let (status, err) = server
@@ -391,9 +340,7 @@ async fn messages_create_get_list_and_errors() {
         .await;
     assert_eq!(status, 422);
     assert_eq!(err["detail"][0]["loc"], json!(["body", "payload"]));
-    let (status, err) = server
-        .post(&format!("/app/{app}/msg/"), json!({"payload": {}}))
-        .await;
+    let (status, err) = server.post(&format!("/app/{app}/msg/"), json!({"payload": {}})).await;
     assert_eq!(status, 422, "{err}");
     let (status, err) = server
         .post("/app/nope/msg/", json!({"eventType": "x", "payload": {}}))
@@ -458,9 +405,7 @@ async fn idempotency_key_answers_once() {
 
     let (_, list) = server.get(&format!("/app/{app}/msg/")).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    receiver
-        .wait_until(Duration::from_secs(10), |r| !r.is_empty())
-        .await;
+    receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.requests().len(), 1);
 }

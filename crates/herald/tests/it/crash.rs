@@ -35,9 +35,7 @@ async fn sigkill_while_posting_loses_nothing_accepted() {
                 let sent = http
                     .post(&url)
                     .bearer_auth(TOKEN)
-                    .json(
-                        &json!({"eventType": "crash.test", "payload": {"worker": worker, "n": n}}),
-                    )
+                    .json(&json!({"eventType": "crash.test", "payload": {"worker": worker, "n": n}}))
                     .send()
                     .await;
                 let Ok(resp) = sent else { return };
@@ -47,10 +45,7 @@ async fn sigkill_while_posting_loses_nothing_accepted() {
                 let Ok(body) = resp.json::<serde_json::Value>().await else {
                     return;
                 };
-                accepted
-                    .lock()
-                    .unwrap()
-                    .push(body["id"].as_str().unwrap().to_owned());
+                accepted.lock().unwrap().push(body["id"].as_str().unwrap().to_owned());
             }
         }));
     }
@@ -103,10 +98,7 @@ async fn sigkill_while_posting_loses_nothing_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_work_and_resumes_the_rest() {
     let dir = temp_dir();
-    let receiver = Receiver::start_with(Arc::new(|_, _| {
-        (200, Duration::from_millis(300), "ok".into())
-    }))
-    .await;
+    let receiver = Receiver::start_with(Arc::new(|_, _| (200, Duration::from_millis(300), "ok".into()))).await;
     let mut server = Server::start_with(
         dir.path(),
         crate::harness::ServerOptions {
@@ -123,15 +115,9 @@ async fn sigterm_finishes_in_flight_work_and_resumes_the_rest() {
         ids.insert(server.send(&app, "drain.test", json!({"n": n})).await);
     }
     // Some requests are now in flight, most are queued behind the lane limit.
-    receiver
-        .wait_until(Duration::from_secs(10), |r| !r.is_empty())
-        .await;
+    receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
     let status = server.terminate(Duration::from_secs(20));
-    assert!(
-        status.success(),
-        "herald exited with {status}: {}",
-        server.stderr()
-    );
+    assert!(status.success(), "herald exited with {status}: {}", server.stderr());
     let before_restart = receiver.requests().len();
     assert!(
         before_restart < 40,
@@ -141,17 +127,11 @@ async fn sigterm_finishes_in_flight_work_and_resumes_the_rest() {
     let server = Server::start(dir.path());
     let got = receiver
         .wait_until(Duration::from_secs(60), |r| {
-            let seen: HashSet<String> = r
-                .iter()
-                .map(|x| x.header("webhook-id").to_owned())
-                .collect();
+            let seen: HashSet<String> = r.iter().map(|x| x.header("webhook-id").to_owned()).collect();
             ids.is_subset(&seen)
         })
         .await;
-    let seen: HashSet<String> = got
-        .iter()
-        .map(|x| x.header("webhook-id").to_owned())
-        .collect();
+    let seen: HashSet<String> = got.iter().map(|x| x.header("webhook-id").to_owned()).collect();
     assert!(
         ids.is_subset(&seen),
         "{} messages lost across SIGTERM",
@@ -159,10 +139,6 @@ async fn sigterm_finishes_in_flight_work_and_resumes_the_rest() {
     );
     // Requests that were in flight at SIGTERM completed and were recorded, so
     // they are not sent again.
-    assert!(
-        got.len() <= 40 + 4,
-        "{} requests for 40 messages",
-        got.len()
-    );
+    assert!(got.len() <= 40 + 4, "{} requests for 40 messages", got.len());
     drop(server);
 }

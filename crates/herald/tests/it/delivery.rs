@@ -17,19 +17,19 @@ async fn fan_out_follows_filter_types_channels_and_disabled() {
     let receiver = Receiver::start().await;
     let app = server.create_app("fanout").await;
     let url = |p: &str| format!("{}/{p}", receiver.url);
+    server.create_endpoint(&app, json!({"url": url("all")})).await;
     server
-        .create_endpoint(&app, json!({"url": url("all")}))
-        .await;
-    server
-        .create_endpoint(
-            &app,
-            json!({"url": url("invoices"), "filterTypes": ["invoice.paid"]}),
-        )
+        .create_endpoint(&app, json!({"url": url("invoices"), "filterTypes": ["invoice.paid"]}))
         .await;
     server
         .create_endpoint(&app, json!({"url": url("eu"), "channels": ["eu"]}))
         .await;
-    server.create_endpoint(&app, json!({"url": url("eu-invoices"), "eventTypes": ["invoice.paid"], "channels": ["eu", "us"]})).await;
+    server
+        .create_endpoint(
+            &app,
+            json!({"url": url("eu-invoices"), "eventTypes": ["invoice.paid"], "channels": ["eu", "us"]}),
+        )
+        .await;
     server
         .create_endpoint(&app, json!({"url": url("off"), "disabled": true}))
         .await;
@@ -71,10 +71,7 @@ async fn fan_out_follows_filter_types_channels_and_disabled() {
         v.sort();
         v
     };
-    assert_eq!(
-        ids("/all"),
-        sorted(vec![m1.clone(), m2.clone(), m3.clone()])
-    );
+    assert_eq!(ids("/all"), sorted(vec![m1.clone(), m2.clone(), m3.clone()]));
     assert_eq!(ids("/invoices"), sorted(vec![m1.clone(), m3.clone()]));
     assert_eq!(ids("/eu"), vec![m2.clone()]);
     assert_eq!(ids("/eu-invoices"), vec![m3.clone()]);
@@ -125,10 +122,7 @@ async fn request_on_the_wire_is_signed_and_byte_exact() {
     ] {
         assert_eq!(req.header(std), req.header(svix), "{std} and {svix} differ");
     }
-    let ts: i64 = req
-        .header("webhook-timestamp")
-        .parse()
-        .expect("integer timestamp");
+    let ts: i64 = req.header("webhook-timestamp").parse().expect("integer timestamp");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -181,20 +175,12 @@ async fn failures_are_retried_with_the_same_id_and_every_attempt_recorded() {
     assert!(got.iter().all(|r| r.header("webhook-id") == msg));
     // The second retry waits ~300 ms (5 min / 1000, ±20 %).
     let gap = got[2].at - got[1].at;
-    assert!(
-        gap >= Duration::from_millis(200),
-        "second retry came after {gap:?}"
-    );
+    assert!(gap >= Duration::from_millis(200), "second retry came after {gap:?}");
 
-    let attempts = server
-        .wait_attempts(&app, &msg, WAIT, |a| a.len() >= 3)
-        .await;
+    let attempts = server.wait_attempts(&app, &msg, WAIT, |a| a.len() >= 3).await;
     assert_eq!(attempts.len(), 3);
     // Newest first.
-    let statuses: Vec<i64> = attempts
-        .iter()
-        .map(|a| a["status"].as_i64().unwrap())
-        .collect();
+    let statuses: Vec<i64> = attempts.iter().map(|a| a["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![0, 2, 2]);
     assert_eq!(attempts[2]["responseStatusCode"], 500);
     assert_eq!(attempts[2]["response"], "boom 0");
@@ -226,30 +212,19 @@ async fn the_schedule_ends_after_eight_attempts() {
             ..Default::default()
         },
     );
-    let receiver =
-        Receiver::start_with(Arc::new(|_, _| (503, Duration::ZERO, "down".into()))).await;
+    let receiver = Receiver::start_with(Arc::new(|_, _| (503, Duration::ZERO, "down".into()))).await;
     let app = server.create_app("exhaust").await;
     let (ep, _) = server
         .create_endpoint(&app, json!({"url": format!("{}/down", receiver.url)}))
         .await;
     let msg = server.send(&app, "x.y", json!({})).await;
 
-    receiver
-        .wait_until(Duration::from_secs(30), |r| r.len() >= 8)
-        .await;
+    receiver.wait_until(Duration::from_secs(30), |r| r.len() >= 8).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        receiver.requests().len(),
-        8,
-        "first try + 7 retries, then no more"
-    );
-    let attempts = server
-        .wait_attempts(&app, &msg, WAIT, |a| a.len() >= 8)
-        .await;
+    assert_eq!(receiver.requests().len(), 8, "first try + 7 retries, then no more");
+    let attempts = server.wait_attempts(&app, &msg, WAIT, |a| a.len() >= 8).await;
     assert_eq!(attempts.len(), 8);
-    let (_, stats) = server
-        .get(&format!("/app/{app}/endpoint/{ep}/stats/"))
-        .await;
+    let (_, stats) = server.get(&format!("/app/{app}/endpoint/{ep}/stats/")).await;
     assert_eq!(stats["fail"], 1, "{stats}");
     assert_eq!(stats["pending"], 0, "{stats}");
 }
@@ -277,16 +252,11 @@ async fn redirects_are_failures_and_not_followed() {
         .create_endpoint(&app, json!({"url": format!("{}/moved", receiver.url)}))
         .await;
     let msg = server.send(&app, "x.y", json!({})).await;
-    let attempts = server
-        .wait_attempts(&app, &msg, WAIT, |a| !a.is_empty())
-        .await;
+    let attempts = server.wait_attempts(&app, &msg, WAIT, |a| !a.is_empty()).await;
     assert_eq!(attempts[attempts.len() - 1]["responseStatusCode"], 302);
     assert_eq!(attempts[attempts.len() - 1]["status"], 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        receiver.on_path("/redirected").is_empty(),
-        "the redirect was followed"
-    );
+    assert!(receiver.on_path("/redirected").is_empty(), "the redirect was followed");
 }
 
 #[tokio::test]
@@ -321,17 +291,11 @@ async fn slow_endpoints_time_out_and_long_responses_are_cut() {
             a.iter().any(|x| x["endpointId"] == slow.as_str()) && a.len() >= 2
         })
         .await;
-    let slow_attempt = attempts
-        .iter()
-        .find(|a| a["endpointId"] == slow.as_str())
-        .unwrap();
+    let slow_attempt = attempts.iter().find(|a| a["endpointId"] == slow.as_str()).unwrap();
     assert_eq!(slow_attempt["errorKind"], "timeout", "{slow_attempt}");
     assert_eq!(slow_attempt["responseStatusCode"], 0);
     assert!(slow_attempt["responseDurationMs"].as_u64().unwrap() < 2000);
-    let chatty = attempts
-        .iter()
-        .find(|a| a["endpointId"] != slow.as_str())
-        .unwrap();
+    let chatty = attempts.iter().find(|a| a["endpointId"] != slow.as_str()).unwrap();
     assert_eq!(chatty["status"], 0);
     assert_eq!(chatty["response"].as_str().unwrap().len(), 4096);
 }
@@ -351,22 +315,13 @@ async fn the_ssrf_guard_refuses_loopback_by_default() {
     let app = server.create_app("ssrf").await;
     let port = receiver.url.rsplit(':').next().unwrap().to_owned();
     server
-        .create_endpoint(
-            &app,
-            json!({"url": format!("http://127.0.0.1:{port}/literal")}),
-        )
+        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{port}/literal")}))
         .await;
     server
-        .create_endpoint(
-            &app,
-            json!({"url": format!("http://localhost:{port}/named")}),
-        )
+        .create_endpoint(&app, json!({"url": format!("http://localhost:{port}/named")}))
         .await;
     server
-        .create_endpoint(
-            &app,
-            json!({"url": format!("http://[::ffff:127.0.0.1]:{port}/mapped")}),
-        )
+        .create_endpoint(&app, json!({"url": format!("http://[::ffff:127.0.0.1]:{port}/mapped")}))
         .await;
     let msg = server.send(&app, "x.y", json!({})).await;
     let endpoints = |a: &[Value]| {
@@ -377,11 +332,7 @@ async fn the_ssrf_guard_refuses_loopback_by_default() {
     let attempts = server
         .wait_attempts(&app, &msg, WAIT, |a| endpoints(a).len() == 3)
         .await;
-    assert_eq!(
-        endpoints(&attempts).len(),
-        3,
-        "every endpoint had an attempt"
-    );
+    assert_eq!(endpoints(&attempts).len(), 3, "every endpoint had an attempt");
     for a in &attempts {
         assert_eq!(a["errorKind"], "blocked", "{a}");
         assert_eq!(a["responseStatusCode"], 0);

@@ -144,12 +144,7 @@ impl Server {
         format!("{}/api/v1{}", self.url, path)
     }
 
-    pub async fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.request(method, self.api(path)).bearer_auth(TOKEN);
         if let Some(body) = body {
             req = req.json(&body);
@@ -211,9 +206,7 @@ impl Server {
     ) -> Vec<Value> {
         let deadline = Instant::now() + within;
         loop {
-            let (status, list) = self
-                .get(&format!("/app/{app}/attempt/msg/{msg}/?limit=250"))
-                .await;
+            let (status, list) = self.get(&format!("/app/{app}/attempt/msg/{msg}/?limit=250")).await;
             assert_eq!(status, 200, "{list}");
             let data = list["data"].as_array().cloned().unwrap_or_default();
             if done(&data) || Instant::now() > deadline {
@@ -243,10 +236,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 }
 
@@ -281,9 +271,7 @@ impl Receiver {
             arrived: Notify::new(),
             behaviour: Mutex::new(behaviour),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -295,18 +283,11 @@ impl Receiver {
     }
 
     pub fn on_path(&self, path: &str) -> Vec<Received> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
     /// Waits until `done` holds over everything received, or the time is up.
-    pub async fn wait_until(
-        &self,
-        within: Duration,
-        done: impl Fn(&[Received]) -> bool,
-    ) -> Vec<Received> {
+    pub async fn wait_until(&self, within: Duration, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.state.arrived.notified();
@@ -336,10 +317,7 @@ async fn handle(
     let (status, delay, text) = {
         let requests = state.requests.lock().expect("lock");
         let id = received.header("webhook-id");
-        let before = requests
-            .iter()
-            .filter(|r| r.header("webhook-id") == id)
-            .count();
+        let before = requests.iter().filter(|r| r.header("webhook-id") == id).count();
         let behaviour = state.behaviour.lock().expect("lock").clone();
         behaviour(&received, before)
     };
@@ -350,10 +328,8 @@ async fn handle(
     }
     let mut resp = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), text).into_response();
     if (300..400).contains(&status) {
-        resp.headers_mut().insert(
-            "location",
-            axum::http::HeaderValue::from_static("/redirected"),
-        );
+        resp.headers_mut()
+            .insert("location", axum::http::HeaderValue::from_static("/redirected"));
     }
     resp
 }

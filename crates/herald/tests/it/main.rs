@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod backlog;
 mod crash;
 mod delivery;
 mod signing;

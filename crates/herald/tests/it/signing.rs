@@ -33,17 +33,11 @@ fn python() -> Option<String> {
     }
 }
 
-fn verify_with_python(
-    python: &str,
-    secret: &str,
-    req: &Received,
-    body_override: Option<&str>,
-) -> (bool, String) {
-    let headers: serde_json::Map<String, serde_json::Value> =
-        ["webhook-id", "webhook-timestamp", "webhook-signature"]
-            .iter()
-            .map(|h| ((*h).to_owned(), json!(req.header(h))))
-            .collect();
+fn verify_with_python(python: &str, secret: &str, req: &Received, body_override: Option<&str>) -> (bool, String) {
+    let headers: serde_json::Map<String, serde_json::Value> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|h| ((*h).to_owned(), json!(req.header(h))))
+        .collect();
     let body = body_override
         .map(str::to_owned)
         .unwrap_or_else(|| String::from_utf8(req.body.to_vec()).unwrap());
@@ -92,9 +86,7 @@ async fn python_standardwebhooks_verifies_what_arrived() {
         )
         .await;
 
-    let got = receiver
-        .wait_until(Duration::from_secs(15), |r| !r.is_empty())
-        .await;
+    let got = receiver.wait_until(Duration::from_secs(15), |r| !r.is_empty()).await;
     let (ok, out) = verify_with_python(&python, &secret, &got[0], None);
     assert!(ok, "standardwebhooks rejected Herald's delivery: {out}");
     assert!(out.contains("verified"));
