@@ -53,9 +53,11 @@ enum Verdict {
 
 /// Runs inside the transaction; returns its verdict and what to do once the
 /// commit's fate is known.
+type RunJob = Box<dyn FnOnce(&mut WriterCtx) -> (Verdict, Finish) + Send>;
+
 struct Job {
     atomic: bool,
-    run: Box<dyn FnOnce(&mut WriterCtx) -> (Verdict, Finish) + Send>,
+    run: RunJob,
 }
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
