@@ -12,7 +12,15 @@ use crate::harness::{Receiver, Server, ServerOptions, temp_dir};
 
 /// Reads one unlabelled sample from the server's `/metrics`.
 async fn metric(server: &Server, name: &str) -> u64 {
-    let text = server.http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
@@ -28,7 +36,11 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
     let up = Arc::new(AtomicBool::new(false));
     let flag = up.clone();
     let receiver = Receiver::start_with(Arc::new(move |_, _| {
-        if flag.load(Ordering::SeqCst) { (200, Duration::ZERO, "ok".into()) } else { (503, Duration::ZERO, "down".into()) }
+        if flag.load(Ordering::SeqCst) {
+            (200, Duration::ZERO, "ok".into())
+        } else {
+            (503, Duration::ZERO, "down".into())
+        }
     }))
     .await;
     // Retries come fast (the ~27 h schedule takes ~10 s) and memory holds 20 deliveries.
@@ -41,7 +53,9 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
         },
     );
     let app = server.create_app("backlog").await;
-    server.create_endpoint(&app, json!({"url": format!("{}/b", receiver.url)})).await;
+    server
+        .create_endpoint(&app, json!({"url": format!("{}/b", receiver.url)}))
+        .await;
 
     let mut ids = HashSet::new();
     let mut most_resident = 0;
@@ -55,16 +69,30 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
         most_resident = most_resident.max(metric(&server, "herald_deliveries_resident").await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(most_resident <= RESIDENT + 2, "{most_resident} deliveries were held in memory (limit {RESIDENT})");
-    assert!(metric(&server, "herald_attempts_total{outcome=\"failure\"}").await > 0, "the receiver was never tried");
+    assert!(
+        most_resident <= RESIDENT + 2,
+        "{most_resident} deliveries were held in memory (limit {RESIDENT})"
+    );
+    assert!(
+        metric(&server, "herald_attempts_total{outcome=\"failure\"}").await > 0,
+        "the receiver was never tried"
+    );
 
     up.store(true, Ordering::SeqCst);
     let delivered = |r: &[crate::harness::Received]| -> HashSet<String> {
-        r.iter().filter(|x| x.path == "/b").map(|x| x.header("webhook-id").to_owned()).collect()
+        r.iter()
+            .filter(|x| x.path == "/b")
+            .map(|x| x.header("webhook-id").to_owned())
+            .collect()
     };
-    let got = receiver.wait_until(Duration::from_secs(60), |r| ids.is_subset(&delivered(r))).await;
+    let got = receiver
+        .wait_until(Duration::from_secs(60), |r| ids.is_subset(&delivered(r)))
+        .await;
     let missing = ids.difference(&delivered(&got)).count();
     assert_eq!(missing, 0, "{missing} of {MESSAGES} messages never arrived");
-    assert!(metric(&server, "herald_deliveries_loaded_total").await > 0, "nothing came back from the store");
+    assert!(
+        metric(&server, "herald_deliveries_loaded_total").await > 0,
+        "nothing came back from the store"
+    );
     assert!(metric(&server, "herald_deliveries_resident").await <= RESIDENT + 2);
 }
