@@ -5,7 +5,7 @@
 //! (new jobs, finished attempts, loaded endpoint targets, fired timers).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub(crate) enum Record {
     },
     /// Claims on deliveries the dispatcher will not send (shutdown).
     Release(Vec<i64>),
+    /// Claims on deliveries still held, extended so no one else takes them.
+    Renew(Vec<i64>, DateTime<Utc>),
 }
 
 enum TargetEntry {
@@ -101,6 +103,9 @@ pub(crate) struct Dispatcher {
     blocked: VecDeque<EndpointId>,
     targets: HashMap<EndpointId, TargetEntry>,
     timers: BinaryHeap<Reverse<Timed>>,
+    /// Every delivery held in memory (queued, waiting, in flight), so a
+    /// delivery claimed twice is sent once and claims can be renewed.
+    held: HashSet<i64>,
     seq: u64,
     in_flight: usize,
     stopping: bool,
@@ -130,6 +135,7 @@ impl Dispatcher {
             blocked: VecDeque::new(),
             targets: HashMap::new(),
             timers: BinaryHeap::new(),
+            held: HashSet::new(),
             seq: 0,
             in_flight: 0,
             stopping: false,
@@ -141,10 +147,14 @@ impl Dispatcher {
     }
 
     pub(crate) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, shutdown: CancellationToken) {
+        let every = self.cfg.claim_ttl / 4;
+        let mut renew = tokio::time::interval_at(Instant::now() + every, every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_timer = self.timers.peek().map(|Reverse(t)| t.at);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = renew.tick() => self.renew_claims(),
                 Some(done) = self.done_rx.recv() => self.on_done(done),
                 Some(event) = events.recv() => self.on_event(event),
                 Some(loaded) = self.loaded_rx.recv() => self.on_targets(loaded),
@@ -160,6 +170,11 @@ impl Dispatcher {
                 let now = Utc::now();
                 let mut touched = Vec::new();
                 for job in jobs {
+                    if !self.held.insert(job.delivery_id) {
+                        // Already held: its claim lapsed and was taken again.
+                        self.shared.resident.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if job.due_at > now + chrono::Duration::milliseconds(5) {
                         let wait = (job.due_at - now).to_std().unwrap_or_default();
                         self.schedule(job, Instant::now() + wait);
@@ -349,7 +364,20 @@ impl Dispatcher {
         }
     }
 
-    fn record(&self, outcome: Outcome, leaves_memory: bool) {
+    fn renew_claims(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let until = Utc::now() + self.cfg.claim_ttl;
+        let _ = self
+            .records
+            .send(Record::Renew(self.held.iter().copied().collect(), until));
+    }
+
+    fn record(&mut self, outcome: Outcome, leaves_memory: bool) {
+        if leaves_memory {
+            self.held.remove(&outcome.delivery_id);
+        }
         if self.records.send(Record::Outcome { outcome, leaves_memory }).is_err() {
             tracing::error!("the recorder has stopped; an attempt result was not saved");
         }
@@ -571,6 +599,14 @@ pub(crate) async fn record(
                         }
                     );
                     outcomes.push(outcome);
+                }
+                Record::Renew(ids, until) => {
+                    if !outcomes.is_empty() {
+                        write_outcomes(&store, std::mem::take(&mut outcomes)).await;
+                    }
+                    if let Err(e) = store.extend_claims(ids, until).await {
+                        tracing::warn!(error = %e, "could not renew claims");
+                    }
                 }
                 Record::Release(ids) => {
                     if !outcomes.is_empty() {

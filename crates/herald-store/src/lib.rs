@@ -244,16 +244,23 @@ pub trait Store: Send + Sync + 'static {
 
     // Delivery engine
     /// Claims up to `limit` pending deliveries due by `due_by` that no live
-    /// claim holds, marking them claimed until `claim_until`.
+    /// claim holds (never claimed, released, or lapsed), marking them claimed
+    /// until `claim_until`.
     async fn claim_due(
         &self,
         due_by: DateTime<Utc>,
         claim_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<DeliveryJob>>;
-    /// The earliest due time among unclaimed pending deliveries.
+    /// The earliest due time among unclaimed pending deliveries. Lapsed
+    /// claims are rare (a holder died or could not record an outcome); the
+    /// loader finds them on its periodic look rather than by this time.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
-    /// Records attempts and moves deliveries to their new state, in one commit.
+    /// Extends this node's live claims on deliveries it still holds; lapsed,
+    /// released or finished deliveries are left alone.
+    async fn extend_claims(&self, delivery_ids: Vec<i64>, until: DateTime<Utc>) -> Result<u64>;
+    /// Records attempts and moves pending deliveries to their new state, in
+    /// one commit. A delivery no longer pending (canceled) keeps its state.
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
     /// Drops claims so the deliveries can be claimed again (shutdown, or a
     /// single-node store starting up after a crash).

@@ -44,6 +44,7 @@ pub struct SqliteStore {
     writer: Writer,
     readers: ReadPool,
     key: Arc<EncryptionKey>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl SqliteStore {
@@ -62,6 +63,7 @@ impl SqliteStore {
             writer: Writer::spawn(conn),
             readers: ReadPool::new(readers),
             key: Arc::new(key),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -85,6 +87,9 @@ impl SqliteStore {
     }
 
     async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         self.readers.run(f).await
     }
 }
@@ -392,9 +397,8 @@ fn paginate<T>(
         .map(&id_of)
         .or_else(|| if backwards { cursor.clone() } else { None });
     let prev_iterator = data.first().map(|t| format!("-{}", id_of(t)));
-    // Walking back, "done" means there is nothing further back; the next page
-    // forward always exists (we came from it).
-    let done = if backwards { false } else { !more };
+    // "done": nothing further in the direction of travel.
+    let done = !more;
     Ok(Page {
         data,
         iterator,
@@ -528,15 +532,15 @@ fn record_outcome(conn: &Connection, o: &Outcome, now: i64) -> Result<()> {
     let tried = i64::from(o.attempt.is_some());
     match &o.state {
         DeliveryState::Succeeded => conn
-            .prepare_cached("UPDATE delivery SET status = 0, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1")?
+            .prepare_cached("UPDATE delivery SET status = 0, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1 AND status = 1")?
             .execute(params![o.delivery_id, tried, now])?,
         DeliveryState::Failed => conn
-            .prepare_cached("UPDATE delivery SET status = 2, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1")?
+            .prepare_cached("UPDATE delivery SET status = 2, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1 AND status = 1")?
             .execute(params![o.delivery_id, tried, now])?,
         DeliveryState::Retry { at, keep_claim_until } => conn
             .prepare_cached(
                 "UPDATE delivery SET status = 1, attempts = attempts + ?2, next_attempt_at = ?3, claim_until = ?4, \
-                 updated_at = ?5 WHERE id = ?1",
+                 updated_at = ?5 WHERE id = ?1 AND status = 1",
             )?
             .execute(params![o.delivery_id, tried, ms(*at), keep_claim_until.map(ms), now])?,
     };
@@ -1003,29 +1007,68 @@ impl Store for SqliteStore {
     ) -> Result<Vec<DeliveryJob>> {
         self.writer
             .run_fast(move |ctx| {
-                let mut select = ctx.conn.prepare_cached(
-                    "SELECT d.id, d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload \
-                     FROM delivery d JOIN message m ON m.id = d.msg_id \
-                     WHERE d.status = 1 AND d.claim_until IS NULL AND d.next_attempt_at <= ?1 \
-                     ORDER BY d.next_attempt_at LIMIT ?2",
+                let now = ms(Utc::now());
+                // Unclaimed due work, and work whose claim lapsed (its holder
+                // died or could not record the outcome); each query walks its
+                // own index, and the earliest `limit` of both are taken.
+                let mut rows: Vec<(i64, i64)> = Vec::with_capacity(limit);
+                let mut unclaimed = ctx.conn.prepare_cached(
+                    "SELECT id, next_attempt_at FROM delivery \
+                     WHERE status = 1 AND claim_until IS NULL AND next_attempt_at <= ?1 \
+                     ORDER BY next_attempt_at LIMIT ?2",
                 )?;
-                let jobs = select
-                    .query_map(params![ms(due_by), limit as i64], |r| {
-                        Ok(DeliveryJob {
-                            delivery_id: r.get(0)?,
-                            msg_id: MessageId::from_trusted(r.get(1)?),
-                            app_id: AppId::from_trusted(r.get(2)?),
-                            endpoint_id: EndpointId::from_trusted(r.get(3)?),
-                            attempts: r.get(4)?,
-                            due_at: from_ms(r.get(5)?),
-                            event_type: EventTypeName::from_trusted(r.get(6)?),
-                            payload: Bytes::from(r.get::<_, Vec<u8>>(7)?),
+                for row in unclaimed.query_map(params![ms(due_by), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                    rows.push(row?);
+                }
+                let mut lapsed = ctx.conn.prepare_cached(
+                    "SELECT id, next_attempt_at FROM delivery \
+                     WHERE claim_until IS NOT NULL AND claim_until < ?3 AND status = 1 AND next_attempt_at <= ?1 \
+                     LIMIT ?2",
+                )?;
+                for row in lapsed.query_map(params![ms(due_by), limit as i64, now], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                    rows.push(row?);
+                }
+                rows.sort_by_key(|&(id, due)| (due, id));
+                rows.truncate(limit);
+
+                let mut load = ctx.conn.prepare_cached(
+                    "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload \
+                     FROM delivery d JOIN message m ON m.id = d.msg_id WHERE d.id = ?1",
+                )?;
+                let mut claim = ctx
+                    .conn
+                    .prepare_cached("UPDATE delivery SET claim_until = ?2 WHERE id = ?1")?;
+                // Deliveries of one message share one copy of its payload.
+                let mut payloads: HashMap<String, Bytes> = HashMap::new();
+                let mut jobs = Vec::with_capacity(rows.len());
+                for (id, _) in rows {
+                    let job = load
+                        .query_row([id], |r| {
+                            let msg_id: String = r.get(0)?;
+                            let payload = match payloads.get(&msg_id) {
+                                Some(p) => p.clone(),
+                                None => {
+                                    let p = Bytes::from(r.get::<_, Vec<u8>>(6)?);
+                                    payloads.insert(msg_id.clone(), p.clone());
+                                    p
+                                }
+                            };
+                            Ok(DeliveryJob {
+                                delivery_id: id,
+                                msg_id: MessageId::from_trusted(msg_id),
+                                app_id: AppId::from_trusted(r.get(1)?),
+                                endpoint_id: EndpointId::from_trusted(r.get(2)?),
+                                attempts: r.get(3)?,
+                                due_at: from_ms(r.get(4)?),
+                                event_type: EventTypeName::from_trusted(r.get(5)?),
+                                payload,
+                            })
                         })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let mut claim = ctx.conn.prepare_cached("UPDATE delivery SET claim_until = ?2 WHERE id = ?1")?;
-                for job in &jobs {
-                    claim.execute(params![job.delivery_id, ms(claim_until)])?;
+                        .optional()?;
+                    if let Some(job) = job {
+                        claim.execute(params![id, ms(claim_until)])?;
+                        jobs.push(job);
+                    }
                 }
                 Ok(jobs)
             })
@@ -1040,6 +1083,21 @@ impl Store for SqliteStore {
             Ok(v.map(from_ms))
         })
         .await
+    }
+
+    async fn extend_claims(&self, delivery_ids: Vec<i64>, until: DateTime<Utc>) -> Result<u64> {
+        self.writer
+            .run_fast(move |ctx| {
+                let mut stmt = ctx.conn.prepare_cached(
+                    "UPDATE delivery SET claim_until = ?2 WHERE id = ?1 AND status = 1 AND claim_until IS NOT NULL",
+                )?;
+                let mut n = 0;
+                for id in delivery_ids {
+                    n += stmt.execute(params![id, ms(until)])?;
+                }
+                Ok(n as u64)
+            })
+            .await
     }
 
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
@@ -1111,6 +1169,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
         self.writer.close().await;
     }
 }

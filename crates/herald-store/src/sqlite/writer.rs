@@ -125,7 +125,10 @@ impl Writer {
                     Ok(_) => Verdict::Keep,
                     Err(_) if atomic => Verdict::Undo,
                     Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => Verdict::Keep,
-                    Err(_) => Verdict::Poison,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a write failed part-way; rolling back its batch");
+                        Verdict::Poison
+                    }
                 };
                 let finish: Finish = Box::new(move |commit_error| {
                     let _ = reply.send(match commit_error {

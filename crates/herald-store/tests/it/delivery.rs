@@ -733,8 +733,7 @@ async fn deleted_endpoints_get_no_more_deliveries() {
 /// holds". A claim whose time has passed is not live, so the delivery must
 /// come back without a restart.
 #[tokio::test]
-#[ignore = "bug: SqliteStore::claim_due and next_due (src/sqlite/mod.rs) select only rows with \
-            `claim_until IS NULL`, so a lapsed claim is never claimable until release_claims(None)"]
+
 async fn lapsed_claims_can_be_claimed_again() {
     each_backend(|b| async move {
         let s = &b.store;

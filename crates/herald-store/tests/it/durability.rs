@@ -239,8 +239,7 @@ async fn closed_store_refuses_writes() {
 
 /// `Store::close`: "later calls fail with `StoreError::Closed`" — reads too.
 #[tokio::test]
-#[ignore = "bug: SqliteStore::close (src/sqlite/mod.rs) stops only the writer; reads \
-            keep succeeding on the read pool instead of failing with StoreError::Closed"]
+
 async fn closed_store_refuses_reads() {
     each_backend(|b| async move {
         let s = &b.store;
