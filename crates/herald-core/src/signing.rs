@@ -319,7 +319,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::Value;
 
-    const VECTORS: &str = include_str!("../../../../shared/reference/standard-webhooks-vectors.json");
+    const VECTORS: &str = include_str!("../testdata/standard-webhooks-vectors.json");
 
     fn vectors() -> Value {
         serde_json::from_str(VECTORS).unwrap()
