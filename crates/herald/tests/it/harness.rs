@@ -18,6 +18,9 @@ pub const TOKEN: &str = "test-admin-token";
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// Every line the server printed on stdout.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub token: String,
     pub http: reqwest::Client,
     stderr_log: PathBuf,
 }
@@ -27,6 +30,9 @@ pub struct ServerOptions {
     pub allow_private: bool,
     pub time_scale: Option<f64>,
     pub extra_args: Vec<String>,
+    /// `None`: no `--admin-token`, so the server uses or generates its own.
+    pub admin_token: Option<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +41,8 @@ impl Default for ServerOptions {
             allow_private: true,
             time_scale: None,
             extra_args: Vec::new(),
+            admin_token: Some(TOKEN.to_owned()),
+            env: Vec::new(),
         }
     }
 }
@@ -57,17 +65,20 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--admin-token")
-            .arg(TOKEN)
             .args(&opts.extra_args)
             .env_remove("HERALD_ALLOW_PRIVATE_TARGETS")
             .env_remove("HERALD_DATABASE_URL")
+            .env_remove("HERALD_ADMIN_TOKEN")
             .env(
                 "HERALD_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
+        if let Some(token) = &opts.admin_token {
+            cmd.arg("--admin-token").arg(token);
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if opts.allow_private {
             cmd.arg("--allow-private-targets").arg("127.0.0.0/8");
         }
@@ -78,6 +89,8 @@ impl Server {
         let mut child = cmd.spawn().expect("spawning herald");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = lines.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -86,6 +99,7 @@ impl Server {
                 {
                     let _ = tx.send(addr.to_owned());
                 }
+                seen.lock().expect("lock").push(line);
             }
         });
         let url = match rx.recv_timeout(Duration::from_secs(30)) {
@@ -98,9 +112,16 @@ impl Server {
                 );
             }
         };
+        let token = opts.admin_token.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(data_dir.join("admin-token"))
+                .map(|t| t.trim().to_owned())
+                .unwrap_or_default()
+        });
         Self {
             child: Some(child),
             url,
+            stdout: lines,
+            token,
             http: client(),
             stderr_log,
         }
@@ -145,7 +166,7 @@ impl Server {
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, self.api(path)).bearer_auth(TOKEN);
+        let mut req = self.http.request(method, self.api(path)).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(&body);
         }

@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod backlog;
+mod config;
 mod crash;
 mod delivery;
 mod signing;
