@@ -36,16 +36,22 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
-    pub(crate) in_flight_keys: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// SHA-256 of the admin token, computed once.
+    pub(crate) admin_digest: [u8; 32],
+    /// Idempotency keys in progress (`None`) or answered and being saved.
+    pub(crate) idempotency:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
+        let admin_digest = middleware::digest(config.admin_token.as_bytes());
         Self {
             store,
             engine,
             config: Arc::new(config),
-            in_flight_keys: Default::default(),
+            admin_digest,
+            idempotency: Default::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::{AppState, IDEMPOTENCY_WINDOW};
 /// Largest response we keep for idempotent replay.
 const SAVED_RESPONSE_LIMIT: usize = 4 * 1024 * 1024;
 
-fn digest(data: &[u8]) -> [u8; 32] {
+pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
@@ -32,7 +32,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .map(str::trim);
     match presented {
         None => ApiError::unauthorized("missing bearer token in the Authorization header").into_response(),
-        Some(token) if digest(token.as_bytes()) == digest(state.config.admin_token.as_bytes()) => next.run(req).await,
+        Some(token) if digest(token.as_bytes()) == state.admin_digest => next.run(req).await,
         Some(_) => ApiError::unauthorized("invalid token").into_response(),
     }
 }
@@ -62,45 +62,71 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     material.extend_from_slice(uri.as_bytes());
     let id = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest(&material));
 
-    match state.store.saved_response(&id, IDEMPOTENCY_WINDOW).await {
-        Ok(Some(saved)) => return saved_to_response(saved),
-        Ok(None) => {}
-        Err(e) => return ApiError::from(e).into_response(),
-    }
+    // In memory: requests with this key in progress (None) or finished and
+    // still being saved (Some).
     {
-        let Ok(mut keys) = state.in_flight_keys.lock() else {
+        let Ok(mut keys) = state.idempotency.lock() else {
             return ApiError::Internal("idempotency lock poisoned".into()).into_response();
         };
-        if !keys.insert(id.clone()) {
-            return ApiError::conflict("a request with this idempotency-key is still in progress").into_response();
+        match keys.get(&id) {
+            Some(Some(done)) => return saved_to_response(done.clone()),
+            Some(None) => {
+                return ApiError::conflict("a request with this idempotency-key is still in progress").into_response();
+            }
+            None => {
+                keys.insert(id.clone(), None);
+            }
+        }
+    }
+    let forget = |state: &AppState| {
+        if let Ok(mut keys) = state.idempotency.lock() {
+            keys.remove(&id);
+        }
+    };
+    match state.store.saved_response(&id, IDEMPOTENCY_WINDOW).await {
+        Ok(Some(saved)) => {
+            forget(&state);
+            return saved_to_response(saved);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            forget(&state);
+            return ApiError::from(e).into_response();
         }
     }
     let response = next.run(req).await;
-    let result = remember(&state, &id, response).await;
-    if let Ok(mut keys) = state.in_flight_keys.lock() {
-        keys.remove(&id);
-    }
-    result
-}
-
-async fn remember(state: &AppState, id: &str, response: Response) -> Response {
     if !response.status().is_success() {
+        forget(&state);
         return response;
     }
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, SAVED_RESPONSE_LIMIT).await {
         Ok(b) => b,
-        Err(e) => return ApiError::Internal(format!("buffering a response: {e}")).into_response(),
+        Err(e) => {
+            forget(&state);
+            return ApiError::Internal(format!("buffering a response: {e}")).into_response();
+        }
     };
     let saved = SavedResponse {
         status: parts.status.as_u16(),
         body: bytes.clone(),
     };
-    if let Err(e) = state.store.save_response(id, saved).await {
-        // The work is done and committed; failing to remember it only means
-        // a retry with the same key would not be deduplicated.
-        tracing::warn!(error = %e, "could not save an idempotent response");
+    if let Ok(mut keys) = state.idempotency.lock() {
+        keys.insert(id.clone(), Some(saved.clone()));
     }
+    // The answer goes out now; a repeat meanwhile is served from memory
+    // until the saved copy is committed, so the save adds no latency.
+    let saver = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = saver.store.save_response(&id, saved).await {
+            // The work itself is committed; only deduplication of a later
+            // retry with the same key is lost.
+            tracing::warn!(error = %e, "could not save an idempotent response");
+        }
+        if let Ok(mut keys) = saver.idempotency.lock() {
+            keys.remove(&id);
+        }
+    });
     Response::from_parts(parts, Body::from(bytes))
 }
 
