@@ -217,14 +217,19 @@ fn compose(ms: u64, random: [u8; RANDOM_LEN]) -> [u8; RAW_LEN] {
 /// Base62 of a 160-bit big-endian number, left-padded with `0` to 27 digits
 /// (62^27 > 2^160, so 27 always suffice and the width is fixed).
 fn encode(raw: &[u8; RAW_LEN]) -> [u8; ID_BODY_LEN] {
-    let mut num = *raw;
+    // The 160-bit number as five big-endian 32-bit limbs, so each long
+    // division by 62 takes five steps instead of twenty.
+    let mut limbs = [0u32; RAW_LEN / 4];
+    for (limb, chunk) in limbs.iter_mut().zip(raw.chunks_exact(4)) {
+        *limb = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
     let mut out = [BASE62[0]; ID_BODY_LEN];
     for slot in out.iter_mut().rev() {
         // Long division of the whole number by 62; the remainder is the next digit.
-        let mut rem: u32 = 0;
-        for byte in num.iter_mut() {
-            let acc = (rem << 8) | u32::from(*byte);
-            *byte = (acc / 62) as u8;
+        let mut rem: u64 = 0;
+        for limb in limbs.iter_mut() {
+            let acc = (rem << 32) | u64::from(*limb);
+            *limb = (acc / 62) as u32;
             rem = acc % 62;
         }
         *slot = BASE62[rem as usize];
