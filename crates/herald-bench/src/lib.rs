@@ -121,34 +121,29 @@ struct Api {
 
 impl Api {
     async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        let resp = self
-            .http
-            .post(format!("{}/api/v1{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("POST {path} answered {status}: {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
+        self.send(
+            "POST",
+            path,
+            self.http.post(format!("{}/api/v1{path}", self.base)).json(&body),
+        )
+        .await
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let resp = self
-            .http
-            .get(format!("{}/api/v1{path}", self.base))
+        self.send("GET", path, self.http.get(format!("{}/api/v1{path}", self.base)))
+            .await
+    }
+
+    async fn send(&self, method: &str, path: &str, req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+        let resp = req
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| format!("GET {path}"))?;
+            .with_context(|| format!("{method} {path}"))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
-            bail!("GET {path} answered {status}: {text}");
+            bail!("{method} {path} answered {status}: {text}");
         }
         Ok(serde_json::from_str(&text)?)
     }

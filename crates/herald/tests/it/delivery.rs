@@ -149,13 +149,7 @@ async fn request_on_the_wire_is_signed_and_byte_exact() {
 async fn failures_are_retried_with_the_same_id_and_every_attempt_recorded() {
     let dir = temp_dir();
     // 5 s and 5 min become 5 ms and 300 ms.
-    let server = Server::start_with(
-        dir.path(),
-        ServerOptions {
-            time_scale: Some(1000.0),
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(1000.0));
     let receiver = Receiver::start_with(Arc::new(|_, before| {
         if before < 2 {
             (500, Duration::ZERO, format!("boom {before}"))
@@ -205,13 +199,7 @@ async fn failures_are_retried_with_the_same_id_and_every_attempt_recorded() {
 async fn the_schedule_ends_after_eight_attempts() {
     let dir = temp_dir();
     // The whole default schedule (~27.5 h) takes about a second.
-    let server = Server::start_with(
-        dir.path(),
-        ServerOptions {
-            time_scale: Some(100_000.0),
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(100_000.0));
     let receiver = Receiver::start_with(Arc::new(|_, _| (503, Duration::ZERO, "down".into()))).await;
     let app = server.create_app("exhaust").await;
     let (ep, _) = server
@@ -232,13 +220,7 @@ async fn the_schedule_ends_after_eight_attempts() {
 #[tokio::test]
 async fn redirects_are_failures_and_not_followed() {
     let dir = temp_dir();
-    let server = Server::start_with(
-        dir.path(),
-        ServerOptions {
-            time_scale: Some(1_000_000.0),
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(1_000_000.0));
     let receiver = Receiver::start_with(Arc::new(|r, _| {
         if r.path == "/moved" {
             (302, Duration::ZERO, String::new())
@@ -262,13 +244,7 @@ async fn redirects_are_failures_and_not_followed() {
 #[tokio::test]
 async fn slow_endpoints_time_out_and_long_responses_are_cut() {
     let dir = temp_dir();
-    let server = Server::start_with(
-        dir.path(),
-        ServerOptions {
-            time_scale: Some(1_000_000.0),
-            ..Default::default()
-        },
-    );
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(1_000_000.0));
     let receiver = Receiver::start_with(Arc::new(|r, _| match r.path.as_str() {
         "/slow" => (200, Duration::from_secs(3), String::new()),
         _ => (200, Duration::ZERO, "y".repeat(10_000)),

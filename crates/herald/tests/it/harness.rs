@@ -47,6 +47,16 @@ impl Default for ServerOptions {
     }
 }
 
+impl ServerOptions {
+    /// Every retry delay divided by `scale` (`HERALD_TIME_SCALE`).
+    pub fn scaled(scale: f64) -> Self {
+        Self {
+            time_scale: Some(scale),
+            ..Self::default()
+        }
+    }
+}
+
 impl Server {
     pub fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, ServerOptions::default())
