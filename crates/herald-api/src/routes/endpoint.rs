@@ -1,5 +1,6 @@
 //! Endpoints: `/api/v1/app/{app_id}/endpoint`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -37,6 +38,45 @@ pub fn router() -> Router<AppState> {
 
 fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
     EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))
+}
+
+/// Headers Herald sets itself, which an endpoint's custom headers may not replace.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "te",
+    "upgrade",
+];
+
+/// Custom headers must be valid HTTP and must not collide with ours; names
+/// are stored lower-case.
+fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in headers.unwrap_or_default() {
+        let lower = name.to_ascii_lowercase();
+        let invalid = |msg: String| ApiError::invalid_msg(&["body", "headers", &name], "value_error.header", msg);
+        if axum::http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            return Err(invalid(format!("'{name}' is not a valid header name")));
+        }
+        if axum::http::HeaderValue::from_str(&value).is_err() {
+            return Err(invalid(format!("the value of '{name}' is not a valid header value")));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(invalid(format!("'{name}' is set by Herald and cannot be overridden")));
+        }
+        out.insert(lower, value);
+    }
+    Ok(out)
 }
 
 fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
@@ -93,7 +133,7 @@ fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
         filter_types: parse_event_types(body.event_types, "eventTypes")?,
         channels: parse_channels(body.channels, "channels")?,
         throttle_rate: body.throttle_rate,
-        headers: body.headers.unwrap_or_default(),
+        headers: parse_headers(body.headers)?,
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
         secret,
     })

@@ -212,6 +212,26 @@ async fn endpoints_crud_and_secret() {
         )
         .await;
     assert_eq!(status, 409);
+    for (headers, why) in [
+        (json!({"webhook-id": "x"}), "reserved"),
+        (json!({"Content-Type": "text/plain"}), "reserved"),
+        (json!({"bad header": "x"}), "not a valid header name"),
+        (json!({"x-ok": "line\nbreak"}), "not a valid header value"),
+    ] {
+        let (status, err) = server
+            .post(
+                &format!("/app/{app}/endpoint/"),
+                json!({"url": "https://x.com", "headers": headers}),
+            )
+            .await;
+        assert_eq!(status, 422, "{headers} was accepted");
+        assert_eq!(err["detail"][0]["loc"][1], "headers", "{err}");
+        let msg = err["detail"][0]["msg"].as_str().unwrap();
+        assert!(
+            msg.contains(why) || (why == "reserved" && msg.contains("cannot be overridden")),
+            "{msg}"
+        );
+    }
 
     let (status, patched) = server
         .request(

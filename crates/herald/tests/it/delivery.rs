@@ -319,3 +319,33 @@ async fn the_ssrf_guard_refuses_loopback_by_default() {
         "a blocked delivery reached the receiver"
     );
 }
+
+#[tokio::test]
+async fn retry_after_on_429_is_honoured() {
+    let dir = temp_dir();
+    // Scale 10: the first retry normally comes after 0.4-0.6 s; Retry-After: 20 asks for 2 s.
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(10.0));
+    let receiver = Receiver::start_with(Arc::new(|_, before| {
+        if before == 0 {
+            (429, Duration::ZERO, "slow down".into())
+        } else {
+            (200, Duration::ZERO, "ok".into())
+        }
+    }))
+    .await;
+    receiver.add_error_header("retry-after", "20");
+    let app = server.create_app("retry-after").await;
+    server
+        .create_endpoint(&app, json!({"url": format!("{}/limited", receiver.url)}))
+        .await;
+    server.send(&app, "x.y", json!({})).await;
+
+    let got = receiver.wait_until(WAIT, |r| r.len() >= 2).await;
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at - got[0].at;
+    assert!(
+        gap >= Duration::from_millis(1800),
+        "retried after {gap:?}, before Retry-After allowed"
+    );
+    assert!(gap < Duration::from_secs(5), "retried after {gap:?}");
+}

@@ -285,9 +285,20 @@ struct ReceiverState {
     requests: Mutex<Vec<Received>>,
     arrived: Notify,
     behaviour: Mutex<Behaviour>,
+    /// Sent with every error response (status >= 400).
+    error_headers: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Receiver {
+    /// Adds a header to every error response from now on (e.g. `retry-after`).
+    pub fn add_error_header(&self, name: &'static str, value: &str) {
+        self.state
+            .error_headers
+            .lock()
+            .expect("lock")
+            .push((name, value.to_owned()));
+    }
+
     pub async fn start() -> Self {
         Self::start_with(Arc::new(|_, _| (200, Duration::ZERO, "ok".into()))).await
     }
@@ -301,6 +312,7 @@ impl Receiver {
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             behaviour: Mutex::new(behaviour),
+            error_headers: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
         tokio::spawn(async move {
@@ -361,6 +373,12 @@ async fn handle(
     if (300..400).contains(&status) {
         resp.headers_mut()
             .insert("location", axum::http::HeaderValue::from_static("/redirected"));
+    }
+    if status >= 400 {
+        for (name, value) in state.error_headers.lock().expect("lock").iter() {
+            resp.headers_mut()
+                .insert(*name, axum::http::HeaderValue::from_str(value).expect("header value"));
+        }
     }
     resp
 }
