@@ -26,6 +26,7 @@ macro_rules! assert_matches {
 mod delivery;
 mod durability;
 mod messages;
+mod paging;
 mod resources;
 
 use std::collections::BTreeMap;
