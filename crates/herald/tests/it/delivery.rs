@@ -349,3 +349,32 @@ async fn retry_after_on_429_is_honoured() {
     );
     assert!(gap < Duration::from_secs(5), "retried after {gap:?}");
 }
+
+#[tokio::test]
+async fn deliveries_reuse_keep_alive_connections() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            extra_args: vec!["--max-in-flight-per-endpoint".into(), "4".into()],
+            ..Default::default()
+        },
+    );
+    let receiver = Receiver::start().await;
+    let app = server.create_app("pool").await;
+    server
+        .create_endpoint(&app, json!({"url": format!("{}/pooled", receiver.url)}))
+        .await;
+    for n in 0..60 {
+        server.send(&app, "pool.test", json!({"n": n})).await;
+    }
+    let got = receiver.wait_until(WAIT, |r| r.len() >= 60).await;
+    assert_eq!(got.len(), 60);
+    let connections: std::collections::HashSet<_> = got.iter().map(|r| r.peer).collect();
+    // At most 4 at a time to this endpoint, each kept alive and reused.
+    assert!(
+        connections.len() <= 4,
+        "60 deliveries used {} connections",
+        connections.len()
+    );
+}

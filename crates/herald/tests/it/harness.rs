@@ -260,6 +260,8 @@ impl Drop for Server {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub path: String,
+    /// The sender's address: one per TCP connection, so reuse shows.
+    pub peer: std::net::SocketAddr,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -316,7 +318,8 @@ impl Receiver {
         });
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let _ = axum::serve(listener, service).await;
         });
         Self { url, state }
     }
@@ -347,12 +350,14 @@ impl Receiver {
 
 async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<ReceiverState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let received = Received {
         path: uri.path().to_owned(),
+        peer,
         headers,
         body,
         at: Instant::now(),
