@@ -8,4 +8,5 @@ mod backlog;
 mod config;
 mod crash;
 mod delivery;
+mod sdk;
 mod signing;

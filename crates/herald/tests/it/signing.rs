@@ -23,7 +23,7 @@ print("verified")
 
 /// The Python with `standardwebhooks` installed (`scripts/test` makes it).
 /// Under CI it must be there: the test fails rather than skips.
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     match std::env::var("HERALD_TEST_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
