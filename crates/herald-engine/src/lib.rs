@@ -139,7 +139,8 @@ impl Engine {
         let transport = Arc::new(Transport::new(
             config.private_targets.clone(),
             &config.user_agent,
-            config.max_in_flight_per_endpoint,
+            // Pools are per host, and many endpoints may share one host.
+            config.max_in_flight,
         )?);
         let shared = Arc::new(Shared::default());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
