@@ -423,13 +423,14 @@ impl Dispatcher {
             &stats.attempts_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let (state, stays) = if success {
-            (DeliveryState::Succeeded, false)
+        // `held_for`: the wait before a retry this dispatcher keeps in memory.
+        let (state, held_for) = if success {
+            (DeliveryState::Succeeded, None)
         } else {
             match self.retry_delay(&target, number, &reply) {
                 None => {
                     stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
-                    (DeliveryState::Failed, false)
+                    (DeliveryState::Failed, None)
                 }
                 Some(wait) => {
                     let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
@@ -440,7 +441,7 @@ impl Dispatcher {
                                 at,
                                 keep_claim_until: Some(claim),
                             },
-                            true,
+                            Some(wait),
                         )
                     } else {
                         (
@@ -448,7 +449,7 @@ impl Dispatcher {
                                 at,
                                 keep_claim_until: None,
                             },
-                            false,
+                            None,
                         )
                     }
                 }
@@ -460,12 +461,9 @@ impl Dispatcher {
         }
         let id = job.endpoint_id.clone();
         let delivery_id = job.delivery_id;
-        if stays {
+        if let Some(wait) = held_for {
             job.attempts = number;
-            if let DeliveryState::Retry { at, .. } = &state {
-                let wait = (*at - Utc::now()).to_std().unwrap_or_default();
-                self.schedule(job, Instant::now() + wait);
-            }
+            self.schedule(job, Instant::now() + wait);
         }
         self.record(
             Outcome {
@@ -473,7 +471,7 @@ impl Dispatcher {
                 attempt: Some(attempt),
                 state,
             },
-            !stays,
+            held_for.is_none(),
         );
         self.pump(&id);
         self.forget_idle_lane(&id);
