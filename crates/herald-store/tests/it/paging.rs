@@ -28,49 +28,36 @@ fn walk(n: usize, limit: usize, descending: bool) {
             expected.reverse();
         }
 
+        let fetch = |iterator: Option<String>| async move {
+            s.list_apps(PageRequest { limit, iterator, order }).await.unwrap()
+        };
+
         // Forward to the end.
         let mut seen = Vec::new();
-        let mut pages = Vec::new();
+        let mut pages = 0;
+        let mut last_prev: Option<String>;
         let mut iterator = None;
         loop {
-            let page = s
-                .list_apps(PageRequest {
-                    limit,
-                    iterator: iterator.clone(),
-                    order,
-                })
-                .await
-                .unwrap();
+            let page = fetch(iterator.clone()).await;
             assert!(page.data.len() <= limit);
             seen.extend(page.data.iter().map(|a| a.id.to_string()));
-            pages.push(page.prev_iterator.clone());
+            pages += 1;
+            last_prev = page.prev_iterator.clone();
             if page.done {
                 break;
             }
             assert!(!page.data.is_empty(), "a page that is not done must hold items");
             iterator = page.iterator.clone();
-            assert!(pages.len() <= n + 1, "paging does not end");
+            assert!(pages <= n + 1, "paging does not end");
         }
         assert_eq!(seen, expected, "forward walk with limit {limit}");
 
         // Back from the last page: each prevIterator yields the page before.
         if n > limit {
-            let last_prev = pages
-                .last()
-                .cloned()
-                .flatten()
-                .expect("the last page has a prevIterator");
             let mut back = Vec::new();
-            let mut iterator = Some(last_prev);
+            let mut iterator = Some(last_prev.expect("the last page has a prevIterator"));
             loop {
-                let page = s
-                    .list_apps(PageRequest {
-                        limit,
-                        iterator: iterator.clone(),
-                        order,
-                    })
-                    .await
-                    .unwrap();
+                let page = fetch(iterator.clone()).await;
                 let mut ids: Vec<String> = page.data.iter().map(|a| a.id.to_string()).collect();
                 ids.extend(back);
                 back = ids;
