@@ -3,23 +3,28 @@
 //!
 //! It creates an application whose endpoints point at its own in-process
 //! sink, posts messages as fast as allowed (or at a fixed rate), and matches
-//! what arrives at the sink against what was accepted: throughput, end-to-end
-//! latency (POST sent -> request received), losses and duplicates. Each
-//! payload carries its sequence number, so the sink can time it without a
-//! shared map on the hot path.
+//! what arrives at the sink against what was accepted, by `webhook-id` and
+//! endpoint: throughput, end-to-end latency (POST sent -> request received),
+//! losses, duplicates and deliveries nobody asked for. With
+//! `--receiver-down` the sink refuses connections until every message has
+//! been sent, then opens: a backlog, and how it drains.
 
+mod load;
+mod procstat;
 mod sink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-pub use sink::Sink;
+use load::{Counters, Limit, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID};
+pub use sink::{Arrival, Sink, id_hash};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -50,13 +55,19 @@ pub struct BenchArgs {
     /// Process id of the server, to report its memory and CPU.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Also measure plain loopback POST/s from this client to the sink: the
-    /// ceiling the machine allows.
+    /// Also measure plain loopback POST/s from this client to a sink like
+    /// the one deliveries go to: the ceiling the machine allows.
     #[arg(long)]
     pub raw: bool,
-    /// How long to wait for deliveries after the last message was accepted.
-    #[arg(long, default_value_t = 60.0)]
-    pub drain_timeout: f64,
+    /// Keep the sink's port closed (connections refused) until every message
+    /// has been sent, then open it and measure the drain.
+    #[arg(long)]
+    pub receiver_down: bool,
+    /// How long to wait for deliveries after the last message was sent
+    /// (default 60 s; 900 s with --receiver-down, since retries come on the
+    /// server's schedule).
+    #[arg(long)]
+    pub drain_timeout: Option<f64>,
     /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -65,7 +76,7 @@ pub struct BenchArgs {
     pub sink_listen: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -77,11 +88,20 @@ pub struct Latency {
 pub struct Report {
     pub sent: u64,
     pub accepted: u64,
+    /// Distinct (message, endpoint) pairs that arrived under the id the
+    /// server accepted the message with.
     pub delivered: u64,
+    /// Accepted (message, endpoint) pairs that never arrived.
     pub lost: u64,
+    /// Extra copies of a (message, endpoint) pair.
     pub duplicates: u64,
+    /// Arrivals under an id the server never answered with.
+    pub unexpected: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Accepted messages per second of sending.
     pub accepted_per_sec: f64,
+    /// Deliveries per second, from the start (or, with --receiver-down, from
+    /// the moment the sink opened) to the last arrival.
     pub delivered_per_sec: f64,
     pub latency_ms: Latency,
     pub signatures_checked: u64,
@@ -89,14 +109,29 @@ pub struct Report {
     pub fanout: u32,
     pub payload_bytes: usize,
     pub concurrency: usize,
+    pub receiver_down: bool,
     pub send_seconds: f64,
+    /// From the start to the last arrival.
     pub total_seconds: f64,
+    /// With --receiver-down: from the sink opening to the last arrival.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_seconds: Option<f64>,
+    /// Resident size at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_mb: Option<f64>,
+    /// Largest resident size sampled during the run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server_peak_rss_mb: Option<f64>,
+    pub server_rss_max_mb: Option<f64>,
+    /// The server's peak resident size over its whole life (`VmHWM`): exact,
+    /// where the sampled maximum can miss a short spike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_hwm_mb: Option<f64>,
+    /// CPU the server used during the run (user + system).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_seconds: Option<f64>,
+    /// CPU this bench used, for comparison: it shares the machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bench_cpu_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_posts_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -158,29 +193,158 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if args.fanout == 0 || args.concurrency == 0 {
         bail!("--fanout and --concurrency must be at least 1");
     }
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+        bail!("--rate must be above 0");
+    }
     let base = args.url.trim_end_matches('/').to_owned();
     let http = http_client(args.concurrency)?;
     let api = Api {
         http: http.clone(),
         base: base.clone(),
-        token,
+        token: token.clone(),
     };
-
-    let sink = Sink::start(&args.sink_listen).await?;
     let mut report = Report {
         fanout: args.fanout,
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
+        receiver_down: args.receiver_down,
         ..Report::default()
     };
 
     if args.raw {
-        let raw = raw_ceiling(&http, &sink, args.concurrency, Duration::from_secs(3)).await?;
-        eprintln!("raw loopback POST to the sink: {raw:.0}/s");
+        let raw = raw_ceiling(&http, args.concurrency, Duration::from_secs(3)).await?;
+        eprintln!("raw loopback POST to a sink: {raw:.0}/s");
         report.raw_posts_per_sec = Some(raw);
     }
 
-    // Fresh application and endpoints, so runs never mix.
+    let sink = Sink::start(&args.sink_listen, !args.receiver_down).await?;
+    let app_id = set_up(&api, &sink, args.fanout).await?;
+
+    let limit = match (args.messages, args.duration) {
+        (Some(n), _) => Limit::Count(n),
+        (None, Some(s)) => Limit::Time(Duration::from_secs_f64(s)),
+        (None, None) => Limit::Count(10_000),
+    };
+    let expected = match limit {
+        Limit::Count(n) => n,
+        Limit::Time(d) => (args.rate.unwrap_or(20_000.0) * d.as_secs_f64()) as u64 + 1,
+    };
+    let counters = Arc::new(Counters::default());
+    counters.reserve(expected as usize);
+    sink.reserve(expected.saturating_mul(u64::from(args.fanout)) as usize);
+
+    let sampler = args
+        .server_pid
+        .map(|pid| procstat::RssSampler::start(pid, Duration::from_millis(250)));
+    let server_before = args.server_pid.and_then(|pid| procstat::read(Some(pid)));
+    let bench_before = procstat::read(None);
+    let started = Instant::now();
+    sink.set_epoch(started);
+    let phase = Arc::new(AtomicU64::new(PHASE_SENDING));
+    let progress = tokio::spawn(show_progress(
+        counters.clone(),
+        sink.clone(),
+        u64::from(args.fanout),
+        limit,
+        started,
+        phase.clone(),
+    ));
+
+    let msg_url = format!("{base}/api/v1/app/{app_id}/msg/");
+    let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
+    let producers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            tokio::spawn(
+                Producer {
+                    http: http.clone(),
+                    url: msg_url.clone(),
+                    auth: format!("Bearer {token}"),
+                    padding: padding.clone(),
+                    counters: counters.clone(),
+                    limit,
+                    rate: args.rate,
+                    started,
+                }
+                .run(),
+            )
+        })
+        .collect();
+    for p in producers {
+        p.await?;
+    }
+    let send_done = started.elapsed();
+    phase.store(PHASE_DRAINING, Ordering::Relaxed);
+    let window_start = if args.receiver_down {
+        sink.bring_up().await?;
+        started.elapsed()
+    } else {
+        Duration::ZERO
+    };
+
+    let accepted = counters.accepted.load(Ordering::Relaxed);
+    let want = accepted * u64::from(args.fanout);
+    let drain_timeout = args
+        .drain_timeout
+        .unwrap_or(if args.receiver_down { 900.0 } else { 60.0 });
+    let drain_deadline = Instant::now() + Duration::from_secs_f64(drain_timeout);
+    while sink.unique() < want && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    progress.abort();
+    let _ = progress.await;
+    sink.stop();
+
+    let matched = match_arrivals(&counters.log(), &sink.arrivals());
+    report.sent = counters.sent.load(Ordering::Relaxed);
+    report.accepted = accepted;
+    report.delivered = matched.delivered;
+    report.duplicates = matched.duplicates;
+    report.unexpected = matched.unexpected;
+    report.lost = want.saturating_sub(matched.delivered);
+    report.errors = counters.errors();
+    if sink.unparsed() > 0 {
+        report.errors.insert("sink_unparsed".into(), sink.unparsed());
+    }
+    report.send_seconds = send_done.as_secs_f64();
+    let last = matched.last_arrival.unwrap_or(send_done);
+    report.total_seconds = last.as_secs_f64();
+    report.accepted_per_sec = accepted as f64 / report.send_seconds.max(1e-9);
+    let window = last.saturating_sub(window_start).as_secs_f64();
+    report.delivered_per_sec = matched.delivered as f64 / window.max(1e-9);
+    if args.receiver_down {
+        report.drain_seconds = Some(window);
+    }
+    report.latency_ms = matched.latency;
+    (report.signatures_checked, report.signatures_bad) = sink.signatures();
+    if let (Some(raw), true) = (report.raw_posts_per_sec, report.delivered_per_sec > 0.0) {
+        report.ratio_to_raw = Some(report.delivered_per_sec / raw);
+    }
+    if let Some(pid) = args.server_pid {
+        let after = procstat::read(Some(pid));
+        report.server_rss_mb = after.map(|p| p.rss_mb);
+        report.server_rss_max_mb = sampler.and_then(procstat::RssSampler::finish);
+        report.server_rss_hwm_mb = after.map(|p| p.peak_rss_mb);
+        if let (Some(b), Some(a)) = (server_before, after) {
+            report.server_cpu_seconds = Some(a.cpu_seconds - b.cpu_seconds);
+        }
+    }
+    if let (Some(b), Some(a)) = (bench_before, procstat::read(None)) {
+        report.bench_cpu_seconds = Some(a.cpu_seconds - b.cpu_seconds);
+    }
+    Ok(report)
+}
+
+/// A fresh application (so runs never mix) with `fanout` endpoints on the
+/// sink; returns the application id.
+async fn set_up(api: &Api, sink: &Sink, fanout: u32) -> anyhow::Result<String> {
+    // Servers that require event types to exist get one; where it exists
+    // already, or types are free-form, the answer does not matter.
+    let _ = api
+        .post(
+            "/event-type/",
+            json!({"name": "bench.event", "description": "herald bench"}),
+        )
+        .await;
     let run_id = format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -194,7 +358,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         )
         .await?;
     let app_id = app["id"].as_str().context("application id")?.to_owned();
-    for i in 0..args.fanout {
+    for i in 0..fanout {
         let ep = api
             .post(
                 &format!("/app/{app_id}/endpoint/"),
@@ -205,201 +369,123 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         let secret = api.get(&format!("/app/{app_id}/endpoint/{ep_id}/secret/")).await?;
         sink.add_secret(secret["key"].as_str().context("secret key")?)?;
     }
+    Ok(app_id)
+}
 
-    let proc_before = args.server_pid.and_then(proc_stats);
-    let limit = match (args.messages, args.duration) {
-        (Some(n), _) => Limit::Count(n),
-        (None, Some(s)) => Limit::Time(Duration::from_secs_f64(s)),
-        (None, None) => Limit::Count(10_000),
+/// Arrivals matched against what was accepted.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Matched {
+    delivered: u64,
+    duplicates: u64,
+    unexpected: u64,
+    latency: Latency,
+    last_arrival: Option<Duration>,
+}
+
+/// An arrival counts as delivered when its `webhook-id` is the id the
+/// server accepted its payload's sequence number under.
+fn match_arrivals(log: &SendLog, arrivals: &HashMap<(u64, u32), Arrival>) -> Matched {
+    let mut out = Matched::default();
+    let mut latencies: Vec<u64> = Vec::with_capacity(arrivals.len());
+    let mut last = None::<u64>;
+    for (&(id, _endpoint), a) in arrivals {
+        out.duplicates += u64::from(a.copies.saturating_sub(1));
+        let seq = a.seq as usize;
+        let accepted_as = log.id.get(seq).copied().unwrap_or(NOT_ACCEPTED);
+        if accepted_as == NOT_ACCEPTED || (accepted_as != id && accepted_as != UNKNOWN_ID) {
+            out.unexpected += 1;
+            continue;
+        }
+        out.delivered += 1;
+        last = Some(last.map_or(a.first_us, |l| l.max(a.first_us)));
+        if let Some(&sent) = log.at_us.get(seq) {
+            latencies.push(a.first_us.saturating_sub(sent));
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i] as f64 / 1000.0
     };
-    let expected_hint = match limit {
-        Limit::Count(n) => n,
-        Limit::Time(d) => (args.rate.unwrap_or(50_000.0) * d.as_secs_f64()) as u64 + 1,
+    out.latency = Latency {
+        p50: pct(0.50),
+        p90: pct(0.90),
+        p99: pct(0.99),
+        max: pct(1.0),
     };
-    sink.expect(expected_hint as usize);
-
-    let started = Instant::now();
-    sink.set_epoch(started);
-    let counters = Arc::new(Counters::default());
-    let msg_url = format!("{base}/api/v1/app/{app_id}/msg/");
-    let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
-    let progress = tokio::spawn(progress(
-        counters.clone(),
-        sink.clone(),
-        u64::from(args.fanout),
-        started,
-    ));
-    let mut producers = Vec::new();
-    for _ in 0..args.concurrency {
-        let ctx = Producer {
-            http: http.clone(),
-            url: msg_url.clone(),
-            token: api.token.clone(),
-            padding: padding.clone(),
-            counters: counters.clone(),
-            limit,
-            rate: args.rate,
-            started,
-        };
-        producers.push(tokio::spawn(ctx.run()));
-    }
-    for p in producers {
-        p.await?;
-    }
-    let send_done = started.elapsed();
-    let accepted = counters.accepted.load(Ordering::Relaxed);
-    let want = accepted * u64::from(args.fanout);
-    let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout);
-    while sink.unique() < want && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    progress.abort();
-    eprintln!();
-
-    let arrivals = sink.summary(&counters.sent_at_us());
-    report.sent = counters.sent.load(Ordering::Relaxed);
-    report.accepted = accepted;
-    report.delivered = arrivals.unique;
-    report.duplicates = arrivals.duplicates;
-    report.lost = want.saturating_sub(arrivals.unique);
-    report.errors = counters.errors();
-    report.send_seconds = send_done.as_secs_f64();
-    report.total_seconds = arrivals.last_arrival.unwrap_or(send_done).as_secs_f64();
-    report.accepted_per_sec = accepted as f64 / report.send_seconds.max(1e-9);
-    report.delivered_per_sec = arrivals.unique as f64 / report.total_seconds.max(1e-9);
-    report.latency_ms = arrivals.latency;
-    report.signatures_checked = arrivals.signatures_checked;
-    report.signatures_bad = arrivals.signatures_bad;
-    if let (Some(raw), true) = (report.raw_posts_per_sec, report.delivered_per_sec > 0.0) {
-        report.ratio_to_raw = Some(report.delivered_per_sec / raw);
-    }
-    if let Some(pid) = args.server_pid {
-        let after = proc_stats(pid);
-        report.server_rss_mb = after.as_ref().map(|p| p.rss_mb);
-        report.server_peak_rss_mb = after.as_ref().map(|p| p.peak_rss_mb);
-        if let (Some(b), Some(a)) = (proc_before, after) {
-            report.server_cpu_seconds = Some(a.cpu_seconds - b.cpu_seconds);
-        }
-    }
-    Ok(report)
+    out.last_arrival = last.map(Duration::from_micros);
+    out
 }
 
-#[derive(Clone, Copy)]
-enum Limit {
-    Count(u64),
-    Time(Duration),
-}
+const PHASE_SENDING: u64 = 0;
+const PHASE_DRAINING: u64 = 1;
 
-#[derive(Default)]
-struct Counters {
-    next_seq: AtomicU64,
-    sent: AtomicU64,
-    accepted: AtomicU64,
-    errors: std::sync::Mutex<BTreeMap<String, u64>>,
-    /// Microseconds since the start at which each sequence number was sent.
-    sent_at: std::sync::Mutex<Vec<u64>>,
-}
-
-impl Counters {
-    fn error(&self, kind: String) {
-        if let Ok(mut e) = self.errors.lock() {
-            *e.entry(kind).or_default() += 1;
-        }
-    }
-    fn errors(&self) -> BTreeMap<String, u64> {
-        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
-    }
-    fn sent_at_us(&self) -> Vec<u64> {
-        self.sent_at.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-    fn record_send(&self, seq: u64, at_us: u64) {
-        if let Ok(mut v) = self.sent_at.lock() {
-            let i = seq as usize;
-            if v.len() <= i {
-                v.resize(i + 1, u64::MAX);
-            }
-            v[i] = at_us;
-        }
-    }
-}
-
-struct Producer {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    padding: String,
+/// A progress bar on stderr (hidden when stderr is not a terminal): time or
+/// messages while sending, then deliveries while draining.
+async fn show_progress(
     counters: Arc<Counters>,
+    sink: Sink,
+    fanout: u64,
     limit: Limit,
-    rate: Option<f64>,
     started: Instant,
-}
-
-impl Producer {
-    async fn run(self) {
-        loop {
-            let seq = self.counters.next_seq.fetch_add(1, Ordering::Relaxed);
-            match self.limit {
-                Limit::Count(n) if seq >= n => return,
-                Limit::Time(d) if self.started.elapsed() >= d => return,
-                _ => {}
-            }
-            if let Some(rate) = self.rate {
-                let due = self.started + Duration::from_secs_f64(seq as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-            }
-            let body = format!(
-                r#"{{"eventType":"bench.event","payload":{{"seq":{seq},"pad":"{}"}}}}"#,
-                self.padding
-            );
-            let at = self.started.elapsed().as_micros() as u64;
-            self.counters.record_send(seq, at);
-            self.counters.sent.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .http
-                .post(&self.url)
-                .bearer_auth(&self.token)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            match sent {
-                Ok(resp) if resp.status().is_success() => {
-                    // Drain the body so the connection goes back to the pool.
-                    let _ = resp.bytes().await;
-                    self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(resp) => self.counters.error(format!("http_{}", resp.status().as_u16())),
-                Err(e) if e.is_timeout() => self.counters.error("timeout".into()),
-                Err(e) if e.is_connect() => self.counters.error("connect".into()),
-                Err(_) => self.counters.error("other".into()),
-            }
-        }
-    }
-}
-
-async fn progress(counters: Arc<Counters>, sink: Sink, fanout: u64, started: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
+    phase: Arc<AtomicU64>,
+) {
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {prefix} | {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = ProgressBar::new(0).with_style(style);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut draining = false;
+    let _clear = ClearOnDrop(bar.clone());
     loop {
         tick.tick().await;
         let accepted = counters.accepted.load(Ordering::Relaxed);
-        eprint!(
-            "\r[{:>5.1}s] accepted {accepted:>9}  delivered {:>9}/{:<9}  errors {:>5}",
-            started.elapsed().as_secs_f64(),
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        if !draining && phase.load(Ordering::Relaxed) == PHASE_DRAINING {
+            draining = true;
+        }
+        match (draining, limit) {
+            (false, Limit::Count(n)) => {
+                bar.set_prefix("messages");
+                bar.set_length(n);
+                bar.set_position(accepted);
+            }
+            (false, Limit::Time(d)) => {
+                bar.set_prefix("seconds");
+                bar.set_length(d.as_secs());
+                bar.set_position(started.elapsed().as_secs());
+            }
+            (true, _) => {
+                bar.set_prefix("deliveries");
+                bar.set_length(accepted * fanout);
+                bar.set_position(sink.unique());
+            }
+        }
+        bar.set_message(format!(
+            "accepted {accepted} ({:.0}/s), delivered {}, errors {}",
+            accepted as f64 / secs,
             sink.unique(),
-            accepted * fanout,
-            counters.errors().values().sum::<u64>()
-        );
+            counters.error_count()
+        ));
     }
 }
 
-/// Plain POSTs from the same client to the same sink for `for_how_long`.
-async fn raw_ceiling(
-    http: &reqwest::Client,
-    sink: &Sink,
-    concurrency: usize,
-    for_how_long: Duration,
-) -> anyhow::Result<f64> {
+/// Clears the bar when the progress task is aborted.
+struct ClearOnDrop(ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// Plain POSTs from the same client to a sink like the bench's own, for
+/// `for_how_long`.
+async fn raw_ceiling(http: &reqwest::Client, concurrency: usize, for_how_long: Duration) -> anyhow::Result<f64> {
+    let sink = Sink::start("127.0.0.1:0", true).await?;
     let url = format!("{}/raw", sink.url());
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -418,37 +504,8 @@ async fn raw_ceiling(
     for t in tasks {
         t.await?;
     }
+    sink.stop();
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
-}
-
-struct ProcStats {
-    rss_mb: f64,
-    peak_rss_mb: f64,
-    cpu_seconds: f64,
-}
-
-/// Memory and CPU of a local process, from /proc (Linux).
-fn proc_stats(pid: u32) -> Option<ProcStats> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = |key: &str| -> Option<f64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))?
-            .split_whitespace()
-            .nth(1)?
-            .parse::<f64>()
-            .ok()
-    };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start at ")".
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ProcStats {
-        rss_mb: kb("VmRSS:")? / 1024.0,
-        peak_rss_mb: kb("VmHWM:")? / 1024.0,
-        cpu_seconds: ticks / 100.0,
-    })
 }
 
 /// The human-readable form of a report.
@@ -463,14 +520,21 @@ pub fn render(r: &Report) -> String {
             r.accepted, r.accepted_per_sec, r.send_seconds
         ),
     );
+    let window = match r.drain_seconds {
+        Some(d) => format!("{d:.2} s after the receiver came back"),
+        None => format!("{:.2} s", r.total_seconds),
+    };
     line(
         "deliveries",
         format!(
-            "{} ({:.0}/s over {:.2} s, fan-out {})",
-            r.delivered, r.delivered_per_sec, r.total_seconds, r.fanout
+            "{} ({:.0}/s over {window}, fan-out {})",
+            r.delivered, r.delivered_per_sec, r.fanout
         ),
     );
-    line("lost / duplicates", format!("{} / {}", r.lost, r.duplicates));
+    line(
+        "lost / dup / unexpected",
+        format!("{} / {} / {}", r.lost, r.duplicates, r.unexpected),
+    );
     line(
         "latency ms",
         format!(
@@ -488,11 +552,18 @@ pub fn render(r: &Report) -> String {
     if let Some(rss) = r.server_rss_mb {
         line(
             "server RSS MB",
-            format!("{rss:.1} (peak {:.1})", r.server_peak_rss_mb.unwrap_or(rss)),
+            format!(
+                "{rss:.1} at the end, {:.1} at most (lifetime peak {:.1})",
+                r.server_rss_max_mb.unwrap_or(rss),
+                r.server_rss_hwm_mb.unwrap_or(rss)
+            ),
         );
     }
     if let Some(cpu) = r.server_cpu_seconds {
         line("server CPU s", format!("{cpu:.2}"));
+    }
+    if let Some(cpu) = r.bench_cpu_seconds {
+        line("bench CPU s", format!("{cpu:.2}"));
     }
     if let Some(raw) = r.raw_posts_per_sec {
         line(
@@ -504,4 +575,58 @@ pub fn render(r: &Report) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(entries: &[(u64, u64)]) -> SendLog {
+        SendLog {
+            at_us: entries.iter().map(|e| e.0).collect(),
+            id: entries.iter().map(|e| e.1).collect(),
+        }
+    }
+
+    fn arrival(copies: u32, first_us: u64, seq: u64) -> Arrival {
+        Arrival { copies, first_us, seq }
+    }
+
+    #[test]
+    fn arrivals_match_by_the_accepted_id() {
+        // seq 0 accepted as "a", 1 as "b", 2 never accepted.
+        let log = log(&[(1_000, id_hash("a")), (2_000, id_hash("b")), (3_000, NOT_ACCEPTED)]);
+        let arrivals = HashMap::from([
+            ((id_hash("a"), 0), arrival(1, 5_000, 0)),
+            ((id_hash("a"), 1), arrival(3, 9_000, 0)),
+            ((id_hash("b"), 0), arrival(1, 8_000, 1)),
+            // seq 1's payload under an id the server never gave it.
+            ((id_hash("x"), 0), arrival(1, 7_000, 1)),
+            // seq 2 was never accepted.
+            ((id_hash("c"), 0), arrival(1, 8_000, 2)),
+        ]);
+        let m = match_arrivals(&log, &arrivals);
+        assert_eq!(m.delivered, 3);
+        assert_eq!(m.duplicates, 2);
+        assert_eq!(m.unexpected, 2);
+        assert_eq!(m.last_arrival, Some(Duration::from_micros(9_000)));
+        // Latencies 4, 6 and 8 ms.
+        assert_eq!(m.latency.p50, 6.0);
+        assert_eq!(m.latency.max, 8.0);
+    }
+
+    #[test]
+    fn answers_without_an_id_match_by_sequence_number() {
+        let log = log(&[(0, UNKNOWN_ID)]);
+        let arrivals = HashMap::from([((id_hash("z"), 0), arrival(1, 2_500, 0))]);
+        let m = match_arrivals(&log, &arrivals);
+        assert_eq!((m.delivered, m.unexpected), (1, 0));
+        assert_eq!(m.latency.p99, 2.5);
+    }
+
+    #[test]
+    fn nothing_arrived() {
+        let m = match_arrivals(&log(&[(0, id_hash("a"))]), &HashMap::new());
+        assert_eq!(m, Matched::default());
+    }
 }

@@ -1,25 +1,46 @@
-//! The bench's receiver: answers 200 at once and notes, per (message,
-//! endpoint), when the first copy arrived and how many did.
+//! The bench's receiver: answers 200 at once and notes, per (`webhook-id`,
+//! endpoint), how many copies arrived, when the first did, and which sequence
+//! number its payload carried, so the report can match arrivals against what
+//! was accepted.
+//!
+//! It is plain hyper (HTTP/1.1, no router): the sink shares the machine with
+//! the server it measures, so every microsecond it spends is taken from the
+//! server. It can start *down* (its port closed, so deliveries are refused)
+//! and come up later on the same port, to measure a backlog and its drain.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use anyhow::Context;
+use bytes::Bytes;
 use herald_core::signing::{EndpointSecret, verify_signature};
-
-use crate::Latency;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Every this many arrivals, one signature is verified.
 const SIGNATURE_SAMPLE: u64 = 100;
 
+/// A stable 64-bit digest of a message id; the sink and the producers key on
+/// it so neither keeps a string per message.
+pub fn id_hash(id: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
+}
+
 #[derive(Clone)]
 pub struct Sink {
-    url: String,
+    addr: SocketAddr,
     inner: Arc<Inner>,
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
@@ -27,152 +48,201 @@ struct Inner {
     epoch: OnceLock<Instant>,
     arrivals: AtomicU64,
     unique: AtomicU64,
-    /// (seq, endpoint index) -> (copies, first arrival in µs since the epoch)
-    seen: Mutex<HashMap<(u64, u32), (u32, u64)>>,
+    /// Requests without a `webhook-id` (or `svix-id`) or without a sequence
+    /// number in the body: not the bench's traffic.
+    unparsed: AtomicU64,
+    seen: Mutex<HashMap<(u64, u32), Arrival>>,
     secrets: Mutex<Vec<EndpointSecret>>,
     signatures_checked: AtomicU64,
     signatures_bad: AtomicU64,
-    unparsed: AtomicU64,
 }
 
-pub struct Arrivals {
-    pub unique: u64,
-    pub duplicates: u64,
-    pub latency: Latency,
-    pub last_arrival: Option<Duration>,
-    pub signatures_checked: u64,
-    pub signatures_bad: u64,
+/// What arrived for one (`webhook-id`, endpoint).
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    pub copies: u32,
+    /// Microseconds since the epoch when the first copy arrived.
+    pub first_us: u64,
+    /// The sequence number in the first copy's payload.
+    pub seq: u64,
 }
 
 impl Sink {
-    pub async fn start(listen: &str) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let inner = Arc::new(Inner::default());
-        let app = axum::Router::new().fallback(receive).with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { url, inner })
+    /// Binds `listen`. A sink started down releases the port at once and
+    /// refuses connections until [`Sink::bring_up`].
+    pub async fn start(listen: &str, up: bool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the sink to {listen}"))?;
+        let sink = Self {
+            addr: listener.local_addr()?,
+            inner: Arc::new(Inner::default()),
+            stop: CancellationToken::new(),
+        };
+        if up {
+            sink.serve(listener);
+        }
+        Ok(sink)
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// Opens the port again after starting down.
+    pub async fn bring_up(&self) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .with_context(|| format!("re-binding the sink to {} (was the port taken meanwhile?)", self.addr))?;
+        self.serve(listener);
+        Ok(())
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let inner = self.inner.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let inner = inner.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| receive(inner.clone(), req));
+                    let conn =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
+            }
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The signing secret of endpoint `/ep{n}`, in creation order.
     pub fn add_secret(&self, key: &str) -> anyhow::Result<()> {
         let secret = EndpointSecret::parse(key).map_err(|e| anyhow::anyhow!("endpoint secret: {e}"))?;
-        self.inner
-            .secrets
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned"))?
-            .push(secret);
+        lock(&self.inner.secrets).push(secret);
         Ok(())
     }
 
-    pub fn expect(&self, n: usize) {
-        if let Ok(mut seen) = self.inner.seen.lock() {
-            seen.reserve(n.min(2_000_000));
-        }
+    pub fn reserve(&self, n: usize) {
+        lock(&self.inner.seen).reserve(n.min(4_000_000));
     }
 
     pub fn set_epoch(&self, at: Instant) {
         let _ = self.inner.epoch.set(at);
     }
 
+    /// Distinct (`webhook-id`, endpoint) pairs that arrived.
     pub fn unique(&self) -> u64 {
         self.inner.unique.load(Ordering::Relaxed)
     }
 
-    /// Matches arrivals against send times (µs since the epoch, by sequence).
-    pub fn summary(&self, sent_at_us: &[u64]) -> Arrivals {
-        let seen = self.inner.seen.lock().map(|s| s.clone()).unwrap_or_default();
-        let mut latencies: Vec<u64> = Vec::with_capacity(seen.len());
-        let mut duplicates = 0u64;
-        let mut last = 0u64;
-        for ((seq, _), (copies, first_us)) in &seen {
-            duplicates += u64::from(copies.saturating_sub(1));
-            last = last.max(*first_us);
-            if let Some(&sent) = sent_at_us.get(*seq as usize)
-                && sent != u64::MAX
-            {
-                latencies.push(first_us.saturating_sub(sent));
-            }
-        }
-        latencies.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if latencies.is_empty() {
-                return 0.0;
-            }
-            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-            latencies[i] as f64 / 1000.0
-        };
-        Arrivals {
-            unique: seen.len() as u64,
-            duplicates,
-            latency: Latency {
-                p50: pct(0.50),
-                p90: pct(0.90),
-                p99: pct(0.99),
-                max: pct(1.0),
-            },
-            last_arrival: (!seen.is_empty()).then(|| Duration::from_micros(last)),
-            signatures_checked: self.inner.signatures_checked.load(Ordering::Relaxed),
-            signatures_bad: self.inner.signatures_bad.load(Ordering::Relaxed),
-        }
+    pub fn unparsed(&self) -> u64 {
+        self.inner.unparsed.load(Ordering::Relaxed)
+    }
+
+    pub fn signatures(&self) -> (u64, u64) {
+        (
+            self.inner.signatures_checked.load(Ordering::Relaxed),
+            self.inner.signatures_bad.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Every arrival so far, keyed by (id hash, endpoint index).
+    pub fn arrivals(&self) -> HashMap<(u64, u32), Arrival> {
+        lock(&self.inner.seen).clone()
+    }
+
+    /// Closes the port and every open connection.
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain counters behind,
+    // which are still worth reporting.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `{"seq":123,...` -> 123, without a JSON parse on the hot path.
-fn seq_of(body: &[u8]) -> Option<u64> {
+pub(crate) fn seq_of(body: &[u8]) -> Option<u64> {
     let rest = body.strip_prefix(br#"{"seq":"#)?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-async fn receive(State(inner): State<Arc<Inner>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    if uri.path() == "/raw" {
-        return StatusCode::OK;
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Standard Webhooks names first; Svix's own names for servers that send only those.
+fn webhook_header<'a>(headers: &'a HeaderMap, suffix: &str) -> Option<&'a str> {
+    header(headers, &format!("webhook-{suffix}")).or_else(|| header(headers, &format!("svix-{suffix}")))
+}
+
+async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let ok = || Response::new(Full::new(Bytes::new()));
+    let (parts, body) = req.into_parts();
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Ok(ok());
+    };
+    if parts.uri.path() == "/raw" {
+        return Ok(ok());
     }
     let now_us = inner.epoch.get().map(|e| e.elapsed().as_micros() as u64).unwrap_or(0);
-    let endpoint = uri
+    let endpoint = parts
+        .uri
         .path()
         .strip_prefix("/ep")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
-    let Some(seq) = seq_of(&body) else {
+    let (Some(id), Some(seq)) = (
+        header(&parts.headers, "webhook-id").or_else(|| header(&parts.headers, "svix-id")),
+        seq_of(&body),
+    ) else {
         inner.unparsed.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::OK;
+        return Ok(ok());
     };
     let n = inner.arrivals.fetch_add(1, Ordering::Relaxed);
     let first = {
-        let Ok(mut seen) = inner.seen.lock() else {
-            return StatusCode::INTERNAL_SERVER_ERROR;
-        };
-        let entry = seen.entry((seq, endpoint)).or_insert((0, now_us));
-        entry.0 += 1;
-        entry.0 == 1
+        let mut seen = lock(&inner.seen);
+        let entry = seen.entry((id_hash(id), endpoint)).or_insert(Arrival {
+            copies: 0,
+            first_us: now_us,
+            seq,
+        });
+        entry.copies += 1;
+        entry.copies == 1
     };
     if first {
         inner.unique.fetch_add(1, Ordering::Relaxed);
     }
-    if n % SIGNATURE_SAMPLE == 0 {
-        check_signature(&inner, endpoint, &headers, &body);
+    if n.is_multiple_of(SIGNATURE_SAMPLE) {
+        check_signature(&inner, endpoint, &parts.headers, id, &body);
     }
-    StatusCode::OK
+    Ok(ok())
 }
 
-fn check_signature(inner: &Inner, endpoint: u32, headers: &HeaderMap, body: &[u8]) {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Ok(secrets) = inner.secrets.lock() else {
-        return;
-    };
+fn check_signature(inner: &Inner, endpoint: u32, headers: &HeaderMap, id: &str, body: &[u8]) {
+    let secrets = lock(&inner.secrets);
     let Some(secret) = secrets.get(endpoint as usize) else {
         return;
     };
-    let ts = header("webhook-timestamp").parse::<i64>().unwrap_or(0);
-    let ok = verify_signature(secret, header("webhook-id"), ts, body, header("webhook-signature"));
+    let ts = webhook_header(headers, "timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(0);
+    let signature = webhook_header(headers, "signature").unwrap_or("");
+    let ok = verify_signature(secret, id, ts, body, signature);
     inner.signatures_checked.fetch_add(1, Ordering::Relaxed);
     if !ok {
         inner.signatures_bad.fetch_add(1, Ordering::Relaxed);
@@ -189,5 +259,69 @@ mod tests {
         assert_eq!(seq_of(br#"{"seq":0}"#), Some(0));
         assert_eq!(seq_of(br#"{"other":1}"#), None);
         assert_eq!(seq_of(br#"{"seq":"#), None);
+    }
+
+    #[test]
+    fn id_hash_is_stable_and_tells_ids_apart() {
+        assert_eq!(id_hash("msg_1"), id_hash("msg_1"));
+        assert_ne!(id_hash("msg_1"), id_hash("msg_2"));
+    }
+
+    async fn post(client: &reqwest::Client, url: String, id: &str, secret: &EndpointSecret, body: &'static str) {
+        let ts = 1_700_000_000;
+        let resp = client
+            .post(url)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", secret.sign(id, ts, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .expect("sink answers");
+        assert_eq!(resp.status(), 200);
+    }
+
+    /// Copies are counted per `webhook-id` and endpoint: the same id twice at
+    /// one endpoint is a duplicate, at two endpoints it is two deliveries.
+    #[tokio::test]
+    async fn counts_arrivals_by_webhook_id_and_endpoint() {
+        let sink = Sink::start("127.0.0.1:0", true).await.expect("sink");
+        sink.set_epoch(Instant::now());
+        let secret = EndpointSecret::generate_symmetric();
+        sink.add_secret(&secret.to_wire_string()).expect("secret");
+        sink.add_secret(&secret.to_wire_string()).expect("secret");
+        let client = crate::http_client(4).expect("client");
+        let body = r#"{"seq":7,"pad":""}"#;
+        post(&client, format!("{}/ep0", sink.url()), "msg_a", &secret, body).await;
+        post(&client, format!("{}/ep0", sink.url()), "msg_a", &secret, body).await;
+        post(&client, format!("{}/ep1", sink.url()), "msg_a", &secret, body).await;
+        post(&client, format!("{}/ep0", sink.url()), "msg_b", &secret, r#"{"seq":8}"#).await;
+        // Not bench traffic: no sequence number.
+        post(&client, format!("{}/ep0", sink.url()), "msg_c", &secret, r#"{"x":1}"#).await;
+
+        assert_eq!(sink.unique(), 3);
+        assert_eq!(sink.unparsed(), 1);
+        let arrivals = sink.arrivals();
+        let a0 = arrivals[&(id_hash("msg_a"), 0)];
+        assert_eq!((a0.copies, a0.seq), (2, 7));
+        assert_eq!(arrivals[&(id_hash("msg_a"), 1)].copies, 1);
+        assert_eq!(arrivals[&(id_hash("msg_b"), 0)].seq, 8);
+        // The first arrival is sampled, and it was signed correctly.
+        assert_eq!(sink.signatures(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_sink_started_down_refuses_until_brought_up() {
+        let sink = Sink::start("127.0.0.1:0", false).await.expect("sink");
+        let client = crate::http_client(4).expect("client");
+        let refused = client.post(format!("{}/raw", sink.url())).send().await;
+        assert!(
+            refused.is_err_and(|e| e.is_connect()),
+            "a down sink must refuse connections"
+        );
+        sink.bring_up().await.expect("bring up");
+        let resp = client.post(format!("{}/raw", sink.url())).send().await.expect("up");
+        assert_eq!(resp.status(), 200);
+        sink.stop();
     }
 }
