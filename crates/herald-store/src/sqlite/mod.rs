@@ -407,7 +407,7 @@ fn paginate<T>(
     })
 }
 
-fn resolve_app(conn: &Connection, id_or_uid: &str) -> Result<AppId> {
+pub(crate) fn resolve_app(conn: &Connection, id_or_uid: &str) -> Result<AppId> {
     conn.prepare_cached(
         "SELECT id FROM application WHERE id = ?1 UNION ALL SELECT id FROM application WHERE uid = ?1 LIMIT 1",
     )?
@@ -449,7 +449,7 @@ fn select_event_type(conn: &Connection, name: &str) -> Result<EventType> {
 }
 
 fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage, now: DateTime<Utc>) -> Result<Ingested> {
-    let app_id = resolve_app(&ctx.conn, &msg.app.0)?;
+    let app_id = ctx.resolve_app(&msg.app.0)?;
     let id = MessageId::new();
     let channels_json = opt_json(&msg.channels);
     ctx.conn
@@ -617,6 +617,7 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound("application"));
                 }
+                ctx.forget_app_names();
                 Ok(app)
             })
             .await
@@ -632,11 +633,18 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound("application"));
                 }
-                for table in ["endpoint", "message", "delivery", "attempt"] {
-                    ctx.conn
-                        .execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id.as_str()])?;
+                // History goes through the application's messages (their
+                // index), then the messages and endpoints themselves.
+                for sql in [
+                    "DELETE FROM attempt WHERE msg_id IN (SELECT id FROM message WHERE app_id = ?1)",
+                    "DELETE FROM delivery WHERE msg_id IN (SELECT id FROM message WHERE app_id = ?1)",
+                    "DELETE FROM message WHERE app_id = ?1",
+                    "DELETE FROM endpoint WHERE app_id = ?1",
+                ] {
+                    ctx.conn.execute(sql, [id.as_str()])?;
                 }
                 ctx.forget_app(&id);
+                ctx.forget_app_names();
                 Ok(())
             })
             .await
@@ -1033,7 +1041,7 @@ impl Store for SqliteStore {
 
                 let mut load = ctx.conn.prepare_cached(
                     "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload \
-                     FROM delivery d JOIN message m ON m.id = d.msg_id WHERE d.id = ?1",
+                     FROM delivery d JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1",
                 )?;
                 let mut claim = ctx
                     .conn
@@ -1202,7 +1210,7 @@ fn attempt_filter(filter: AttemptFilter) -> Filter {
         }
         f.push(
             &format!(
-                "EXISTS (SELECT 1 FROM message m WHERE m.id = a.msg_id AND {})",
+                "EXISTS (SELECT 1 FROM message m WHERE m.app_id = a.app_id AND m.id = a.msg_id AND {})",
                 sub.clauses.join(" AND ")
             ),
             sub.params,

@@ -1,5 +1,6 @@
 //! The single writer thread and its group commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_core::AppId;
@@ -7,7 +8,7 @@ use herald_core::model::Endpoint;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{EndpointCache, load_endpoints};
+use super::{EndpointCache, load_endpoints, resolve_app};
 use crate::{Result, StoreError};
 
 /// How many queued writes one transaction may take. Large enough that one
@@ -21,7 +22,13 @@ const QUEUE: usize = 8192;
 pub(crate) struct WriterCtx {
     pub conn: Connection,
     endpoints: EndpointCache,
+    /// Application id or uid, as a request named it -> its id.
+    apps: HashMap<String, AppId>,
 }
+
+/// Entries each cache may hold before it starts over; past it, a cold entry
+/// costs one indexed read.
+const CACHE_LIMIT: usize = 10_000;
 
 impl WriterCtx {
     /// The endpoints of an application, for fan-out.
@@ -30,13 +37,41 @@ impl WriterCtx {
             return Ok(eps.clone());
         }
         let eps = Arc::new(load_endpoints(&self.conn, app_id)?);
+        if self.endpoints.len() >= CACHE_LIMIT {
+            self.endpoints.clear();
+        }
         self.endpoints.insert(app_id.clone(), eps.clone());
         Ok(eps)
+    }
+
+    /// The application a request names by id or uid: every message ingested
+    /// asks, so the answer is kept.
+    pub fn resolve_app(&mut self, id_or_uid: &str) -> Result<AppId> {
+        if let Some(id) = self.apps.get(id_or_uid) {
+            return Ok(id.clone());
+        }
+        let id = resolve_app(&self.conn, id_or_uid)?;
+        if self.apps.len() >= CACHE_LIMIT {
+            self.apps.clear();
+        }
+        self.apps.insert(id_or_uid.to_owned(), id.clone());
+        Ok(id)
     }
 
     /// Must be called by every job that changes an application's endpoints.
     pub fn forget_app(&mut self, app_id: &AppId) {
         self.endpoints.remove(app_id);
+    }
+
+    /// Must be called by every job that changes or deletes an application
+    /// (a uid may now name another one, or none).
+    pub fn forget_app_names(&mut self) {
+        self.apps.clear();
+    }
+
+    fn forget_everything(&mut self) {
+        self.endpoints.clear();
+        self.apps.clear();
     }
 }
 
@@ -78,6 +113,7 @@ impl Writer {
                     WriterCtx {
                         conn,
                         endpoints: EndpointCache::new(),
+                        apps: HashMap::new(),
                     },
                     rx,
                 );
@@ -215,7 +251,8 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         Err(msg) => {
             tracing::error!(error = %msg, "group commit failed");
             let _ = ctx.conn.execute_batch("ROLLBACK");
-            ctx.endpoints.clear();
+            // What the caches learned inside the rolled-back batch may be false.
+            ctx.forget_everything();
             finishers.drain(..).for_each(|f| f(Some(&msg)));
         }
     }
