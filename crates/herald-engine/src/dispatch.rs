@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_core::model::{Attempt, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
+use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
 use herald_core::retry::{jittered, parse_retry_after};
 use herald_core::{AttemptId, EndpointId};
 use herald_store::{DeliveryJob, DeliveryState, Outcome, Store};
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::transport::{Outbound, Reply, Transport};
+use crate::transport::{Outbound, Reply, Transport, wire_uri};
 use crate::{EngineConfig, Event, Shared, request};
 
 /// Endpoint targets kept in memory; past this the cache starts over, which
@@ -46,9 +46,23 @@ pub(crate) enum Record {
     Renew(Vec<i64>, DateTime<Utc>),
 }
 
+/// An endpoint's delivery settings with its URL already in wire form.
+pub(crate) struct Target {
+    pub spec: DeliveryTarget,
+    /// Why the URL cannot be sent to, if it cannot.
+    pub uri: Result<http::Uri, String>,
+}
+
+impl Target {
+    fn new(spec: DeliveryTarget) -> Self {
+        let uri = wire_uri(spec.url.as_str());
+        Self { spec, uri }
+    }
+}
+
 enum TargetEntry {
     Loading,
-    Ready(Arc<DeliveryTarget>),
+    Ready(Arc<Target>),
     /// Deleted: its jobs can never be delivered.
     Gone,
 }
@@ -86,7 +100,7 @@ impl Ord for Timed {
 
 struct Done {
     job: DeliveryJob,
-    target: Arc<DeliveryTarget>,
+    target: Arc<Target>,
     started_at: DateTime<Utc>,
     reply: Reply,
 }
@@ -267,6 +281,8 @@ impl Dispatcher {
     }
 
     fn on_targets(&mut self, (asked, found): TargetsLoaded) {
+        let mut found: HashMap<EndpointId, DeliveryTarget> =
+            found.into_iter().map(|t| (t.endpoint_id.clone(), t)).collect();
         let mut pump = Vec::with_capacity(asked.len());
         for id in asked {
             // A change that arrived while loading removed the entry; this
@@ -275,8 +291,8 @@ impl Dispatcher {
                 pump.push(id);
                 continue;
             }
-            let entry = match found.iter().find(|t| t.endpoint_id == id) {
-                Some(t) => TargetEntry::Ready(Arc::new(t.clone())),
+            let entry = match found.remove(&id) {
+                Some(t) => TargetEntry::Ready(Arc::new(Target::new(t))),
                 None => TargetEntry::Gone,
             };
             self.targets.insert(id.clone(), entry);
@@ -305,7 +321,7 @@ impl Dispatcher {
                 return;
             }
         };
-        if target.disabled {
+        if target.spec.disabled {
             self.drop_lane_jobs(id);
             return;
         }
@@ -403,7 +419,7 @@ impl Dispatcher {
             msg_id: job.msg_id.clone(),
             endpoint_id: job.endpoint_id.clone(),
             app_id: job.app_id.clone(),
-            url: target.url.as_str().to_owned(),
+            url: target.spec.url.as_str().to_owned(),
             response_status_code: reply.status,
             response: truncate_response(&reply.body),
             response_duration_ms: reply.duration.as_millis() as u64,
@@ -427,7 +443,7 @@ impl Dispatcher {
         let (state, held_for) = if success {
             (DeliveryState::Succeeded, None)
         } else {
-            match self.retry_delay(&target, number, &reply) {
+            match self.retry_delay(&target.spec, number, &reply) {
                 None => {
                     stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
                     (DeliveryState::Failed, None)
@@ -542,24 +558,25 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 /// One attempt: sign, send, report back. Runs as its own task so a slow
 /// endpoint holds only its own slot.
-async fn attempt(
-    transport: Arc<Transport>,
-    target: Arc<DeliveryTarget>,
-    job: DeliveryJob,
-    done: mpsc::UnboundedSender<Done>,
-) {
+async fn attempt(transport: Arc<Transport>, target: Arc<Target>, job: DeliveryJob, done: mpsc::UnboundedSender<Done>) {
     let span = tracing::debug_span!("delivery.attempt", msg_id = %job.msg_id, endpoint_id = %job.endpoint_id);
     async move {
         let started_at = Utc::now();
-        let headers = request::headers(&target, job.msg_id.as_str(), started_at.timestamp(), &job.payload);
-        let reply = transport
-            .post(Outbound {
-                url: target.url.as_str(),
-                headers,
-                body: job.payload.clone(),
-                timeout: target.timeout,
-            })
-            .await;
+        let reply = match &target.uri {
+            Ok(uri) => {
+                let spec = &target.spec;
+                let headers = request::headers(spec, job.msg_id.as_str(), started_at.timestamp(), &job.payload);
+                transport
+                    .post(Outbound {
+                        uri,
+                        headers,
+                        body: job.payload.clone(),
+                        timeout: spec.timeout,
+                    })
+                    .await
+            }
+            Err(why) => Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO),
+        };
         let _ = done.send(Done {
             job,
             target,

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use herald_core::model::DeliveryTarget;
 use herald_core::signing::signature_header;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::transport::header_map;
 
