@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use load::{Counters, Limit, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID};
+use load::{Counters, Limit, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID, load_client};
 pub use sink::{Arrival, Sink, id_hash};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -250,15 +250,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         phase.clone(),
     ));
 
-    let msg_url = format!("{base}/api/v1/app/{app_id}/msg/");
+    let msg_uri: hyper::Uri = format!("{base}/api/v1/app/{app_id}/msg/")
+        .parse()
+        .context("the message URL")?;
+    let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).context("the token")?;
+    let client = load_client(args.concurrency)?;
     let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
     let producers: Vec<_> = (0..args.concurrency)
         .map(|_| {
             tokio::spawn(
                 Producer {
-                    http: http.clone(),
-                    url: msg_url.clone(),
-                    auth: format!("Bearer {token}"),
+                    client: client.clone(),
+                    uri: msg_uri.clone(),
+                    auth: auth.clone(),
                     padding: padding.clone(),
                     counters: counters.clone(),
                     limit,
