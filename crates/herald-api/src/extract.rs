@@ -6,22 +6,25 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// A JSON body. Malformed JSON or a wrong field type is a 422 that names the
-/// field; a body over the limit is a 413.
+/// field; a body over `--max-payload-bytes` is a 413, whether it declared its
+/// length or not.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0).unwrap_or(usize::MAX);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.max_payload_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
+            let inner = e.into_inner();
+            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 ApiError::too_large(limit)
             } else {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
+                ApiError::bad_request(format!("could not read the request body: {inner}"))
             }
         })?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -53,10 +56,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
     }
 }
-
-/// The configured body limit, placed in request extensions so errors can name it.
-#[derive(Clone, Copy)]
-pub struct BodyLimit(pub usize);
 
 /// Query parameters as ordered pairs, so list parameters can come in every
 /// style SDKs use: `a=x,y`, repeated `a=x&a=y`, `a[]=x`, `a[0]=x`.

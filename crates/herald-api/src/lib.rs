@@ -12,13 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
 use herald_engine::Engine;
 use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::Layer;
-use tower_http::normalize_path::NormalizePathLayer;
 
 pub use error::{ApiError, ApiResult};
 
@@ -57,39 +54,25 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_payload_bytes;
     let v1 = Router::new()
         .merge(routes::app::router())
         .merge(routes::endpoint::router())
         .merge(routes::event_type::router())
         .merge(routes::message::router())
         .merge(routes::attempt::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::idempotency,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate,
-        ));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
     Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .fallback(middleware::not_found)
-        .layer(axum::middleware::from_fn(move |req, next| {
-            middleware::body_limit(limit, req, next)
-        }))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
 /// requests in progress finish.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    // Paths are matched with and without a trailing slash (`/msg/` and `/msg`).
-    let app = NormalizePathLayer::trim_trailing_slash().layer(router(state));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

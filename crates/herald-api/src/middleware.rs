@@ -1,5 +1,5 @@
-//! Cross-cutting request handling: authentication, idempotency keys, the
-//! body limit, and JSON 404s for unknown routes.
+//! Cross-cutting request handling: the body limit, authentication,
+//! idempotency keys, and JSON 404s for unknown routes.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,7 +11,6 @@ use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::extract::BodyLimit;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
 /// Largest response we keep for idempotent replay.
@@ -21,9 +20,34 @@ pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// What every `/api/v1` request passes before its handler, in one layer (each
+/// layer costs a boxed future and a state clone per request): a declared
+/// body over the limit is refused before it is read (413), then the token is
+/// checked (401), then a POST with an `idempotency-key` is answered once.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.config.max_payload_bytes) {
+        return ApiError::too_large(state.config.max_payload_bytes).into_response();
+    }
+    if let Err(e) = authenticate(&state, &req) {
+        return e.into_response();
+    }
+    if req.method() == Method::POST
+        && let Some(key) = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok())
+    {
+        let id = idempotency_id(&req, key);
+        return idempotent(state, id, req, next).await;
+    }
+    next.run(req).await
+}
+
 /// Requires `Authorization: Bearer <admin token>`. Comparing digests keeps
 /// the comparison's timing independent of where the tokens differ.
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+fn authenticate(state: &AppState, req: &Request) -> Result<(), ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -31,23 +55,17 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     match presented {
-        None => ApiError::unauthorized("missing bearer token in the Authorization header").into_response(),
-        Some(token) if digest(token.as_bytes()) == state.admin_digest => next.run(req).await,
-        Some(_) => ApiError::unauthorized("invalid token").into_response(),
+        None => Err(ApiError::unauthorized(
+            "missing bearer token in the Authorization header",
+        )),
+        Some(token) if digest(token.as_bytes()) == state.admin_digest => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("invalid token")),
     }
 }
 
-/// A POST with an `idempotency-key` header is answered once: a repeat with
-/// the same key (same token, same URL) within 24 h gets the first 2xx
-/// response again and creates nothing. A repeat while the first is still
-/// running gets 409.
-pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
-    }
-    let Some(key) = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()) else {
-        return next.run(req).await;
-    };
+/// The key under which a response is saved: the same key from another token
+/// or for another URL is another request.
+fn idempotency_id(req: &Request, key: &str) -> String {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -60,8 +78,14 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     material.extend_from_slice(key.as_bytes());
     material.push(b'\n');
     material.extend_from_slice(uri.as_bytes());
-    let id = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest(&material));
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest(&material))
+}
 
+/// A POST with an `idempotency-key` header is answered once: a repeat with
+/// the same key (same token, same URL) within 24 h gets the first 2xx
+/// response again and creates nothing. A repeat while the first is still
+/// running gets 409.
+async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Response {
     // In memory: requests with this key in progress (None) or finished and
     // still being saved (Some).
     {
@@ -136,21 +160,6 @@ fn saved_to_response(saved: SavedResponse) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
-}
-
-/// Rejects a declared body over the limit before reading it, and tells the
-/// JSON extractor the limit so it can name it.
-pub async fn body_limit(limit: usize, mut req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return ApiError::too_large(limit).into_response();
-    }
-    req.extensions_mut().insert(BodyLimit(limit));
-    next.run(req).await
 }
 
 pub async fn not_found(req: Request) -> Response {

@@ -6,17 +6,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald_store::{NewApplication, Order, StoreError};
 
-use super::{check_name, page_request, parse_uid};
+use super::{RouteBoth, check_name, page_request, parse_uid};
 use crate::AppState;
 use crate::dto::{ApplicationIn, ApplicationOut, ApplicationPatch, ListResponse};
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, QueryPairs};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/app", get(list_apps).post(create_app)).route(
-        "/app/{app_id}",
-        get(get_app).put(upsert_app).patch(patch_app).delete(delete_app),
-    )
+    Router::new()
+        .route_both("/app", get(list_apps).post(create_app))
+        .route_both(
+            "/app/{app_id}",
+            get(get_app).put(upsert_app).patch(patch_app).delete(delete_app),
+        )
 }
 
 async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {

@@ -8,7 +8,7 @@ use herald_core::model::Attempt;
 use herald_core::model::DeliveryStatus;
 use herald_store::{AttemptFilter, Order, Page};
 
-use super::page_request;
+use super::{RouteBoth, page_request};
 use crate::AppState;
 use crate::dto::{ListResponse, MessageAttemptOut, MessageOut};
 use crate::error::{ApiError, ApiResult};
@@ -16,11 +16,11 @@ use crate::extract::QueryPairs;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
+        .route_both(
             "/app/{app_id}/attempt/endpoint/{endpoint_id}",
             get(list_attempts_by_endpoint),
         )
-        .route("/app/{app_id}/attempt/msg/{msg_id}", get(list_attempts_by_msg))
+        .route_both("/app/{app_id}/attempt/msg/{msg_id}", get(list_attempts_by_msg))
 }
 
 fn filter(q: &QueryPairs) -> ApiResult<AttemptFilter> {

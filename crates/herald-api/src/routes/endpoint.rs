@@ -12,7 +12,7 @@ use herald_core::signing::EndpointSecret;
 use herald_core::validate::EndpointUrl;
 use herald_store::{NewEndpoint, Order, StoreError};
 
-use super::{page_request, parse_channels, parse_event_types, parse_uid};
+use super::{RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
 use crate::AppState;
 use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse};
 use crate::error::{ApiError, ApiResult};
@@ -24,16 +24,16 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/app/{app_id}/endpoint", get(list_endpoints).post(create_endpoint))
-        .route(
+        .route_both("/app/{app_id}/endpoint", get(list_endpoints).post(create_endpoint))
+        .route_both(
             "/app/{app_id}/endpoint/{endpoint_id}",
             get(get_endpoint)
                 .put(upsert_endpoint)
                 .patch(patch_endpoint)
                 .delete(delete_endpoint),
         )
-        .route("/app/{app_id}/endpoint/{endpoint_id}/secret", get(get_endpoint_secret))
-        .route("/app/{app_id}/endpoint/{endpoint_id}/stats", get(get_endpoint_stats))
+        .route_both("/app/{app_id}/endpoint/{endpoint_id}/secret", get(get_endpoint_secret))
+        .route_both("/app/{app_id}/endpoint/{endpoint_id}/stats", get(get_endpoint_stats))
 }
 
 fn parse_url(url: &str) -> ApiResult<EndpointUrl> {

@@ -9,7 +9,7 @@ use herald_core::model::EventType;
 use herald_core::validate::EventTypeName;
 use herald_store::{Order, StoreError};
 
-use super::page_request;
+use super::{RouteBoth, page_request};
 use crate::AppState;
 use crate::dto::{EventTypeIn, EventTypeOut, EventTypeUpsertIn, ListResponse};
 use crate::error::{ApiError, ApiResult};
@@ -17,8 +17,8 @@ use crate::extract::{JsonBody, QueryPairs};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/event-type", get(list_event_types).post(create_event_type))
-        .route(
+        .route_both("/event-type", get(list_event_types).post(create_event_type))
+        .route_both(
             "/event-type/{event_type_name}",
             get(get_event_type)
                 .put(upsert_event_type)

@@ -6,12 +6,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::RouteBoth;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/health/ping", get(health))
+        .route_both("/api/v1/health", get(health))
+        .route_both("/api/v1/health/ping", get(health))
 }
 
 /// Reads through the store so a wedged database shows as unhealthy.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use herald_core::validate::{EventTypeName, check_payload_object};
 use herald_store::{AppRef, MessageFilter, NewMessage, Order};
 
-use super::{page_request, parse_channels, parse_uid};
+use super::{RouteBoth, page_request, parse_channels, parse_uid};
 use crate::AppState;
 use crate::dto::{ListResponse, MessageIn, MessageOut};
 use crate::error::{ApiError, ApiResult};
@@ -20,8 +20,8 @@ const MAX_TAGS: usize = 5;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/app/{app_id}/msg", get(list_messages).post(create_message))
-        .route("/app/{app_id}/msg/{msg_id}", get(get_message))
+        .route_both("/app/{app_id}/msg", get(list_messages).post(create_message))
+        .route_both("/app/{app_id}/msg/{msg_id}", get(get_message))
 }
 
 /// 202 only once the message and its deliveries are committed to disk.

@@ -10,10 +10,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::RouteBoth;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+    Router::new().route_both("/metrics", get(metrics))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -8,11 +8,27 @@ pub mod health;
 pub mod message;
 pub mod metrics;
 
+use axum::Router;
+use axum::routing::MethodRouter;
 use herald_core::validate::{Channel, EventTypeName, MAX_CHANNELS, Uid};
 use herald_store::{Order, PageRequest};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryPairs;
+
+/// Svix's SDKs call paths with a trailing slash and people often leave it
+/// off, so every path is routed both ways; the router matches either form
+/// without rewriting any request's URI.
+pub(crate) trait RouteBoth<S> {
+    fn route_both(self, path: &str, method_router: MethodRouter<S>) -> Self;
+}
+
+impl<S: Clone + Send + Sync + 'static> RouteBoth<S> for Router<S> {
+    fn route_both(self, path: &str, method_router: MethodRouter<S>) -> Self {
+        self.route(path, method_router.clone())
+            .route(&format!("{path}/"), method_router)
+    }
+}
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 250;

@@ -295,6 +295,9 @@ async fn event_types_create_list_archive() {
     assert_eq!(list["data"].as_array().unwrap().len(), 0);
     let (_, list) = server.get("/event-type/?include_archived=true").await;
     assert_eq!(list["data"][0]["archived"], true);
+    // Paths route with and without the trailing slash.
+    let (_, bare) = server.get("/event-type?include_archived=true").await;
+    assert_eq!(bare["data"], list["data"]);
 }
 
 #[tokio::test]
@@ -379,6 +382,19 @@ async fn messages_create_get_list_and_errors() {
     assert_eq!(err["code"], "payload_too_large");
     assert!(err["detail"].as_str().unwrap().contains("2048"));
 
+    // A body that does not declare its length is cut off at the limit too.
+    let body = format!(r#"{{"eventType":"x","payload":{{"big":"{big}"}}}}"#);
+    let (status, err) = chunked_post(&server, &format!("/api/v1/app/{app}/msg/"), &body).await;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["code"], "payload_too_large");
+    let (status, _) = chunked_post(
+        &server,
+        &format!("/api/v1/app/{app}/msg/"),
+        r#"{"eventType":"x","payload":{"small":true}}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "a small chunked body is accepted");
+
     // Malformed JSON is a 422 that says so, not a plain-text rejection.
     let resp = server
         .http
@@ -428,4 +444,39 @@ async fn idempotency_key_answers_once() {
     receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.requests().len(), 1);
+}
+
+/// A POST whose body is sent with `Transfer-Encoding: chunked` (no declared
+/// length), over a raw connection; returns the status and the JSON body.
+async fn chunked_post(server: &Server, path: &str, body: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.as_bytes().chunks(1000) {
+        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+        framed.extend_from_slice(chunk);
+        framed.extend_from_slice(b"\r\n");
+        // The server may answer and close before reading everything.
+        if conn.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (_, rest) = text.split_once("\r\n\r\n").expect("headers end");
+    // The body may itself be chunked: take the JSON object inside it.
+    let json = &rest[rest.find('{').unwrap_or(0)..=rest.rfind('}').unwrap_or(0)];
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
