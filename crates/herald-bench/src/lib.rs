@@ -5,9 +5,9 @@
 //! sink, posts messages as fast as allowed (or at a fixed rate), and matches
 //! what arrives at the sink against what was accepted, by `webhook-id` and
 //! endpoint: throughput, end-to-end latency (POST sent -> request received),
-//! losses, duplicates and deliveries nobody asked for. With
-//! `--receiver-down` the sink refuses connections until every message has
-//! been sent, then opens: a backlog, and how it drains.
+//! losses, duplicates and deliveries nobody asked for. With `--receiver
+//! down` or `stalled` the sink refuses or holds deliveries until every
+//! message has been sent, then opens: a backlog, and how it drains.
 
 mod load;
 mod procstat;
@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use load::{Counters, Limit, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID, load_client};
-pub use sink::{Arrival, Sink, id_hash};
+pub use sink::{Arrival, ReceiverMode, Sink, id_hash};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
@@ -59,13 +59,16 @@ pub struct BenchArgs {
     /// the one deliveries go to: the ceiling the machine allows.
     #[arg(long)]
     pub raw: bool,
-    /// Keep the sink's port closed (connections refused) until every message
-    /// has been sent, then open it and measure the drain.
-    #[arg(long)]
-    pub receiver_down: bool,
+    /// How the sink behaves until every message has been sent: `up` answers
+    /// at once; `down` refuses connections (a receiver outage: the server
+    /// retries on its schedule); `stalled` takes requests in but answers
+    /// none (deliveries wait, so sending measures ingest alone). After
+    /// sending, it answers everything and the drain is measured.
+    #[arg(long, value_enum, default_value_t = ReceiverMode::Up)]
+    pub receiver: ReceiverMode,
     /// How long to wait for deliveries after the last message was sent
-    /// (default 60 s; 900 s with --receiver-down, since retries come on the
-    /// server's schedule).
+    /// (default 60 s; 900 s with `--receiver down`, since retries come on
+    /// the server's schedule).
     #[arg(long)]
     pub drain_timeout: Option<f64>,
     /// Print one JSON object on stdout instead of a table.
@@ -100,8 +103,8 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// Accepted messages per second of sending.
     pub accepted_per_sec: f64,
-    /// Deliveries per second, from the start (or, with --receiver-down, from
-    /// the moment the sink opened) to the last arrival.
+    /// Deliveries per second, from the start (or, with `--receiver down` or
+    /// `stalled`, from the moment the sink opened) to the last arrival.
     pub delivered_per_sec: f64,
     pub latency_ms: Latency,
     pub signatures_checked: u64,
@@ -109,11 +112,12 @@ pub struct Report {
     pub fanout: u32,
     pub payload_bytes: usize,
     pub concurrency: usize,
-    pub receiver_down: bool,
+    pub receiver: ReceiverMode,
     pub send_seconds: f64,
     /// From the start to the last arrival.
     pub total_seconds: f64,
-    /// With --receiver-down: from the sink opening to the last arrival.
+    /// With `--receiver down` or `stalled`: from the sink opening to the
+    /// last arrival.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_seconds: Option<f64>,
     /// Resident size at the end.
@@ -207,7 +211,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         fanout: args.fanout,
         payload_bytes: args.payload_bytes,
         concurrency: args.concurrency,
-        receiver_down: args.receiver_down,
+        receiver: args.receiver,
         ..Report::default()
     };
 
@@ -217,7 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.raw_posts_per_sec = Some(raw);
     }
 
-    let sink = Sink::start(&args.sink_listen, !args.receiver_down).await?;
+    let sink = Sink::start(&args.sink_listen, args.receiver).await?;
     let app_id = set_up(&api, &sink, args.fanout).await?;
 
     let limit = match (args.messages, args.duration) {
@@ -278,8 +282,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     }
     let send_done = started.elapsed();
     phase.store(PHASE_DRAINING, Ordering::Relaxed);
-    let window_start = if args.receiver_down {
-        sink.bring_up().await?;
+    let held_back = args.receiver != ReceiverMode::Up;
+    let window_start = if held_back {
+        sink.open().await?;
         started.elapsed()
     } else {
         Duration::ZERO
@@ -287,9 +292,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
 
     let accepted = counters.accepted.load(Ordering::Relaxed);
     let want = accepted * u64::from(args.fanout);
-    let drain_timeout = args
-        .drain_timeout
-        .unwrap_or(if args.receiver_down { 900.0 } else { 60.0 });
+    let drain_timeout = args.drain_timeout.unwrap_or(if args.receiver == ReceiverMode::Down {
+        900.0
+    } else {
+        60.0
+    });
     let drain_deadline = Instant::now() + Duration::from_secs_f64(drain_timeout);
     while sink.unique() < want && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -315,7 +322,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     report.accepted_per_sec = accepted as f64 / report.send_seconds.max(1e-9);
     let window = last.saturating_sub(window_start).as_secs_f64();
     report.delivered_per_sec = matched.delivered as f64 / window.max(1e-9);
-    if args.receiver_down {
+    if held_back {
         report.drain_seconds = Some(window);
     }
     report.latency_ms = matched.latency;
@@ -489,7 +496,7 @@ impl Drop for ClearOnDrop {
 /// Plain POSTs from the same client to a sink like the bench's own, for
 /// `for_how_long`.
 async fn raw_ceiling(http: &reqwest::Client, concurrency: usize, for_how_long: Duration) -> anyhow::Result<f64> {
-    let sink = Sink::start("127.0.0.1:0", true).await?;
+    let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up).await?;
     let url = format!("{}/raw", sink.url());
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -525,7 +532,7 @@ pub fn render(r: &Report) -> String {
         ),
     );
     let window = match r.drain_seconds {
-        Some(d) => format!("{d:.2} s after the receiver came back"),
+        Some(d) => format!("{d:.2} s after the receiver opened"),
         None => format!("{:.2} s", r.total_seconds),
     };
     line(

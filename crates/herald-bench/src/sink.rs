@@ -5,14 +5,16 @@
 //!
 //! It is plain hyper (HTTP/1.1, no router): the sink shares the machine with
 //! the server it measures, so every microsecond it spends is taken from the
-//! server. It can start *down* (its port closed, so deliveries are refused)
-//! and come up later on the same port, to measure a backlog and its drain.
+//! server. While messages are being sent it can also be *down* (its port
+//! closed, so deliveries are refused) or *stalled* (requests are taken in
+//! and noted but not answered), and open up once sending is over, to
+//! measure a backlog and its drain.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -25,6 +27,7 @@ use hyper::header::HeaderMap;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Every this many arrivals, one signature is verified.
@@ -36,15 +39,36 @@ pub fn id_hash(id: &str) -> u64 {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
+/// How the receiver behaves while messages are being sent; afterwards it
+/// always answers 200 at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverMode {
+    /// Answers 200 at once.
+    #[default]
+    Up,
+    /// Its port is closed: connections are refused (the server records
+    /// failed attempts and retries on its schedule).
+    Down,
+    /// Takes requests in and notes them, but answers none: the server's
+    /// requests wait in flight and the rest of its work queues up, so what
+    /// is measured while sending is ingest alone.
+    Stalled,
+}
+
 #[derive(Clone)]
 pub struct Sink {
     addr: SocketAddr,
+    mode: ReceiverMode,
     inner: Arc<Inner>,
     stop: CancellationToken,
 }
 
 #[derive(Default)]
 struct Inner {
+    /// Stalled requests wait until this is set.
+    open: AtomicBool,
+    opened: Notify,
     epoch: OnceLock<Instant>,
     arrivals: AtomicU64,
     unique: AtomicU64,
@@ -69,28 +93,40 @@ pub struct Arrival {
 
 impl Sink {
     /// Binds `listen`. A sink started down releases the port at once and
-    /// refuses connections until [`Sink::bring_up`].
-    pub async fn start(listen: &str, up: bool) -> anyhow::Result<Self> {
+    /// refuses connections until [`Sink::open`]; a stalled one answers
+    /// nothing until then.
+    pub async fn start(listen: &str, mode: ReceiverMode) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding the sink to {listen}"))?;
         let sink = Self {
             addr: listener.local_addr()?,
-            inner: Arc::new(Inner::default()),
+            mode,
+            inner: Arc::new(Inner {
+                open: AtomicBool::new(mode == ReceiverMode::Up),
+                ..Inner::default()
+            }),
             stop: CancellationToken::new(),
         };
-        if up {
+        if mode != ReceiverMode::Down {
             sink.serve(listener);
         }
         Ok(sink)
     }
 
-    /// Opens the port again after starting down.
-    pub async fn bring_up(&self) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .with_context(|| format!("re-binding the sink to {} (was the port taken meanwhile?)", self.addr))?;
-        self.serve(listener);
+    /// From now on every request is answered at once: a down sink takes its
+    /// port back, a stalled one answers what it holds.
+    pub async fn open(&self) -> anyhow::Result<()> {
+        if self.inner.open.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.mode == ReceiverMode::Down {
+            let listener = TcpListener::bind(self.addr)
+                .await
+                .with_context(|| format!("re-binding the sink to {} (was the port taken meanwhile?)", self.addr))?;
+            self.serve(listener);
+        }
+        self.inner.opened.notify_waiters();
         Ok(())
     }
 
@@ -214,6 +250,7 @@ async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<F
         return Ok(ok());
     };
     let n = inner.arrivals.fetch_add(1, Ordering::Relaxed);
+    let hold = !inner.open.load(Ordering::Acquire);
     let first = {
         let mut seen = lock(&inner.seen);
         let entry = seen.entry((id_hash(id), endpoint)).or_insert(Arrival {
@@ -229,6 +266,14 @@ async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<F
     }
     if n.is_multiple_of(SIGNATURE_SAMPLE) {
         check_signature(&inner, endpoint, &parts.headers, id, &body);
+    }
+    if hold {
+        let opened = inner.opened.notified();
+        tokio::pin!(opened);
+        opened.as_mut().enable();
+        if !inner.open.load(Ordering::Acquire) {
+            opened.await;
+        }
     }
     Ok(ok())
 }
@@ -285,7 +330,7 @@ mod tests {
     /// one endpoint is a duplicate, at two endpoints it is two deliveries.
     #[tokio::test]
     async fn counts_arrivals_by_webhook_id_and_endpoint() {
-        let sink = Sink::start("127.0.0.1:0", true).await.expect("sink");
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up).await.expect("sink");
         sink.set_epoch(Instant::now());
         let secret = EndpointSecret::generate_symmetric();
         sink.add_secret(&secret.to_wire_string()).expect("secret");
@@ -311,17 +356,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sink_started_down_refuses_until_brought_up() {
-        let sink = Sink::start("127.0.0.1:0", false).await.expect("sink");
+    async fn a_sink_started_down_refuses_until_opened() {
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Down).await.expect("sink");
         let client = crate::http_client(4).expect("client");
         let refused = client.post(format!("{}/raw", sink.url())).send().await;
         assert!(
             refused.is_err_and(|e| e.is_connect()),
             "a down sink must refuse connections"
         );
-        sink.bring_up().await.expect("bring up");
+        sink.open().await.expect("open");
         let resp = client.post(format!("{}/raw", sink.url())).send().await.expect("up");
         assert_eq!(resp.status(), 200);
+        sink.stop();
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sink_notes_requests_but_answers_once_opened() {
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Stalled).await.expect("sink");
+        sink.set_epoch(Instant::now());
+        let secret = EndpointSecret::generate_symmetric();
+        sink.add_secret(&secret.to_wire_string()).expect("secret");
+        let client = crate::http_client(4).expect("client");
+        let url = format!("{}/ep0", sink.url());
+        let held = tokio::spawn(async move { post(&client, url, "msg_h", &secret, r#"{"seq":1}"#).await });
+        // The request arrives and is counted, but no answer comes.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while sink.unique() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(sink.unique(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!held.is_finished(), "a stalled sink answered");
+        sink.open().await.expect("open");
+        tokio::time::timeout(std::time::Duration::from_secs(5), held)
+            .await
+            .expect("answered once opened")
+            .expect("200");
         sink.stop();
     }
 }
