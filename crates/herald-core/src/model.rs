@@ -71,6 +71,18 @@ impl Endpoint {
     }
 }
 
+/// The fan-out of one message: the endpoints, among an application's, that
+/// subscribe to it (see [`Endpoint::subscribes`]).
+pub fn subscribers<'a>(
+    endpoints: &'a [Endpoint],
+    event_type: &'a str,
+    message_channels: Option<&'a [Channel]>,
+) -> impl Iterator<Item = &'a Endpoint> + 'a {
+    endpoints
+        .iter()
+        .filter(move |ep| ep.subscribes(event_type, message_channels))
+}
+
 /// What the delivery engine needs to send to an endpoint, secrets decrypted.
 #[derive(Debug, Clone)]
 pub struct DeliveryTarget {

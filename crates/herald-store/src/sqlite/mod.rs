@@ -23,6 +23,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use herald_core::model::{
     Application, Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, TriggerType,
+    subscribers,
 };
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
@@ -476,10 +477,7 @@ fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage, now: DateTim
         "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claim_until, updated_at) \
          VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?4)",
     )?;
-    for ep in endpoints
-        .iter()
-        .filter(|ep| ep.subscribes(msg.event_type.as_str(), msg.channels.as_deref()))
-    {
+    for ep in subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()) {
         insert.execute(params![id.as_str(), ep.id.as_str(), app_id.as_str(), ms(now), claim])?;
         deliveries.push(DeliveryJob {
             delivery_id: ctx.conn.last_insert_rowid(),

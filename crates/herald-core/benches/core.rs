@@ -1,0 +1,135 @@
+//! Micro-benchmarks of the per-delivery work in `herald-core`: signing a
+//! request (and checking a signature, the receiver's half) and matching a
+//! message against an application's endpoints.
+//!
+//! `cargo bench -p herald-core`; results are recorded in BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use chrono::Utc;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, subscribers};
+use herald_core::signing::{EndpointSecret, signature_header, verify_signature};
+use herald_core::validate::{Channel, EndpointUrl, EventTypeName};
+use herald_core::{AppId, EndpointId};
+
+const MSG_ID: &str = "msg_2Qh7a5ZKQ1bW8cX3dE4fG5hI6jK";
+const TIMESTAMP: i64 = 1_795_000_000;
+
+fn signing(c: &mut Criterion) {
+    let symmetric = EndpointSecret::generate_symmetric();
+    let asymmetric = EndpointSecret::generate_asymmetric();
+    let mut group = c.benchmark_group("signing");
+    for size in [256usize, 4096, 65_536] {
+        let body = vec![b'x'; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("sign_v1_hmac", size), &body, |b, body| {
+            b.iter(|| signature_header(&[&symmetric], MSG_ID, TIMESTAMP, black_box(body)))
+        });
+        group.bench_with_input(BenchmarkId::new("sign_v1a_ed25519", size), &body, |b, body| {
+            b.iter(|| signature_header(&[&asymmetric], MSG_ID, TIMESTAMP, black_box(body)))
+        });
+        let header = signature_header(&[&symmetric], MSG_ID, TIMESTAMP, &body);
+        group.bench_with_input(BenchmarkId::new("verify_v1_hmac", size), &body, |b, body| {
+            b.iter(|| {
+                assert!(verify_signature(
+                    &symmetric,
+                    MSG_ID,
+                    TIMESTAMP,
+                    black_box(body),
+                    &header
+                ))
+            })
+        });
+    }
+    // During a rotation every request carries two signatures.
+    let old = EndpointSecret::generate_symmetric();
+    let body = vec![b'x'; 256];
+    group.throughput(Throughput::Bytes(256));
+    group.bench_function("sign_v1_hmac_two_secrets/256", |b| {
+        b.iter(|| signature_header(&[&symmetric, &old], MSG_ID, TIMESTAMP, black_box(&body)))
+    });
+    group.finish();
+}
+
+fn endpoint(i: usize, filter_types: Option<Vec<&str>>, channels: Option<Vec<&str>>) -> Endpoint {
+    let now = Utc::now();
+    Endpoint {
+        id: EndpointId::new(),
+        app_id: AppId::new(),
+        uid: None,
+        url: EndpointUrl::parse(&format!("https://hooks.example.com/{i}")).expect("valid URL"),
+        description: String::new(),
+        metadata: Default::default(),
+        disabled: false,
+        filter_types: filter_types.map(|t| {
+            t.into_iter()
+                .map(|n| EventTypeName::parse(n.to_owned()).expect("valid event type"))
+                .collect()
+        }),
+        channels: channels.map(|c| {
+            c.into_iter()
+                .map(|n| Channel::parse(n.to_owned()).expect("valid channel"))
+                .collect()
+        }),
+        throttle_rate: None,
+        headers: BTreeMap::new(),
+        timeout: DEFAULT_ENDPOINT_TIMEOUT,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// An application's endpoints in a realistic mix: a quarter take everything,
+/// half filter on a few of 20 event types, a quarter filter on channels.
+fn mixed_endpoints(n: usize) -> Vec<Endpoint> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => endpoint(i, None, None),
+            1 | 2 => endpoint(
+                i,
+                Some(vec![
+                    [
+                        "invoice.paid",
+                        "invoice.created",
+                        "user.created",
+                        "user.deleted",
+                        "order.shipped",
+                    ][i % 5],
+                    "order.created",
+                    "payment.failed",
+                ]),
+                None,
+            ),
+            _ => endpoint(i, None, Some(vec![["eu", "us", "apac"][i % 3], "global"])),
+        })
+        .collect()
+}
+
+fn fan_out(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fan_out");
+    let channels = [Channel::parse("eu".to_owned()).expect("valid channel")];
+    for n in [1usize, 10, 100, 1000] {
+        let endpoints = mixed_endpoints(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("match_event_type", n), &endpoints, |b, eps| {
+            b.iter(|| subscribers(black_box(eps), "invoice.paid", None).count())
+        });
+        group.bench_with_input(BenchmarkId::new("match_type_and_channel", n), &endpoints, |b, eps| {
+            b.iter(|| subscribers(black_box(eps), "order.created", Some(&channels)).count())
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    // Short runs: these are tracked for regressions, not for the last 1%.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = signing, fan_out }
+criterion_main!(benches);
