@@ -60,7 +60,7 @@ impl Default for EngineConfig {
         Self {
             max_in_flight: 512,
             max_in_flight_per_endpoint: 64,
-            max_resident: 50_000,
+            max_resident: 10_000,
             claim_ttl: Duration::from_secs(600),
             retry_horizon: Duration::from_secs(60),
             time_scale: 1.0,

@@ -55,8 +55,10 @@ pub struct ServeArgs {
     /// Requests in flight at once to one endpoint.
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 64)]
     pub max_in_flight_per_endpoint: usize,
-    /// Deliveries held in memory; the rest wait in the database.
-    #[arg(long, env = "HERALD_MAX_RESIDENT", default_value_t = 50_000)]
+    /// Deliveries held in memory (queued, in flight, or waiting for a retry
+    /// due within a minute); the rest wait in the database. Each costs about
+    /// 1 KB with a small payload, and 10,000 keep a full-speed engine busy.
+    #[arg(long, env = "HERALD_MAX_RESIDENT", default_value_t = 10_000)]
     pub max_resident: usize,
 }
 
