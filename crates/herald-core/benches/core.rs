@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-delivery work in `herald-core`: signing a
-//! request (and checking a signature, the receiver's half) and matching a
-//! message against an application's endpoints.
+//! request (and checking a signature, the receiver's half), matching a
+//! message against an application's endpoints, and building a body from a
+//! payload template.
 //!
 //! `cargo bench -p herald-core`; results are recorded in BENCHMARKS.md.
 
@@ -12,6 +13,7 @@ use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, subscribers};
 use herald_core::signing::{EndpointSecret, signature_header, verify_signature};
+use herald_core::transform::{PayloadTemplate, RenderContext};
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName};
 use herald_core::{AppId, EndpointId};
 
@@ -77,6 +79,7 @@ fn endpoint(i: usize, filter_types: Option<Vec<&str>>, channels: Option<Vec<&str
         throttle_rate: None,
         headers: BTreeMap::new(),
         timeout: DEFAULT_ENDPOINT_TIMEOUT,
+        payload_template: None,
         created_at: now,
         updated_at: now,
     }
@@ -124,6 +127,47 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
+/// The envelopes of SPEC §6 that need a template.
+const ALARM_TEMPLATE: &str = r#"{"event": "{{msg.eventType}}", "webhook_id": "{{msg.id}}",
+    "timestamp": "{{attempt.timestamp}}", "data": "{{msg.payload}}"}"#;
+const CRM_TEMPLATE: &str = r#"{"_id": "{{msg.id}}", "event": "{{msg.eventType}}", "createdAt": "{{msg.timestamp}}",
+    "deliveryAttempts": "{{attempt.number}}", "firstSentAt": "{{attempt.firstSentAt}}",
+    "items": ["{{msg.payload}}"], "infoWebhook": {"verifyToken": "vt-42"}}"#;
+
+fn payload_transformation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("transform");
+    let now = Utc::now();
+    for size in [256usize, 4096] {
+        let payload = format!(r#"{{"zone":3,"pad":"{}"}}"#, "x".repeat(size.saturating_sub(20)));
+        let ctx = RenderContext {
+            msg_id: MSG_ID,
+            event_type: "alarm.triggered",
+            msg_created_at: now,
+            payload: payload.as_bytes(),
+            attempt_number: 2,
+            attempt_timestamp: TIMESTAMP,
+            first_sent_at: now,
+        };
+        group.throughput(Throughput::Bytes(payload.len() as u64));
+        // What a raw endpoint costs: the payload as posted, shared, not copied.
+        let raw = bytes::Bytes::from(payload.clone());
+        group.bench_with_input(BenchmarkId::new("raw", size), &raw, |b, raw| {
+            b.iter(|| black_box(raw).clone())
+        });
+        for (name, source) in [("alarm_envelope", ALARM_TEMPLATE), ("crm_envelope", CRM_TEMPLATE)] {
+            let template = PayloadTemplate::parse(source).expect("valid template");
+            group.bench_with_input(BenchmarkId::new(name, size), &ctx, |b, ctx| {
+                b.iter(|| template.render(black_box(ctx)))
+            });
+        }
+    }
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("compile_crm_template", |b| {
+        b.iter(|| PayloadTemplate::parse(black_box(CRM_TEMPLATE)))
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: these are tracked for regressions, not for the last 1%.
     Criterion::default()
@@ -131,5 +175,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = signing, fan_out }
+criterion_group! { name = benches; config = config(); targets = signing, fan_out, payload_transformation }
 criterion_main!(benches);

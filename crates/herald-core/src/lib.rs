@@ -8,6 +8,7 @@ pub mod model;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
+pub mod transform;
 pub mod validate;
 
 pub use ids::{AppId, AttemptId, EndpointId, MessageId};
