@@ -135,6 +135,10 @@ pub struct EndpointIn {
     pub headers: Option<BTreeMap<String, String>>,
     /// Herald extension: seconds the endpoint has to answer (default 15).
     pub timeout_secs: Option<f64>,
+    /// Herald extension: a JSON template the request body is built from
+    /// (SPEC §5); absent or null sends the payload exactly as posted. Kept
+    /// as raw text so its keys keep their order.
+    pub payload_template: Option<Box<RawValue>>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -155,6 +159,9 @@ pub struct EndpointPatch {
     #[serde(default, alias = "rateLimit", deserialize_with = "double_option")]
     pub throttle_rate: Option<Option<u32>>,
     pub timeout_secs: Option<f64>,
+    /// `null` goes back to sending the payload as posted.
+    #[serde(default, deserialize_with = "double_option")]
+    pub payload_template: Option<Option<Box<RawValue>>>,
     pub version: Option<i64>,
 }
 
@@ -178,6 +185,8 @@ pub struct EndpointOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_rate: Option<u32>,
     pub timeout_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_template: Option<Box<RawValue>>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -198,6 +207,9 @@ impl From<Endpoint> for EndpointOut {
             channels: e.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             throttle_rate: e.throttle_rate,
             timeout_secs: e.timeout.as_secs_f64(),
+            payload_template: e
+                .payload_template
+                .and_then(|t| RawValue::from_string(t.source().to_owned()).ok()),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

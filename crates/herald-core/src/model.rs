@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
 use crate::retry::RetrySchedule;
 use crate::signing::EndpointSecret;
+use crate::transform::PayloadTemplate;
 use crate::validate::{Channel, EndpointUrl, EventTypeName, Uid};
 
 pub type Metadata = BTreeMap<String, String>;
@@ -43,6 +44,9 @@ pub struct Endpoint {
     pub headers: BTreeMap<String, String>,
     /// Herald extension: per-endpoint request timeout.
     pub timeout: Duration,
+    /// Herald extension: the body is built from this template instead of
+    /// being the payload as posted (SPEC §5).
+    pub payload_template: Option<PayloadTemplate>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -95,6 +99,8 @@ pub struct DeliveryTarget {
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
     pub retry: RetrySchedule,
+    /// `None`: the body is the payload exactly as posted.
+    pub payload_template: Option<PayloadTemplate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,6 +260,7 @@ mod tests {
             throttle_rate: None,
             headers: BTreeMap::new(),
             timeout: DEFAULT_ENDPOINT_TIMEOUT,
+            payload_template: None,
             created_at: now,
             updated_at: now,
         }

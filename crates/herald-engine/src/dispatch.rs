@@ -479,6 +479,7 @@ impl Dispatcher {
         let delivery_id = job.delivery_id;
         if let Some(wait) = held_for {
             job.attempts = number;
+            job.first_attempt_at.get_or_insert(started_at);
             self.schedule(job, Instant::now() + wait);
         }
         self.record(
@@ -565,12 +566,13 @@ async fn attempt(transport: Arc<Transport>, target: Arc<Target>, job: DeliveryJo
         let reply = match &target.uri {
             Ok(uri) => {
                 let spec = &target.spec;
-                let headers = request::headers(spec, job.msg_id.as_str(), started_at.timestamp(), &job.payload);
+                let body = request::body(spec, &job, started_at);
+                let headers = request::headers(spec, job.msg_id.as_str(), started_at.timestamp(), &body);
                 transport
                     .post(Outbound {
                         uri,
                         headers,
-                        body: job.payload.clone(),
+                        body,
                         timeout: spec.timeout,
                     })
                     .await

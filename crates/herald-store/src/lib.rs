@@ -15,6 +15,7 @@ use herald_core::model::{
     Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, Metadata,
 };
 use herald_core::signing::EndpointSecret;
+use herald_core::transform::PayloadTemplate;
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 
@@ -89,6 +90,7 @@ pub struct NewEndpoint {
     pub throttle_rate: Option<u32>,
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
+    pub payload_template: Option<PayloadTemplate>,
     pub secret: EndpointSecret,
 }
 
@@ -128,6 +130,10 @@ pub struct DeliveryJob {
     /// Attempts already made.
     pub attempts: u32,
     pub due_at: DateTime<Utc>,
+    /// When the message was created.
+    pub msg_created_at: DateTime<Utc>,
+    /// When the first attempt of this delivery started; `None` before it.
+    pub first_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// What became of a delivery after an attempt.

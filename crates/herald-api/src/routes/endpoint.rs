@@ -9,8 +9,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint};
 use herald_core::signing::EndpointSecret;
+use herald_core::transform::PayloadTemplate;
 use herald_core::validate::EndpointUrl;
 use herald_store::{NewEndpoint, Order, StoreError};
+use serde_json::value::RawValue;
 
 use super::{RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
 use crate::AppState;
@@ -135,8 +137,19 @@ fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
         throttle_rate: body.throttle_rate,
         headers: parse_headers(body.headers)?,
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
+        payload_template: parse_template(body.payload_template)?,
         secret,
     })
+}
+
+/// A template given as JSON (`null` counts as none).
+fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplate>> {
+    let Some(raw) = raw.filter(|r| r.get().trim() != "null") else {
+        return Ok(None);
+    };
+    PayloadTemplate::parse(raw.get())
+        .map(Some)
+        .map_err(|e| ApiError::invalid_msg(&["body", "payloadTemplate"], "value_error.template", e.to_string()))
 }
 
 async fn get_endpoint(
@@ -172,6 +185,7 @@ async fn upsert_endpoint(
             ep.throttle_rate = new.throttle_rate;
             ep.headers = new.headers;
             ep.timeout = new.timeout;
+            ep.payload_template = new.payload_template;
             let ep = s.store.update_endpoint(ep).await?;
             s.engine.endpoint_changed(&ep.id);
             Ok((StatusCode::OK, Json(ep.into())))
@@ -220,6 +234,9 @@ async fn patch_endpoint(
     }
     if let Some(timeout) = parse_timeout(body.timeout_secs)? {
         ep.timeout = timeout;
+    }
+    if let Some(template) = body.payload_template {
+        ep.payload_template = parse_template(template)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
     s.engine.endpoint_changed(&ep.id);

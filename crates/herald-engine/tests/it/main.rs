@@ -101,6 +101,7 @@ async fn app_with_endpoint(f: &Fixture) -> (String, herald_core::EndpointId) {
                 throttle_rate: None,
                 headers: Default::default(),
                 timeout: DEFAULT_ENDPOINT_TIMEOUT,
+                payload_template: None,
                 secret: EndpointSecret::generate_symmetric(),
             },
         )

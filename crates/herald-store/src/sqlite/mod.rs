@@ -27,6 +27,7 @@ use herald_core::model::{
 };
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
+use herald_core::transform::PayloadTemplate;
 use herald_core::validate::{EndpointUrl, EventTypeName, Uid};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId};
 use rusqlite::types::Value;
@@ -200,7 +201,9 @@ fn app_row(r: &Row) -> rusqlite::Result<Application> {
 }
 
 const EP_COLS: &str = "id, app_id, uid, url, description, metadata, disabled, filter_types, channels, \
-    throttle_rate, headers, timeout_ms, created_at, updated_at";
+    throttle_rate, headers, timeout_ms, created_at, updated_at, payload_template";
+/// The column after [`EP_COLS`] when the secret is selected too.
+const EP_SECRET_COL: usize = 15;
 
 fn ep_row(r: &Row) -> rusqlite::Result<Endpoint> {
     Ok(Endpoint {
@@ -218,6 +221,14 @@ fn ep_row(r: &Row) -> rusqlite::Result<Endpoint> {
         timeout: Duration::from_millis(r.get::<_, i64>(11)?.max(1) as u64),
         created_at: from_ms(r.get(12)?),
         updated_at: from_ms(r.get(13)?),
+        payload_template: r
+            .get::<_, Option<String>>(14)?
+            .map(|source| {
+                PayloadTemplate::parse(&source).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, Box::new(e))
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -488,6 +499,8 @@ fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage, now: DateTim
             payload: msg.payload.clone(),
             attempts: 0,
             due_at: now,
+            msg_created_at: now,
+            first_attempt_at: None,
         });
     }
     let message = Message {
@@ -528,19 +541,34 @@ fn record_outcome(conn: &Connection, o: &Outcome, now: i64) -> Result<()> {
         ])?;
     }
     let tried = i64::from(o.attempt.is_some());
+    // The first attempt's start is kept (templates can show it); later ones leave it.
+    let started = o.attempt.as_ref().map(|a| ms(a.created_at));
     match &o.state {
         DeliveryState::Succeeded => conn
-            .prepare_cached("UPDATE delivery SET status = 0, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1 AND status = 1")?
-            .execute(params![o.delivery_id, tried, now])?,
+            .prepare_cached(
+                "UPDATE delivery SET status = 0, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3, \
+                 first_attempt_at = COALESCE(first_attempt_at, ?4) WHERE id = ?1 AND status = 1",
+            )?
+            .execute(params![o.delivery_id, tried, now, started])?,
         DeliveryState::Failed => conn
-            .prepare_cached("UPDATE delivery SET status = 2, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3 WHERE id = ?1 AND status = 1")?
-            .execute(params![o.delivery_id, tried, now])?,
+            .prepare_cached(
+                "UPDATE delivery SET status = 2, attempts = attempts + ?2, claim_until = NULL, updated_at = ?3, \
+                 first_attempt_at = COALESCE(first_attempt_at, ?4) WHERE id = ?1 AND status = 1",
+            )?
+            .execute(params![o.delivery_id, tried, now, started])?,
         DeliveryState::Retry { at, keep_claim_until } => conn
             .prepare_cached(
                 "UPDATE delivery SET status = 1, attempts = attempts + ?2, next_attempt_at = ?3, claim_until = ?4, \
-                 updated_at = ?5 WHERE id = ?1 AND status = 1",
+                 updated_at = ?5, first_attempt_at = COALESCE(first_attempt_at, ?6) WHERE id = ?1 AND status = 1",
             )?
-            .execute(params![o.delivery_id, tried, ms(*at), keep_claim_until.map(ms), now])?,
+            .execute(params![
+                o.delivery_id,
+                tried,
+                ms(*at),
+                keep_claim_until.map(ms),
+                now,
+                started
+            ])?,
     };
     Ok(())
 }
@@ -668,12 +696,14 @@ impl Store for SqliteStore {
                     throttle_rate: ep.throttle_rate,
                     headers: ep.headers,
                     timeout: ep.timeout,
+                    payload_template: ep.payload_template,
                     created_at: now,
                     updated_at: now,
                 };
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+                        "INSERT INTO endpoint ({EP_COLS}, secret) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
                     ))?
                     .execute(params![
                         out.id.as_str(),
@@ -690,6 +720,7 @@ impl Store for SqliteStore {
                         out.timeout.as_millis() as i64,
                         ms(now),
                         ms(now),
+                        out.payload_template.as_ref().map(PayloadTemplate::source),
                         sealed
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -724,7 +755,7 @@ impl Store for SqliteStore {
                     .prepare_cached(
                         "UPDATE endpoint SET uid = ?3, url = ?4, description = ?5, metadata = ?6, disabled = ?7, \
                          filter_types = ?8, channels = ?9, throttle_rate = ?10, headers = ?11, timeout_ms = ?12, \
-                         updated_at = ?13 WHERE id = ?1 AND app_id = ?2",
+                         updated_at = ?13, payload_template = ?14 WHERE id = ?1 AND app_id = ?2",
                     )?
                     .execute(params![
                         ep.id.as_str(),
@@ -739,7 +770,8 @@ impl Store for SqliteStore {
                         ep.throttle_rate,
                         to_json(&ep.headers),
                         ep.timeout.as_millis() as i64,
-                        ms(ep.updated_at)
+                        ms(ep.updated_at),
+                        ep.payload_template.as_ref().map(PayloadTemplate::source)
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
                 if n == 0 {
@@ -793,7 +825,7 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let row = stmt
-                    .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(14)?)))
+                    .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
                     .optional()?;
                 if let Some((ep, sealed)) = row {
                     out.push(DeliveryTarget {
@@ -805,6 +837,7 @@ impl Store for SqliteStore {
                         headers: ep.headers,
                         timeout: ep.timeout,
                         retry: RetrySchedule::standard(),
+                        payload_template: ep.payload_template,
                     });
                 }
             }
@@ -1038,8 +1071,8 @@ impl Store for SqliteStore {
                 rows.truncate(limit);
 
                 let mut load = ctx.conn.prepare_cached(
-                    "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload \
-                     FROM delivery d JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1",
+                    "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.next_attempt_at, m.event_type, m.payload, \
+                     m.created_at, d.first_attempt_at FROM delivery d JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1",
                 )?;
                 let mut claim = ctx
                     .conn
@@ -1068,6 +1101,8 @@ impl Store for SqliteStore {
                                 due_at: from_ms(r.get(4)?),
                                 event_type: EventTypeName::from_trusted(r.get(5)?),
                                 payload,
+                                msg_created_at: from_ms(r.get(7)?),
+                                first_attempt_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                             })
                         })
                         .optional()?;

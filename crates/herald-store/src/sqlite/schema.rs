@@ -163,6 +163,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX attempt_msg ON attempt (msg_id, id);
 
     DROP INDEX delivery_app;",
+    // 3: payload templates (SPEC §5), and when each delivery was first
+    // tried, which templates can show.
+    "ALTER TABLE endpoint ADD COLUMN payload_template TEXT;
+    ALTER TABLE delivery ADD COLUMN first_attempt_at INTEGER;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -240,10 +240,18 @@ async fn retry_hands_the_delivery_back_for_later() {
         let jobs = claim(s, Utc::now()).await;
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];
+        assert_eq!(job.first_attempt_at, None, "never tried yet");
+        crate::assert_ms_eq(
+            job.msg_created_at,
+            ingested.message.created_at,
+            "the message's creation time",
+        );
 
         let now = Utc::now();
         let at = now + Duration::hours(1);
-        s.record_outcomes(vec![outcome(job, Some(attempt(job, 503, 1)), retry(at))])
+        let first = attempt(job, 503, 1);
+        let first_started = first.created_at;
+        s.record_outcomes(vec![outcome(job, Some(first), retry(at))])
             .await
             .unwrap();
 
@@ -259,6 +267,11 @@ async fn retry_hands_the_delivery_back_for_later() {
         assert_eq!(again.payload, ingested.message.payload);
         assert_eq!(again.attempts, 1, "one attempt made");
         crate::assert_ms_eq(again.due_at, at, "due_at of the retry");
+        crate::assert_ms_eq(
+            again.first_attempt_at.expect("tried once"),
+            first_started,
+            "the first attempt's start",
+        );
 
         // A second failed attempt, then an outcome without a request.
         let at2 = now + Duration::hours(3);
@@ -267,6 +280,11 @@ async fn retry_hands_the_delivery_back_for_later() {
             .unwrap();
         let third = claim(s, now + Duration::hours(4)).await;
         assert_eq!(third[0].attempts, 2);
+        crate::assert_ms_eq(
+            third[0].first_attempt_at.expect("tried twice"),
+            first_started,
+            "later attempts keep the first one's start",
+        );
         s.record_outcomes(vec![outcome(&third[0], None, retry(at2))])
             .await
             .unwrap();

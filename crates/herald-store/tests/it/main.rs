@@ -226,6 +226,7 @@ pub fn new_endpoint(url: &str) -> NewEndpoint {
         throttle_rate: None,
         headers: BTreeMap::new(),
         timeout: Duration::from_secs(15),
+        payload_template: None,
         secret: EndpointSecret::generate_symmetric(),
     }
 }

@@ -359,6 +359,7 @@ async fn endpoint_create_get_update_delete() {
                     throttle_rate: Some(10),
                     headers: BTreeMap::from([("X-Custom".to_owned(), "yes".to_owned())]),
                     timeout: Duration::from_millis(2500),
+                    payload_template: Some(template(r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#)),
                     secret: secret.clone(),
                 },
             )
@@ -381,7 +382,16 @@ async fn endpoint_create_get_update_delete() {
         assert_eq!(created.throttle_rate, Some(10));
         assert_eq!(created.headers["X-Custom"], "yes");
         assert_eq!(created.timeout, Duration::from_millis(2500));
+        assert_eq!(
+            created.payload_template.as_ref().map(|t| t.source()),
+            Some(r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#)
+        );
         crate::assert_between(created.created_at, before, after, "created_at");
+        let targets = s.delivery_targets(vec![created.id.clone()]).await.unwrap();
+        assert_eq!(
+            targets[0].payload_template, created.payload_template,
+            "the engine sees the template"
+        );
 
         let by_id = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
         assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
@@ -406,6 +416,7 @@ async fn endpoint_create_get_update_delete() {
                 throttle_rate: None,
                 headers: BTreeMap::new(),
                 timeout: Duration::from_secs(30),
+                payload_template: Some(template(r#"["{{msg.id}}"]"#)),
                 ..by_id.clone()
             })
             .await
@@ -419,6 +430,23 @@ async fn endpoint_create_get_update_delete() {
         assert_eq!(got.filter_types, None);
         assert_eq!(got.channels, Some(chans(&["asia"])));
         assert_eq!(got.timeout, Duration::from_secs(30));
+        assert_eq!(got.payload_template, Some(template(r#"["{{msg.id}}"]"#)));
+        let raw_again = s
+            .update_endpoint(herald_core::model::Endpoint {
+                payload_template: None,
+                ..got.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_endpoint(&app_id, created.id.as_str())
+                .await
+                .unwrap()
+                .payload_template,
+            None,
+            "back to the raw payload"
+        );
+        let got = raw_again;
         crate::assert_ms_eq(got.created_at, created.created_at, "created_at kept");
         assert_matches!(
             s.get_endpoint(&app_id, "billing").await,
@@ -925,4 +953,8 @@ async fn event_type_archive_expunge_and_list() {
         assert_eq!(names(d), ["d.four", "b.two"]);
     })
     .await;
+}
+
+fn template(source: &str) -> herald_core::transform::PayloadTemplate {
+    herald_core::transform::PayloadTemplate::parse(source).unwrap()
 }

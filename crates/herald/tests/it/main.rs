@@ -10,3 +10,4 @@ mod crash;
 mod delivery;
 mod sdk;
 mod signing;
+mod transform;

@@ -1,0 +1,145 @@
+//! Payload templates (SPEC §5): the body an endpoint receives is built from
+//! the message and the attempt, signed as sent, and the API validates and
+//! shows the template as it was given.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::signing::{EndpointSecret, verify_signature};
+use serde_json::{Value, json};
+
+use crate::harness::{Receiver, Server, ServerOptions, TOKEN, temp_dir};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The chat-CRM envelope of SPEC §6, keys in this order.
+const CRM_TEMPLATE: &str = r#"{"_id": "{{msg.id}}", "event": "{{msg.eventType}}", "createdAt": "{{msg.timestamp}}",
+    "deliveryAttempts": "{{attempt.number}}", "firstSentAt": "{{attempt.firstSentAt}}",
+    "sentAt": "{{attempt.timestamp}}", "items": ["{{msg.payload}}"], "infoWebhook": {"verifyToken": "vt-42"}}"#;
+
+#[tokio::test]
+async fn templated_bodies_are_built_per_attempt_and_signed_as_sent() {
+    let dir = temp_dir();
+    // The first retry (5 s) comes after ~5 ms.
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(1000.0));
+    let receiver = Receiver::start_with(Arc::new(|_, before| {
+        if before == 0 {
+            (500, Duration::ZERO, "not yet".into())
+        } else {
+            (200, Duration::ZERO, "ok".into())
+        }
+    }))
+    .await;
+    let app = server.create_app("crm").await;
+    let template: Value = serde_json::from_str(CRM_TEMPLATE).unwrap();
+    let (_, secret) = server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/crm", receiver.url), "payloadTemplate": template}),
+        )
+        .await;
+    let (status, msg) = server
+        .post(
+            &format!("/app/{app}/msg/"),
+            json!({"eventType": "contact.created", "payload": {"name": "Ada", "tags": ["x"]}}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let msg_id = msg["id"].as_str().unwrap();
+
+    let got = receiver.wait_until(WAIT, |r| r.len() >= 2).await;
+    assert_eq!(got.len(), 2, "one failed attempt, one retry");
+    let secret = EndpointSecret::parse(&secret).unwrap();
+    let mut bodies = Vec::new();
+    for (i, req) in got.iter().enumerate() {
+        let text = std::str::from_utf8(&req.body).unwrap();
+        assert!(
+            text.starts_with(r#"{"_id":""#),
+            "keys keep the template's order: {text}"
+        );
+        let ts: i64 = req.header("webhook-timestamp").parse().unwrap();
+        assert!(
+            verify_signature(&secret, msg_id, ts, &req.body, req.header("webhook-signature")),
+            "attempt {} is signed over the body as sent",
+            i + 1
+        );
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["_id"], msg_id);
+        assert_eq!(body["event"], "contact.created");
+        assert_eq!(body["createdAt"], msg["timestamp"], "the message's timestamp");
+        assert_eq!(body["deliveryAttempts"], i + 1);
+        assert_eq!(body["sentAt"], ts, "attempt.timestamp is webhook-timestamp");
+        assert_eq!(body["items"], json!([{"name": "Ada", "tags": ["x"]}]));
+        assert_eq!(body["infoWebhook"]["verifyToken"], "vt-42");
+        bodies.push(body);
+    }
+    assert!(bodies[0]["firstSentAt"].is_string());
+    assert_eq!(
+        bodies[1]["firstSentAt"], bodies[0]["firstSentAt"],
+        "a retry shows when the delivery was first sent"
+    );
+}
+
+#[tokio::test]
+async fn payload_templates_are_validated_and_shown_as_given() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let app = server.create_app("tpl").await;
+
+    let (status, err) = server
+        .post(
+            &format!("/app/{app}/endpoint/"),
+            json!({"url": "https://example.com/h", "payloadTemplate": {"a": "{{msg.nope}}"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["detail"][0]["loc"], json!(["body", "payloadTemplate"]));
+    let why = err["detail"][0]["msg"].as_str().unwrap();
+    assert!(why.contains("msg.nope") && why.contains("msg.payload"), "{why}");
+    let (status, _) = server
+        .post(
+            &format!("/app/{app}/endpoint/"),
+            json!({"url": "https://example.com/h", "payloadTemplate": "{{msg.payload}}"}),
+        )
+        .await;
+    assert_eq!(status, 422, "a template must be an object or array");
+
+    // Created with keys out of alphabetical order: shown in the same order.
+    let body = r#"{"url": "https://example.com/h", "payloadTemplate": {"zeta": "{{msg.id}}", "alpha": 1}}"#;
+    let resp = server
+        .http
+        .post(server.api(&format!("/app/{app}/endpoint/")))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains(r#""payloadTemplate":{"zeta": "{{msg.id}}", "alpha": 1}"#),
+        "{text}"
+    );
+    let ep: Value = serde_json::from_str(&text).unwrap();
+    let ep_path = format!("/app/{app}/endpoint/{}/", ep["id"].as_str().unwrap());
+
+    let (status, patched) = server
+        .request(reqwest::Method::PATCH, &ep_path, Some(json!({"description": "x"})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        patched["payloadTemplate"]["zeta"], "{{msg.id}}",
+        "an unrelated patch keeps it"
+    );
+    let (status, patched) = server
+        .request(reqwest::Method::PATCH, &ep_path, Some(json!({"payloadTemplate": null})))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        patched.get("payloadTemplate").is_none(),
+        "null goes back to the raw payload"
+    );
+    let (_, got) = server.get(&ep_path).await;
+    assert!(got.get("payloadTemplate").is_none());
+}
