@@ -10,24 +10,6 @@ use serde_json::json;
 
 use crate::harness::{Receiver, Server, ServerOptions, temp_dir};
 
-/// Reads one unlabelled sample from the server's `/metrics`.
-async fn metric(server: &Server, name: &str) -> u64 {
-    let text = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
     const RESIDENT: u64 = 20;
@@ -62,11 +44,11 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
     for n in 0..MESSAGES {
         ids.insert(server.send(&app, "backlog.test", json!({"n": n})).await);
         if n % 25 == 0 {
-            most_resident = most_resident.max(metric(&server, "herald_deliveries_resident").await);
+            most_resident = most_resident.max(server.metric("herald_deliveries_resident").await);
         }
     }
     for _ in 0..10 {
-        most_resident = most_resident.max(metric(&server, "herald_deliveries_resident").await);
+        most_resident = most_resident.max(server.metric("herald_deliveries_resident").await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -74,7 +56,7 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
         "{most_resident} deliveries were held in memory (limit {RESIDENT})"
     );
     assert!(
-        metric(&server, "herald_attempts_total{outcome=\"failure\"}").await > 0,
+        server.metric("herald_attempts_total{outcome=\"failure\"}").await > 0,
         "the receiver was never tried"
     );
 
@@ -91,8 +73,8 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
     let missing = ids.difference(&delivered(&got)).count();
     assert_eq!(missing, 0, "{missing} of {MESSAGES} messages never arrived");
     assert!(
-        metric(&server, "herald_deliveries_loaded_total").await > 0,
+        server.metric("herald_deliveries_loaded_total").await > 0,
         "nothing came back from the store"
     );
-    assert!(metric(&server, "herald_deliveries_resident").await <= RESIDENT + 2);
+    assert!(server.metric("herald_deliveries_resident").await <= RESIDENT + 2);
 }

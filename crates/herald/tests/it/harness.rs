@@ -137,6 +137,30 @@ impl Server {
         }
     }
 
+    /// One unlabelled (or fully labelled) sample from `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

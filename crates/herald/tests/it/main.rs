@@ -5,6 +5,7 @@ mod harness;
 
 mod api;
 mod backlog;
+mod bench;
 mod config;
 mod crash;
 mod delivery;
