@@ -120,6 +120,10 @@ pub struct Report {
     /// last arrival.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_seconds: Option<f64>,
+    /// With `--receiver down` or `stalled`: when deliveries arrived, counted
+    /// from the sink opening (0 for those that arrived while it was held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_ms: Option<Latency>,
     /// Resident size at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_mb: Option<f64>,
@@ -305,7 +309,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let _ = progress.await;
     sink.stop();
 
-    let matched = match_arrivals(&counters.log(), &sink.arrivals());
+    let matched = match_arrivals(&counters.log(), &sink.arrivals(), window_start);
     report.sent = counters.sent.load(Ordering::Relaxed);
     report.accepted = accepted;
     report.delivered = matched.delivered;
@@ -324,6 +328,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     report.delivered_per_sec = matched.delivered as f64 / window.max(1e-9);
     if held_back {
         report.drain_seconds = Some(window);
+        report.drain_ms = Some(matched.since_open);
     }
     report.latency_ms = matched.latency;
     (report.signatures_checked, report.signatures_bad) = sink.signatures();
@@ -333,7 +338,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if let Some(pid) = args.server_pid {
         let after = procstat::read(Some(pid));
         report.server_rss_mb = after.map(|p| p.rss_mb);
-        report.server_rss_max_mb = sampler.and_then(procstat::RssSampler::finish);
+        // A run shorter than one sampling interval still has the end reading.
+        let sampled = sampler.and_then(procstat::RssSampler::finish);
+        report.server_rss_max_mb = match (sampled, report.server_rss_mb) {
+            (Some(s), Some(end)) => Some(s.max(end)),
+            (s, end) => s.or(end),
+        };
         report.server_rss_hwm_mb = after.map(|p| p.peak_rss_mb);
         if let (Some(b), Some(a)) = (server_before, after) {
             report.server_cpu_seconds = Some(a.cpu_seconds - b.cpu_seconds);
@@ -390,14 +400,37 @@ pub(crate) struct Matched {
     duplicates: u64,
     unexpected: u64,
     latency: Latency,
+    /// How long after `opened` deliveries arrived (0 for earlier ones).
+    since_open: Latency,
     last_arrival: Option<Duration>,
 }
 
+/// Percentiles of microsecond samples, in milliseconds.
+fn percentiles(mut samples: Vec<u64>) -> Latency {
+    samples.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i] as f64 / 1000.0
+    };
+    Latency {
+        p50: pct(0.50),
+        p90: pct(0.90),
+        p99: pct(0.99),
+        max: pct(1.0),
+    }
+}
+
 /// An arrival counts as delivered when its `webhook-id` is the id the
-/// server accepted its payload's sequence number under.
-fn match_arrivals(log: &SendLog, arrivals: &HashMap<(u64, u32), Arrival>) -> Matched {
+/// server accepted its payload's sequence number under. `opened` is when the
+/// sink started answering, to tell how a backlog drained.
+fn match_arrivals(log: &SendLog, arrivals: &HashMap<(u64, u32), Arrival>, opened: Duration) -> Matched {
     let mut out = Matched::default();
     let mut latencies: Vec<u64> = Vec::with_capacity(arrivals.len());
+    let mut since_open: Vec<u64> = Vec::with_capacity(arrivals.len());
+    let opened_us = opened.as_micros() as u64;
     let mut last = None::<u64>;
     for (&(id, _endpoint), a) in arrivals {
         out.duplicates += u64::from(a.copies.saturating_sub(1));
@@ -409,24 +442,13 @@ fn match_arrivals(log: &SendLog, arrivals: &HashMap<(u64, u32), Arrival>) -> Mat
         }
         out.delivered += 1;
         last = Some(last.map_or(a.first_us, |l| l.max(a.first_us)));
+        since_open.push(a.first_us.saturating_sub(opened_us));
         if let Some(&sent) = log.at_us.get(seq) {
             latencies.push(a.first_us.saturating_sub(sent));
         }
     }
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i] as f64 / 1000.0
-    };
-    out.latency = Latency {
-        p50: pct(0.50),
-        p90: pct(0.90),
-        p99: pct(0.99),
-        max: pct(1.0),
-    };
+    out.latency = percentiles(latencies);
+    out.since_open = percentiles(since_open);
     out.last_arrival = last.map(Duration::from_micros);
     out
 }
@@ -553,6 +575,12 @@ pub fn render(r: &Report) -> String {
             r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, r.latency_ms.max
         ),
     );
+    if let Some(d) = &r.drain_ms {
+        line(
+            "drained by ms",
+            format!("p50 {:.0}  p90 {:.0}  p99 {:.0}  all {:.0}", d.p50, d.p90, d.p99, d.max),
+        );
+    }
     line(
         "signatures checked",
         format!("{} ({} bad)", r.signatures_checked, r.signatures_bad),
@@ -616,7 +644,7 @@ mod tests {
             // seq 2 was never accepted.
             ((id_hash("c"), 0), arrival(1, 8_000, 2)),
         ]);
-        let m = match_arrivals(&log, &arrivals);
+        let m = match_arrivals(&log, &arrivals, Duration::ZERO);
         assert_eq!(m.delivered, 3);
         assert_eq!(m.duplicates, 2);
         assert_eq!(m.unexpected, 2);
@@ -624,20 +652,23 @@ mod tests {
         // Latencies 4, 6 and 8 ms.
         assert_eq!(m.latency.p50, 6.0);
         assert_eq!(m.latency.max, 8.0);
+        // Arrivals at 5, 8 and 9 ms; the sink opened at 7 ms.
+        let opened = match_arrivals(&log, &arrivals, Duration::from_millis(7)).since_open;
+        assert_eq!((opened.p50, opened.max), (1.0, 2.0));
     }
 
     #[test]
     fn answers_without_an_id_match_by_sequence_number() {
         let log = log(&[(0, UNKNOWN_ID)]);
         let arrivals = HashMap::from([((id_hash("z"), 0), arrival(1, 2_500, 0))]);
-        let m = match_arrivals(&log, &arrivals);
+        let m = match_arrivals(&log, &arrivals, Duration::ZERO);
         assert_eq!((m.delivered, m.unexpected), (1, 0));
         assert_eq!(m.latency.p99, 2.5);
     }
 
     #[test]
     fn nothing_arrived() {
-        let m = match_arrivals(&log(&[(0, id_hash("a"))]), &HashMap::new());
+        let m = match_arrivals(&log(&[(0, id_hash("a"))]), &HashMap::new(), Duration::ZERO);
         assert_eq!(m, Matched::default());
     }
 }

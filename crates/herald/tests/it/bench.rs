@@ -68,7 +68,7 @@ async fn reports_every_delivery_with_latency_memory_and_the_raw_ceiling() {
     assert!(r["accepted_per_sec"].as_f64().unwrap() > 0.0);
     assert!(r["delivered_per_sec"].as_f64().unwrap() > 0.0);
     assert!(r["server_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
-    assert!(r["server_rss_max_mb"].as_f64().unwrap() >= r["server_rss_mb"].as_f64().unwrap() * 0.5);
+    assert!(r["server_rss_max_mb"].as_f64().unwrap() >= r["server_rss_mb"].as_f64().unwrap());
     assert!(r["server_cpu_seconds"].as_f64().is_some());
     assert!(r["raw_posts_per_sec"].as_f64().unwrap() > 100.0, "{r}");
     assert!(r["ratio_to_raw"].as_f64().unwrap() > 0.0);
@@ -100,6 +100,8 @@ async fn a_receiver_down_while_sending_shows_the_backlog_draining() {
     assert_eq!(count(&r, "delivered"), 100, "{r}");
     assert_eq!(count(&r, "lost"), 0);
     assert!(r["drain_seconds"].as_f64().is_some(), "{r}");
+    let drain = &r["drain_ms"];
+    assert!(drain["p50"].as_f64().unwrap() <= drain["max"].as_f64().unwrap(), "{r}");
     let failed = server.metric("herald_attempts_total{outcome=\"failure\"}").await;
     assert!(failed > 0, "the sink was never down: no attempt failed");
 }
