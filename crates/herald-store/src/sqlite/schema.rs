@@ -6,7 +6,9 @@ use crate::Result;
 
 /// WAL lets readers run beside the writer; `synchronous=FULL` makes every
 /// commit survive a power cut, not only a process crash, which is what our
-/// 202 promises.
+/// 202 promises. The page cache is 8 MB: writes touch only the right edges of
+/// a few B-trees, and a larger cache mostly fills with cold message pages
+/// read while claiming a backlog (16 MB cost ~8 MB of RSS in a 1M backlog).
 pub(crate) fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
@@ -14,7 +16,7 @@ pub(crate) fn configure(conn: &Connection) -> Result<()> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -8000;",
     )?;
     Ok(())
 }
