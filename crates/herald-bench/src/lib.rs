@@ -23,7 +23,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use load::{Counters, Limit, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID, load_client};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use load::{Counters, Limit, LoadClient, NOT_ACCEPTED, Producer, SendLog, UNKNOWN_ID, load_client};
 pub use sink::{Arrival, ReceiverMode, Sink, id_hash};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -55,8 +57,9 @@ pub struct BenchArgs {
     /// Process id of the server, to report its memory and CPU.
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Also measure plain loopback POST/s from this client to a sink like
-    /// the one deliveries go to: the ceiling the machine allows.
+    /// Also measure plain loopback POST/s (of --payload-bytes) from the
+    /// producers' client to a sink like the one deliveries go to: the
+    /// ceiling the machine allows.
     #[arg(long)]
     pub raw: bool,
     /// How the sink behaves until every message has been sent: `up` answers
@@ -219,8 +222,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         ..Report::default()
     };
 
+    let client = load_client(args.concurrency)?;
     if args.raw {
-        let raw = raw_ceiling(&http, args.concurrency, Duration::from_secs(3)).await?;
+        let raw = raw_ceiling(&client, args.concurrency, args.payload_bytes, Duration::from_secs(3)).await?;
         eprintln!("raw loopback POST to a sink: {raw:.0}/s");
         report.raw_posts_per_sec = Some(raw);
     }
@@ -262,7 +266,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         .parse()
         .context("the message URL")?;
     let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).context("the token")?;
-    let client = load_client(args.concurrency)?;
     let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
     let producers: Vec<_> = (0..args.concurrency)
         .map(|_| {
@@ -515,20 +518,30 @@ impl Drop for ClearOnDrop {
     }
 }
 
-/// Plain POSTs from the same client to a sink like the bench's own, for
-/// `for_how_long`.
-async fn raw_ceiling(http: &reqwest::Client, concurrency: usize, for_how_long: Duration) -> anyhow::Result<f64> {
+/// Plain POSTs of `body_bytes` from the producers' client to a sink like
+/// the bench's own, for `for_how_long`: what this machine allows.
+async fn raw_ceiling(
+    client: &LoadClient,
+    concurrency: usize,
+    body_bytes: usize,
+    for_how_long: Duration,
+) -> anyhow::Result<f64> {
     let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up).await?;
-    let url = format!("{}/raw", sink.url());
+    let uri: hyper::Uri = format!("{}/raw", sink.url()).parse()?;
+    let body = Bytes::from(vec![b'x'; body_bytes]);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, done) = (http.clone(), url.clone(), done.clone());
+        let (client, uri, body, done) = (client.clone(), uri.clone(), body.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             while started.elapsed() < for_how_long {
-                if let Ok(r) = http.post(&url).body(r#"{"raw":true}"#).send().await {
-                    let _ = r.bytes().await;
+                let Ok(request) = hyper::Request::post(uri.clone()).body(Full::new(body.clone())) else {
+                    return;
+                };
+                if let Ok(resp) = client.request(request).await
+                    && resp.into_body().collect().await.is_ok()
+                {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
