@@ -142,9 +142,9 @@ fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
     })
 }
 
-/// A template given as JSON (`null` counts as none).
+/// A template given as JSON; serde has already turned `null` into `None`.
 fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplate>> {
-    let Some(raw) = raw.filter(|r| r.get().trim() != "null") else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     PayloadTemplate::parse(raw.get())

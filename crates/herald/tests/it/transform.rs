@@ -103,6 +103,14 @@ async fn payload_templates_are_validated_and_shown_as_given() {
         )
         .await;
     assert_eq!(status, 422, "a template must be an object or array");
+    let (status, raw) = server
+        .post(
+            &format!("/app/{app}/endpoint/"),
+            json!({"url": "https://example.com/h", "payloadTemplate": null}),
+        )
+        .await;
+    assert_eq!(status, 201, "{raw}");
+    assert!(raw.get("payloadTemplate").is_none(), "null is the raw payload");
 
     // Created with keys out of alphabetical order: shown in the same order.
     let body = r#"{"url": "https://example.com/h", "payloadTemplate": {"zeta": "{{msg.id}}", "alpha": 1}}"#;
