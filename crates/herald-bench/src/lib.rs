@@ -472,7 +472,11 @@ async fn show_progress(
     let style = ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {prefix} | {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    let bar = ProgressBar::new(0).with_style(style);
+    let first_len = match limit {
+        Limit::Count(n) => n,
+        Limit::Time(d) => d.as_secs(),
+    };
+    let bar = ProgressBar::new(first_len).with_style(style);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut draining = false;
     let _clear = ClearOnDrop(bar.clone());
