@@ -163,6 +163,14 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Appends `s` escaped for the inside of a JSON string, without quotes.
+fn push_json_text(out: &mut Vec<u8>, s: &str) {
+    let start = out.len();
+    push_json_string(out, s);
+    out.pop();
+    out.remove(start);
+}
+
 fn write_value(out: &mut Vec<u8>, var: Var, ctx: &RenderContext<'_>) {
     match var {
         Var::MsgId => push_json_string(out, ctx.msg_id),
@@ -185,9 +193,7 @@ fn write_text(out: &mut Vec<u8>, var: Var, ctx: &RenderContext<'_>) {
         Var::AttemptTimestamp => ctx.attempt_timestamp.to_string(),
         Var::FirstSentAt => rfc3339(ctx.first_sent_at),
     };
-    let mut quoted = Vec::with_capacity(text.len() + 2);
-    push_json_string(&mut quoted, &text);
-    out.extend_from_slice(&quoted[1..quoted.len() - 1]);
+    push_json_text(out, &text);
 }
 
 /// The parsed template, keys in the order they were written.
@@ -319,11 +325,7 @@ impl Compiler {
         self.lit(b"\"");
         for piece in pieces {
             match piece {
-                Piece::Text(text) => {
-                    let mut quoted = Vec::with_capacity(text.len() + 2);
-                    push_json_string(&mut quoted, text);
-                    self.lit(&quoted[1..quoted.len() - 1]);
-                }
+                Piece::Text(text) => push_json_text(&mut self.literal, text),
                 Piece::Var(var) => self.slot(Segment::Text(var)),
             }
         }
