@@ -5,7 +5,7 @@
 //! (new jobs, finished attempts, loaded endpoint targets, fired timers).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
 use herald_core::retry::{jittered, parse_retry_after};
 use herald_core::{AttemptId, EndpointId};
-use herald_store::{DeliveryJob, DeliveryState, Outcome, Store};
+use herald_store::{DeliveryJob, DeliveryState, Held, LeaseResult, Outcome, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,9 +41,9 @@ pub(crate) enum Record {
         leaves_memory: bool,
     },
     /// Claims on deliveries the dispatcher will not send (shutdown).
-    Release(Vec<i64>),
+    Release(Vec<Held>),
     /// Claims on deliveries still held, extended so no one else takes them.
-    Renew(Vec<i64>, DateTime<Utc>),
+    Renew(Vec<Held>),
 }
 
 /// An endpoint's delivery settings with its URL already in wire form.
@@ -117,9 +117,10 @@ pub(crate) struct Dispatcher {
     blocked: VecDeque<EndpointId>,
     targets: HashMap<EndpointId, TargetEntry>,
     timers: BinaryHeap<Reverse<Timed>>,
-    /// Every delivery held in memory (queued, waiting, in flight), so a
-    /// delivery claimed twice is sent once and claims can be renewed.
-    held: HashSet<i64>,
+    /// Every delivery held in memory (queued, waiting, in flight) with the
+    /// fence of its newest claim, so a delivery claimed twice is sent once
+    /// and claims can be renewed.
+    held: HashMap<i64, i64>,
     seq: u64,
     in_flight: usize,
     stopping: bool,
@@ -149,7 +150,7 @@ impl Dispatcher {
             blocked: VecDeque::new(),
             targets: HashMap::new(),
             timers: BinaryHeap::new(),
-            held: HashSet::new(),
+            held: HashMap::new(),
             seq: 0,
             in_flight: 0,
             stopping: false,
@@ -181,21 +182,18 @@ impl Dispatcher {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Jobs(jobs) => {
-                let now = Utc::now();
                 let mut touched = Vec::new();
                 for job in jobs {
-                    if !self.held.insert(job.delivery_id) {
+                    if let Some(fence) = self.held.get_mut(&job.delivery_id) {
                         // Already held: its claim lapsed and was taken again.
+                        // The copy in memory is sent under the newer claim.
+                        *fence = (*fence).max(job.fence);
                         self.shared.resident.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
-                    if job.due_at > now + chrono::Duration::milliseconds(5) {
-                        let wait = (job.due_at - now).to_std().unwrap_or_default();
-                        self.schedule(job, Instant::now() + wait);
-                    } else {
-                        touched.push(job.endpoint_id.clone());
-                        self.enqueue(job);
-                    }
+                    self.held.insert(job.delivery_id, job.fence);
+                    touched.push(job.endpoint_id.clone());
+                    self.enqueue(job);
                 }
                 self.pump_lanes(touched);
             }
@@ -204,6 +202,22 @@ impl Dispatcher {
                 if self.lanes.get(&id).is_some_and(|l| !l.queue.is_empty()) {
                     self.pump_lanes(vec![id]);
                 }
+            }
+            Event::AppDeleted(app_id) => {
+                let gone: Vec<EndpointId> = self
+                    .targets
+                    .iter()
+                    .filter(|(_, t)| matches!(t, TargetEntry::Ready(t) if t.spec.app_id == app_id))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in gone {
+                    self.on_event(Event::EndpointChanged(id));
+                }
+            }
+            Event::Resync => {
+                self.targets.clear();
+                let ids: Vec<EndpointId> = self.lanes.keys().cloned().collect();
+                self.pump_lanes(ids);
             }
         }
     }
@@ -358,9 +372,10 @@ impl Dispatcher {
         };
         let jobs: Vec<DeliveryJob> = lane.queue.drain(..).collect();
         for job in jobs {
+            let held = self.held_of(&job);
             self.record(
                 Outcome {
-                    delivery_id: job.delivery_id,
+                    held,
                     attempt: None,
                     state: DeliveryState::Failed,
                 },
@@ -384,15 +399,21 @@ impl Dispatcher {
         if self.held.is_empty() {
             return;
         }
-        let until = Utc::now() + self.cfg.claim_ttl;
-        let _ = self
-            .records
-            .send(Record::Renew(self.held.iter().copied().collect(), until));
+        let held = self.held.iter().map(|(&id, &fence)| Held { id, fence }).collect();
+        let _ = self.records.send(Record::Renew(held));
+    }
+
+    /// The claim under which `job` is held now (it may have been claimed again).
+    fn held_of(&self, job: &DeliveryJob) -> Held {
+        Held {
+            id: job.delivery_id,
+            fence: self.held.get(&job.delivery_id).copied().unwrap_or(job.fence),
+        }
     }
 
     fn record(&mut self, outcome: Outcome, leaves_memory: bool) {
         if leaves_memory {
-            self.held.remove(&outcome.delivery_id);
+            self.held.remove(&outcome.held.id);
         }
         if self.records.send(Record::Outcome { outcome, leaves_memory }).is_err() {
             tracing::error!("the recorder has stopped; an attempt result was not saved");
@@ -449,25 +470,14 @@ impl Dispatcher {
                     (DeliveryState::Failed, None)
                 }
                 Some(wait) => {
-                    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-                    if wait <= self.cfg.retry_horizon && !self.stopping {
-                        let claim = at + self.cfg.claim_ttl;
-                        (
-                            DeliveryState::Retry {
-                                at,
-                                keep_claim_until: Some(claim),
-                            },
-                            Some(wait),
-                        )
-                    } else {
-                        (
-                            DeliveryState::Retry {
-                                at,
-                                keep_claim_until: None,
-                            },
-                            None,
-                        )
-                    }
+                    let keep_claim = wait <= self.cfg.retry_horizon && !self.stopping;
+                    (
+                        DeliveryState::Retry {
+                            after: wait,
+                            keep_claim,
+                        },
+                        keep_claim.then_some(wait),
+                    )
                 }
             }
         };
@@ -476,7 +486,7 @@ impl Dispatcher {
                 error = ?reply.error, attempt = number, "delivery attempt failed");
         }
         let id = job.endpoint_id.clone();
-        let delivery_id = job.delivery_id;
+        let held = self.held_of(&job);
         if let Some(wait) = held_for {
             job.attempts = number;
             job.first_attempt_at.get_or_insert(started_at);
@@ -484,7 +494,7 @@ impl Dispatcher {
         }
         self.record(
             Outcome {
-                delivery_id,
+                held,
                 attempt: Some(attempt),
                 state,
             },
@@ -534,14 +544,16 @@ impl Dispatcher {
             }
         }
         events.close();
-        let mut unsent: Vec<i64> = Vec::new();
+        let mut unsent: Vec<Held> = Vec::new();
         while let Ok(event) = events.try_recv() {
             if let Event::Jobs(jobs) = event {
-                unsent.extend(jobs.iter().map(|j| j.delivery_id));
+                unsent.extend(jobs.iter().map(DeliveryJob::held));
             }
         }
-        unsent.extend(self.lanes.values().flat_map(|l| l.queue.iter().map(|j| j.delivery_id)));
-        unsent.extend(self.timers.iter().map(|Reverse(t)| t.job.delivery_id));
+        let queued = self.lanes.values().flat_map(|l| l.queue.iter());
+        let waiting = self.timers.iter().map(|Reverse(t)| &t.job);
+        let queued: Vec<Held> = queued.chain(waiting).map(|j| self.held_of(j)).collect();
+        unsent.extend(queued);
         if !unsent.is_empty() {
             tracing::info!(deliveries = unsent.len(), "returning unsent deliveries to the store");
             let _ = self.records.send(Record::Release(unsent));
@@ -595,6 +607,7 @@ async fn attempt(transport: Arc<Transport>, target: Arc<Target>, job: DeliveryJo
 /// lapses (at-least-once), never lost.
 pub(crate) async fn record(
     store: Arc<dyn Store>,
+    lease: herald_store::Lease,
     shared: Arc<Shared>,
     max_resident: usize,
     mut rx: mpsc::UnboundedReceiver<Record>,
@@ -608,36 +621,31 @@ pub(crate) async fn record(
             match record {
                 Record::Outcome { outcome, leaves_memory } => {
                     leaving += usize::from(leaves_memory);
-                    handed_back |= matches!(
-                        outcome.state,
-                        DeliveryState::Retry {
-                            keep_claim_until: None,
-                            ..
-                        }
-                    );
+                    handed_back |= matches!(outcome.state, DeliveryState::Retry { keep_claim: false, .. });
                     outcomes.push(outcome);
                 }
-                Record::Renew(ids, until) => {
+                Record::Renew(held) => {
                     if !outcomes.is_empty() {
-                        write_outcomes(&store, std::mem::take(&mut outcomes)).await;
+                        write_outcomes(&store, &lease, std::mem::take(&mut outcomes)).await;
                     }
-                    if let Err(e) = store.extend_claims(ids, until).await {
-                        tracing::warn!(error = %e, "could not renew claims");
+                    match store.renew(&lease, held).await {
+                        Ok(results) => warn_lost(&results, "renewing"),
+                        Err(e) => tracing::warn!(error = %e, "could not renew claims"),
                     }
                 }
-                Record::Release(ids) => {
+                Record::Release(held) => {
                     if !outcomes.is_empty() {
-                        write_outcomes(&store, std::mem::take(&mut outcomes)).await;
+                        write_outcomes(&store, &lease, std::mem::take(&mut outcomes)).await;
                     }
-                    leaving += ids.len();
-                    if let Err(e) = store.release_claims(Some(ids)).await {
+                    leaving += held.len();
+                    if let Err(e) = store.release(&lease, held).await {
                         tracing::error!(error = %e, "could not return claims; they lapse at the next start");
                     }
                 }
             }
         }
         if !outcomes.is_empty() {
-            write_outcomes(&store, outcomes).await;
+            write_outcomes(&store, &lease, outcomes).await;
         }
         let before = shared.resident.fetch_sub(leaving, Ordering::Relaxed);
         if handed_back || before >= max_resident {
@@ -646,10 +654,19 @@ pub(crate) async fn record(
     }
 }
 
-async fn write_outcomes(store: &Arc<dyn Store>, outcomes: Vec<Outcome>) {
+async fn write_outcomes(store: &Arc<dyn Store>, lease: &herald_store::Lease, outcomes: Vec<Outcome>) {
     let n = outcomes.len();
-    if let Err(e) = store.record_outcomes(outcomes).await {
-        tracing::error!(error = %e, outcomes = n, "could not record attempt results; those deliveries will be retried");
+    match store.record_outcomes(lease, outcomes).await {
+        Ok(results) => warn_lost(&results, "recording"),
+        Err(e) => tracing::error!(error = %e, outcomes = n,
+            "could not record attempt results; those deliveries will be retried"),
+    }
+}
+
+fn warn_lost(results: &[LeaseResult], doing: &str) {
+    let lost = results.iter().filter(|r| **r == LeaseResult::Lost).count();
+    if lost > 0 {
+        tracing::warn!(deliveries = lost, "{doing}: claims were taken over by another holder");
     }
 }
 
@@ -670,8 +687,7 @@ pub(crate) async fn load(
         let mut wait = LOADER_MAX_SLEEP;
         if room > 0 {
             let limit = room.min(LOAD_BATCH);
-            let now = Utc::now();
-            match store.claim_due(now, now + cfg.claim_ttl, limit).await {
+            match store.claim_due(&cfg.lease(), limit, usize::MAX).await {
                 Ok(jobs) => {
                     let n = jobs.len();
                     if n > 0 {
@@ -685,8 +701,7 @@ pub(crate) async fn load(
                         continue;
                     }
                     match store.next_due().await {
-                        Ok(Some(at)) => {
-                            let until = (at - Utc::now()).to_std().unwrap_or_default();
+                        Ok(Some(until)) => {
                             wait = wait.min(until.max(Duration::from_millis(1)));
                         }
                         Ok(None) => {}

@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
-use herald_core::EndpointId;
 use herald_core::ssrf::PrivateTargets;
-use herald_store::{Ingested, NewMessage, Store, StoreError};
+use herald_core::{AppId, EndpointId};
+use herald_store::{Change, Ingested, Lease, NewMessage, NodeId, Store, StoreError};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +39,9 @@ pub struct EngineConfig {
     /// retry). Beyond this, work stays in the store: memory stays bounded
     /// however large the backlog.
     pub max_resident: usize,
-    /// How long a claim lasts before another claimer may take the delivery.
+    /// This node's identity as a lease owner, stable across restarts.
+    pub node: NodeId,
+    /// How long a claim lasts, from the database's now, unless renewed.
     pub claim_ttl: Duration,
     /// Retries due sooner than this stay in memory; later ones go back to the store.
     pub retry_horizon: Duration,
@@ -48,9 +49,6 @@ pub struct EngineConfig {
     pub time_scale: f64,
     pub private_targets: PrivateTargets,
     pub user_agent: String,
-    /// Return every claim to the pool at start: right for a single-node
-    /// store, where any claim found at start-up belonged to a dead process.
-    pub release_claims_on_start: bool,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -61,13 +59,52 @@ impl Default for EngineConfig {
             max_in_flight: 512,
             max_in_flight_per_endpoint: 64,
             max_resident: 10_000,
-            claim_ttl: Duration::from_secs(600),
+            node: NodeId::new("node-1"),
+            claim_ttl: Duration::from_secs(30),
             retry_horizon: Duration::from_secs(60),
             time_scale: 1.0,
             private_targets: PrivateTargets::Deny,
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
-            release_claims_on_start: true,
             shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl EngineConfig {
+    pub(crate) fn lease(&self) -> Lease {
+        Lease {
+            owner: self.node.clone(),
+            ttl: self.claim_ttl,
+        }
+    }
+}
+
+/// Turns the store's change feed into dispatcher events; a subscriber that
+/// fell behind has missed changes and treats every cached target as stale.
+async fn forward_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    events: mpsc::UnboundedSender<Event>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = shutdown.cancelled() => return,
+        };
+        let event = match change {
+            Ok(Change::EndpointUpdated { endpoint_id, .. } | Change::EndpointDeleted { endpoint_id, .. }) => {
+                Event::EndpointChanged(endpoint_id)
+            }
+            Ok(Change::AppDeleted { app_id }) => Event::AppDeleted(app_id),
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "fell behind the change feed; reloading every endpoint");
+                Event::Resync
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if events.send(event).is_err() {
+            return;
         }
     }
 }
@@ -86,6 +123,10 @@ pub(crate) enum Event {
     Jobs(Vec<herald_store::DeliveryJob>),
     /// An endpoint changed or was deleted: its cached target is stale.
     EndpointChanged(EndpointId),
+    /// An application was deleted with its endpoints.
+    AppDeleted(AppId),
+    /// Changes were missed: every cached target is stale.
+    Resync,
 }
 
 /// Shared counters between the dispatcher, the loader and ingest.
@@ -130,11 +171,11 @@ impl Engine {
         config: EngineConfig,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, EngineError> {
-        if config.release_claims_on_start {
-            let n = store.release_claims(None).await?;
-            if n > 0 {
-                tracing::info!(deliveries = n, "resuming deliveries interrupted by the last stop");
-            }
+        // Subscribed before anything is claimed, so no change is missed.
+        let changes = store.changes();
+        let n = store.recover(&config.node).await?;
+        if n > 0 {
+            tracing::info!(deliveries = n, "resuming deliveries interrupted by the last stop");
         }
         let transport = Arc::new(Transport::new(
             config.private_targets.clone(),
@@ -148,6 +189,7 @@ impl Engine {
 
         let recorder = tokio::spawn(dispatch::record(
             store.clone(),
+            config.lease(),
             shared.clone(),
             config.max_resident,
             outcomes_rx,
@@ -163,6 +205,7 @@ impl Engine {
             events_tx.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(forward_changes(changes, events_tx.clone(), shutdown.clone()));
         Ok(Arc::new(Self {
             store,
             config,
@@ -177,7 +220,7 @@ impl Engine {
     /// dispatcher directly (no read-back) when there is room in memory.
     pub async fn ingest(&self, mut msg: NewMessage) -> Result<Ingested, StoreError> {
         let has_room = self.shared.resident.load(Ordering::Relaxed) < self.config.max_resident;
-        msg.claim_until = has_room.then(|| Utc::now() + self.config.claim_ttl);
+        msg.lease = has_room.then(|| self.lease());
         let ingested = self.store.ingest(msg).await?;
         let stats = &self.shared.stats;
         stats.messages_ingested.fetch_add(1, Ordering::Relaxed);
@@ -203,9 +246,8 @@ impl Engine {
         Ok(ingested)
     }
 
-    /// Drops what the engine knows about an endpoint after the API changed it.
-    pub fn endpoint_changed(&self, id: &EndpointId) {
-        let _ = self.events.send(Event::EndpointChanged(id.clone()));
+    fn lease(&self) -> Lease {
+        self.config.lease()
     }
 
     /// Deliveries held in memory right now.

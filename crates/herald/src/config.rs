@@ -23,6 +23,12 @@ pub struct StorageArgs {
     /// Database URL; default `sqlite://<data-dir>/herald.db`.
     #[arg(long, env = "HERALD_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// This node's identity as the owner of delivery leases; generated into
+    /// the data dir on first start. It must be stable across restarts (a
+    /// node takes back only its own claims) and unique among the nodes that
+    /// share one database.
+    #[arg(long, env = "HERALD_NODE_ID")]
+    pub node_id: Option<String>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "HERALD_LOG", default_value = "info")]
     pub log: String,
@@ -137,6 +143,29 @@ pub fn admin_token(args: &ServeArgs) -> anyhow::Result<(String, bool)> {
     );
     write_private(&path, &token)?;
     Ok((token, true))
+}
+
+/// The node id: given, or read from the data dir, or generated there.
+pub fn node_id(args: &StorageArgs) -> anyhow::Result<herald_store::NodeId> {
+    if let Some(id) = args.node_id.as_deref().map(str::trim) {
+        if id.is_empty() || id.len() > 100 {
+            bail!("--node-id must be 1 to 100 characters");
+        }
+        return Ok(herald_store::NodeId::new(id));
+    }
+    let path = args.data_dir.join("node-id");
+    if path.exists() {
+        let id = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(herald_store::NodeId::new(id.trim()));
+    }
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    let id = format!(
+        "node_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    write_private(&path, &id)?;
+    Ok(herald_store::NodeId::new(id))
 }
 
 pub fn encryption_key(args: &ServeArgs) -> anyhow::Result<EncryptionKey> {

@@ -36,6 +36,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let key = config::encryption_key(&args)?;
     let (admin_token, generated) = config::admin_token(&args)?;
     let db_path = config::sqlite_path(&args.storage)?;
+    let node = config::node_id(&args.storage)?;
 
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&db_path, key).with_context(|| format!("opening database {}", db_path.display()))?);
@@ -46,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_in_flight: args.max_in_flight.max(1),
             max_in_flight_per_endpoint: args.max_in_flight_per_endpoint.max(1),
             max_resident: args.max_resident.max(1),
+            node,
             time_scale,
             private_targets,
             ..EngineConfig::default()

@@ -187,7 +187,6 @@ async fn upsert_endpoint(
             ep.timeout = new.timeout;
             ep.payload_template = new.payload_template;
             let ep = s.store.update_endpoint(ep).await?;
-            s.engine.endpoint_changed(&ep.id);
             Ok((StatusCode::OK, Json(ep.into())))
         }
         Err(StoreError::NotFound(_)) => {
@@ -239,7 +238,6 @@ async fn patch_endpoint(
         ep.payload_template = parse_template(template)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
-    s.engine.endpoint_changed(&ep.id);
     Ok(Json(ep.into()))
 }
 
@@ -249,7 +247,6 @@ async fn delete_endpoint(
 ) -> ApiResult<StatusCode> {
     let ep = find(&s, &app_id, &endpoint_id).await?;
     s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
-    s.engine.endpoint_changed(&ep.id);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -51,7 +51,7 @@ async fn create_message(
         channels: parse_channels(body.channels, "channels")?,
         tags: body.tags,
         payload: Bytes::copy_from_slice(raw.as_bytes()),
-        claim_until: None,
+        lease: None,
     };
     let ingested = s.engine.ingest(msg).await?;
     Ok((

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use chrono::Utc;
 use herald_core::model::DEFAULT_ENDPOINT_TIMEOUT;
 use herald_core::signing::EndpointSecret;
 use herald_core::ssrf::PrivateTargets;
 use herald_core::validate::{EndpointUrl, EventTypeName};
 use herald_engine::{Engine, EngineConfig};
 use herald_store::sqlite::SqliteStore;
-use herald_store::{AppRef, EncryptionKey, NewApplication, NewEndpoint, NewMessage, Store};
+use herald_store::{AppRef, EncryptionKey, Lease, NewApplication, NewEndpoint, NewMessage, NodeId, Store};
 use tokio_util::sync::CancellationToken;
 
 struct Fixture {
@@ -118,7 +117,15 @@ fn message(app: &str, n: usize) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
-        claim_until: None,
+        lease: None,
+    }
+}
+
+/// A lease for a node other than the engine's.
+fn other_node() -> Lease {
+    Lease {
+        owner: NodeId::new("another-node"),
+        ttl: Duration::from_secs(60),
     }
 }
 
@@ -147,11 +154,7 @@ async fn claims_on_held_work_are_renewed_and_nothing_is_sent_twice() {
     }
     tokio::time::sleep(Duration::from_millis(900)).await;
     // Work still queued in memory must still be claimed: nobody else may take it.
-    let stolen = f
-        .store
-        .claim_due(Utc::now(), Utc::now() + Duration::from_secs(60), 100)
-        .await
-        .unwrap();
+    let stolen = f.store.claim_due(&other_node(), 100, usize::MAX).await.unwrap();
     assert!(stolen.is_empty(), "{} held deliveries had lapsed claims", stolen.len());
 
     wait_for(&f, 8, Duration::from_secs(20)).await;
@@ -180,7 +183,6 @@ async fn queued_work_for_a_deleted_endpoint_ends_without_requests() {
     wait_for(&f, 1, Duration::from_secs(5)).await;
     let app_id = f.store.get_app(&app).await.unwrap().id;
     f.store.delete_endpoint(&app_id, &ep).await.unwrap();
-    f.engine.endpoint_changed(&ep);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let sent = f.arrivals.lock().unwrap().len();
     assert!(
@@ -220,10 +222,6 @@ async fn shutdown_returns_claims_on_unsent_work() {
         "everything was sent before the stop; the test proves nothing"
     );
     // What was not sent is claimable again at once, without a restart.
-    let back = f
-        .store
-        .claim_due(Utc::now(), Utc::now() + Duration::from_secs(60), 100)
-        .await
-        .unwrap();
+    let back = f.store.claim_due(&other_node(), 100, usize::MAX).await.unwrap();
     assert_eq!(back.len(), 10 - sent, "{sent} sent, {} handed back", back.len());
 }

@@ -169,6 +169,13 @@ const MIGRATIONS: &[&str] = &[
     // tried, which templates can show.
     "ALTER TABLE endpoint ADD COLUMN payload_template TEXT;
     ALTER TABLE delivery ADD COLUMN first_attempt_at INTEGER;",
+    // 4: owned, fenced leases. `claimed_by` is the owning node, `fence`
+    // grows with every new claim so a stale owner's writes match no row.
+    // Claims from before had no owner: nobody can hold them now (this runs
+    // before any engine starts), so they go back to the pool.
+    "ALTER TABLE delivery ADD COLUMN claimed_by TEXT;
+    ALTER TABLE delivery ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    UPDATE delivery SET claim_until = NULL WHERE claim_until IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

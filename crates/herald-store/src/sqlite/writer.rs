@@ -6,10 +6,10 @@ use std::sync::Arc;
 use herald_core::AppId;
 use herald_core::model::Endpoint;
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{EndpointCache, load_endpoints, resolve_app};
-use crate::{Result, StoreError};
+use super::rows::{EndpointCache, db_now_ms, load_endpoints, resolve_app};
+use crate::{Change, Result, StoreError};
 
 /// How many queued writes one transaction may take. Large enough that one
 /// fsync serves a burst, small enough to bound how long a commit holds the
@@ -24,6 +24,11 @@ pub(crate) struct WriterCtx {
     endpoints: EndpointCache,
     /// Application id or uid, as a request named it -> its id.
     apps: HashMap<String, AppId>,
+    /// Changes made in the open transaction, announced once it commits.
+    changes: Vec<Change>,
+    feed: broadcast::Sender<Change>,
+    /// The database's clock, read once per transaction.
+    now: Option<i64>,
 }
 
 /// Entries each cache may hold before it starts over; past it, a cold entry
@@ -31,6 +36,23 @@ pub(crate) struct WriterCtx {
 const CACHE_LIMIT: usize = 10_000;
 
 impl WriterCtx {
+    /// The database's now in milliseconds, the same for every job in the
+    /// transaction: lease expiry and due times are decided by it.
+    pub fn now(&mut self) -> Result<i64> {
+        if let Some(now) = self.now {
+            return Ok(now);
+        }
+        let now = db_now_ms(&self.conn)?;
+        self.now = Some(now);
+        Ok(now)
+    }
+
+    /// Announces `change` to every subscriber once the transaction commits
+    /// (never if it rolls back).
+    pub fn announce(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
     /// The endpoints of an application, for fan-out.
     pub fn endpoints_of(&mut self, app_id: &AppId) -> Result<Arc<Vec<Endpoint>>> {
         if let Some(eps) = self.endpoints.get(app_id) {
@@ -103,7 +125,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection) -> Self {
+    pub fn spawn(conn: Connection, feed: broadcast::Sender<Change>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         std::thread::Builder::new()
@@ -114,6 +136,9 @@ impl Writer {
                         conn,
                         endpoints: EndpointCache::new(),
                         apps: HashMap::new(),
+                        changes: Vec::new(),
+                        feed,
+                        now: None,
                     },
                     rx,
                 );
@@ -221,6 +246,7 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         batch.clear();
         return;
     }
+    ctx.now = None;
     let mut poisoned = false;
     for job in batch.drain(..) {
         if !job.atomic {
@@ -230,10 +256,12 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
             continue;
         }
         let savepoint = ctx.conn.execute_batch("SAVEPOINT job");
+        let announced = ctx.changes.len();
         let (verdict, finish) = (job.run)(ctx);
         let closed = if verdict == Verdict::Keep && savepoint.is_ok() {
             ctx.conn.execute_batch("RELEASE job")
         } else {
+            ctx.changes.truncate(announced);
             ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = closed {
@@ -247,8 +275,16 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         ctx.conn.execute_batch("COMMIT").map_err(|e| e.to_string())
     };
     match committed {
-        Ok(()) => finishers.drain(..).for_each(|f| f(None)),
+        Ok(()) => {
+            // Announced before any caller hears of its write, so whoever
+            // learns of a change through the API also finds it in the feed.
+            for change in ctx.changes.drain(..) {
+                let _ = ctx.feed.send(change);
+            }
+            finishers.drain(..).for_each(|f| f(None));
+        }
         Err(msg) => {
+            ctx.changes.clear();
             tracing::error!(error = %msg, "group commit failed");
             let _ = ctx.conn.execute_batch("ROLLBACK");
             // What the caches learned inside the rolled-back batch may be false.

@@ -1,0 +1,174 @@
+//! The delivery queue: ingest with fan-out, and the leases under which
+//! nodes hold deliveries while they send them.
+//!
+//! The contract is the multi-node one even where a backend serves a single
+//! node (SQLite): every claim is owned by a [`NodeId`] and carries a fencing
+//! token ([`Held::fence`]) that changes whenever the delivery is claimed
+//! anew, expiry is decided by the database's clock (callers pass a TTL, never
+//! a time), and each method answers per delivery, so an owner whose lease
+//! was taken over learns it and can neither renew nor overwrite it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use herald_core::model::{Attempt, Message};
+use herald_core::validate::{Channel, EventTypeName, Uid};
+use herald_core::{AppId, EndpointId, MessageId};
+
+use crate::Result;
+
+/// A node's identity as a lease owner; stable across the node's restarts
+/// so that it can take back its own claims, and only those, at start.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a node asks for when it claims: who it is and how long the claim
+/// lasts from the database's now.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: NodeId,
+    pub ttl: Duration,
+}
+
+/// A delivery as a lease holder knows it: its id and the fencing token of
+/// the claim it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Held {
+    pub id: i64,
+    pub fence: i64,
+}
+
+/// What became of one delivery in a queue call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseResult {
+    /// Done as asked: renewed, recorded or released.
+    Done,
+    /// The caller's claim is gone: another claim replaced it (the fence
+    /// moved on) or it was released. Nothing was written.
+    Lost,
+    /// The delivery is no longer pending (finished, canceled because its
+    /// endpoint was deleted, or deleted with its application). Nothing was
+    /// written: in particular no attempt is recorded after a delete.
+    Finished,
+}
+
+pub struct NewMessage {
+    pub app: AppRef,
+    pub event_type: EventTypeName,
+    pub event_id: Option<Uid>,
+    pub channels: Option<Vec<Channel>>,
+    pub tags: Option<Vec<String>>,
+    pub payload: Bytes,
+    /// Claim the fanned-out deliveries under this lease, so the engine can
+    /// send them straight from memory without reading them back. `None`
+    /// leaves them for whichever node claims due work next.
+    pub lease: Option<Lease>,
+}
+
+/// How a request names an application: its id or its `uid`.
+#[derive(Debug, Clone)]
+pub struct AppRef(pub String);
+
+/// A message just committed, with the deliveries its fan-out created.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub message: Message,
+    pub deliveries: Vec<DeliveryJob>,
+}
+
+/// One message on its way to one endpoint: what the engine holds in memory.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub delivery_id: i64,
+    /// The fencing token of the claim under which this job was handed out.
+    pub fence: i64,
+    pub msg_id: MessageId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub event_type: EventTypeName,
+    pub payload: Bytes,
+    /// Attempts already made.
+    pub attempts: u32,
+    /// When the message was created.
+    pub msg_created_at: DateTime<Utc>,
+    /// When the first attempt of this delivery started; `None` before it.
+    pub first_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl DeliveryJob {
+    pub fn held(&self) -> Held {
+        Held {
+            id: self.delivery_id,
+            fence: self.fence,
+        }
+    }
+}
+
+/// What became of a delivery after an attempt.
+#[derive(Debug, Clone)]
+pub enum DeliveryState {
+    Succeeded,
+    /// Try again `after` this long from the database's now. `keep_claim`
+    /// keeps the caller's claim for that wait plus a lease TTL (the engine
+    /// holds the retry in memory); otherwise the claim is released.
+    Retry {
+        after: Duration,
+        keep_claim: bool,
+    },
+    /// The schedule is exhausted.
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub held: Held,
+    /// `None` when no request was made.
+    pub attempt: Option<Attempt>,
+    pub state: DeliveryState,
+}
+
+#[async_trait::async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Stores a message and one delivery per subscribed endpoint, durably,
+    /// before returning.
+    async fn ingest(&self, msg: NewMessage) -> Result<Ingested>;
+    /// Claims up to `limit` pending deliveries that are due and that no live
+    /// claim holds (never claimed, released, or lapsed), earliest first,
+    /// stopping once their payloads add up to `max_bytes` (at least one is
+    /// claimed when any is due). Each claim gets a new fencing token.
+    async fn claim_due(&self, lease: &Lease, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>>;
+    /// How long until the earliest unclaimed pending delivery is due, by the
+    /// database's clock (zero when it is overdue); `None` when there is none.
+    /// Lapsed claims are rare (a holder died); the loader finds them on its
+    /// periodic look rather than by this time.
+    async fn next_due(&self) -> Result<Option<Duration>>;
+    /// Extends the caller's claims to the lease's TTL from now; one answer
+    /// per delivery, in order.
+    async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
+    /// Records attempts and moves deliveries to their new state, in one
+    /// commit, for the deliveries the caller still holds; one answer per
+    /// outcome, in order.
+    async fn record_outcomes(&self, lease: &Lease, outcomes: Vec<Outcome>) -> Result<Vec<LeaseResult>>;
+    /// Drops the caller's claims so the deliveries can be claimed again at
+    /// once (shutdown); one answer per delivery, in order.
+    async fn release(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
+    /// Drops every claim `owner` holds: a node starting up takes back the
+    /// work its previous run held, and never another node's.
+    async fn recover(&self, owner: &NodeId) -> Result<u64>;
+}

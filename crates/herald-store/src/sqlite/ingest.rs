@@ -1,0 +1,87 @@
+//! Ingest: a message row and one delivery row per subscribed endpoint,
+//! written by the writer thread inside its group commit.
+
+use chrono::{DateTime, Utc};
+use herald_core::MessageId;
+use herald_core::model::{Message, subscribers};
+use herald_core::validate::Uid;
+use rusqlite::params;
+
+use super::rows::{conflict, from_ms, opt_json, ttl_ms};
+use super::writer::WriterCtx;
+use crate::{DeliveryJob, Ingested, NewMessage, Result, StoreError};
+
+/// Runs without a savepoint (the hot path): every way it can fail alone
+/// (an unknown application, a duplicate `eventId`) comes before its first
+/// write.
+pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -> Result<Ingested> {
+    let app_id = ctx.resolve_app(&msg.app.0)?;
+    let now_ms = ctx.now()?;
+    let now: DateTime<Utc> =
+        from_ms(now_ms).ok_or_else(|| StoreError::Corrupt("the database clock is out of range".into()))?;
+    let tags_json = opt_json(&msg.tags)?;
+    let id = MessageId::new();
+    let channels_json = opt_json(&msg.channels)?;
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO message (id, app_id, event_type, event_id, channels, tags, payload, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            id.as_str(),
+            app_id.as_str(),
+            msg.event_type.as_str(),
+            msg.event_id.as_ref().map(Uid::as_str),
+            channels_json,
+            tags_json,
+            &msg.payload[..],
+            now_ms
+        ])
+        .map_err(|e| conflict(e, "a message with this eventId already exists"))?;
+
+    let endpoints = ctx.endpoints_of(&app_id)?;
+    // Born claimed (fence 1) when the engine will send from memory.
+    let (owner, claim_until, fence) = match &msg.lease {
+        Some(lease) => (Some(lease.owner.as_str()), Some(now_ms + ttl_ms(lease.ttl)), 1),
+        None => (None, None, 0),
+    };
+    let mut deliveries = Vec::new();
+    let mut insert = ctx.conn.prepare_cached(
+        "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claimed_by, \
+         claim_until, fence, updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4)",
+    )?;
+    for ep in subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()) {
+        insert.execute(params![
+            id.as_str(),
+            ep.id.as_str(),
+            app_id.as_str(),
+            now_ms,
+            owner,
+            claim_until,
+            fence
+        ])?;
+        deliveries.push(DeliveryJob {
+            delivery_id: ctx.conn.last_insert_rowid(),
+            fence,
+            msg_id: id.clone(),
+            app_id: app_id.clone(),
+            endpoint_id: ep.id.clone(),
+            event_type: msg.event_type.clone(),
+            payload: msg.payload.clone(),
+            attempts: 0,
+            msg_created_at: now,
+            first_attempt_at: None,
+        });
+    }
+    let message = Message {
+        id,
+        app_id,
+        event_type: msg.event_type,
+        event_id: msg.event_id,
+        channels: msg.channels,
+        tags: msg.tags,
+        payload: msg.payload,
+        created_at: now,
+    };
+    Ok(Ingested { message, deliveries })
+}

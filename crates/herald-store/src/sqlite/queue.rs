@@ -1,0 +1,280 @@
+//! The delivery queue on SQLite: claims, renewals, outcomes and releases
+//! under owned, fenced leases (see [`crate::DeliveryQueue`]). Every write
+//! goes through the writer thread without a savepoint, so each of these is
+//! one job in the next group commit; times come from the database's clock,
+//! read once per transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_core::model::AttemptErrorKind;
+use herald_core::validate::EventTypeName;
+use herald_core::{AppId, EndpointId, MessageId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStore;
+use super::ingest::insert_message_with_fanout;
+use super::rows::{db_now_ms, ms, opt_time_at, time_at, ttl_ms};
+use crate::{
+    DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result,
+};
+
+#[async_trait::async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn ingest(&self, msg: NewMessage) -> Result<Ingested> {
+        self.writer
+            .run_fast(move |ctx| insert_message_with_fanout(ctx, msg))
+            .await
+    }
+
+    async fn claim_due(&self, lease: &Lease, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
+        let lease = lease.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let now = ctx.now()?;
+                claim_due(&ctx.conn, &lease, now, limit, max_bytes)
+            })
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>> {
+        self.read(|c| {
+            let next: Option<i64> = c
+                .prepare_cached("SELECT MIN(next_attempt_at) FROM delivery WHERE status = 1 AND claim_until IS NULL")?
+                .query_row([], |r| r.get(0))?;
+            let now = db_now_ms(c)?;
+            Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
+        })
+        .await
+    }
+
+    async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
+        let lease = lease.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let until = ctx.now()? + ttl_ms(lease.ttl);
+                let mut renew = ctx.conn.prepare_cached(
+                    "UPDATE delivery SET claim_until = ?4 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+                )?;
+                let mut results = Vec::with_capacity(held.len());
+                for h in held {
+                    let n = renew.execute(params![h.id, h.fence, lease.owner.as_str(), until])?;
+                    results.push(if n == 1 { LeaseResult::Done } else { why_not(&ctx.conn, h.id)? });
+                }
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn record_outcomes(&self, lease: &Lease, outcomes: Vec<Outcome>) -> Result<Vec<LeaseResult>> {
+        let lease = lease.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let now = ctx.now()?;
+                let mut results = Vec::with_capacity(outcomes.len());
+                for o in &outcomes {
+                    results.push(record_outcome(&ctx.conn, &lease, o, now)?);
+                }
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn release(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
+        let owner = lease.owner.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let mut release = ctx.conn.prepare_cached(
+                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL \
+                     WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+                )?;
+                let mut results = Vec::with_capacity(held.len());
+                for h in held {
+                    let n = release.execute(params![h.id, h.fence, owner.as_str()])?;
+                    results.push(if n == 1 {
+                        LeaseResult::Done
+                    } else {
+                        why_not(&ctx.conn, h.id)?
+                    });
+                }
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn recover(&self, owner: &NodeId) -> Result<u64> {
+        let owner = owner.clone();
+        self.writer
+            .run(move |ctx| {
+                let n = ctx.conn.execute(
+                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL \
+                     WHERE claim_until IS NOT NULL AND claimed_by = ?1",
+                    [owner.as_str()],
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+}
+
+/// Why a guarded write touched no row: the delivery is finished (or gone),
+/// or the caller's claim on it is.
+fn why_not(conn: &Connection, id: i64) -> Result<LeaseResult> {
+    let status: Option<i64> = conn
+        .prepare_cached("SELECT status FROM delivery WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(match status {
+        Some(1) => LeaseResult::Lost,
+        _ => LeaseResult::Finished,
+    })
+}
+
+fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
+    // Unclaimed due work, and work whose claim lapsed (its holder died or
+    // could not record the outcome); each query walks its own index, and the
+    // earliest `limit` of both are taken.
+    let mut rows: Vec<(i64, i64)> = Vec::with_capacity(limit);
+    let mut unclaimed = conn.prepare_cached(
+        "SELECT id, next_attempt_at FROM delivery \
+         WHERE status = 1 AND claim_until IS NULL AND next_attempt_at <= ?1 \
+         ORDER BY next_attempt_at LIMIT ?2",
+    )?;
+    for row in unclaimed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        rows.push(row?);
+    }
+    let mut lapsed = conn.prepare_cached(
+        "SELECT id, next_attempt_at FROM delivery \
+         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND next_attempt_at <= ?1 LIMIT ?2",
+    )?;
+    for row in lapsed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        rows.push(row?);
+    }
+    rows.sort_by_key(|&(id, due)| (due, id));
+    rows.truncate(limit);
+
+    // The payload's length comes from the record header; the payload itself
+    // is read only once the budget has room for it.
+    let mut load = conn.prepare_cached(
+        "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, m.event_type, m.created_at, d.first_attempt_at, \
+         length(m.payload), m.payload FROM delivery d JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id \
+         WHERE d.id = ?1",
+    )?;
+    let mut claim = conn.prepare_cached(
+        "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1 WHERE id = ?1 RETURNING fence",
+    )?;
+    let until = now + ttl_ms(lease.ttl);
+    // Deliveries of one message share one copy of its payload, counted once.
+    let mut payloads: HashMap<String, Bytes> = HashMap::new();
+    let mut bytes = 0usize;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for (id, _) in rows {
+        let job = load
+            .query_row([id], |r| {
+                let msg_id: String = r.get(0)?;
+                let payload = match payloads.get(&msg_id) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let len = usize::try_from(r.get::<_, i64>(7)?).unwrap_or(usize::MAX);
+                        if !jobs.is_empty() && bytes.saturating_add(len) > max_bytes {
+                            return Ok(None);
+                        }
+                        bytes = bytes.saturating_add(len);
+                        let p = Bytes::from(r.get::<_, Vec<u8>>(8)?);
+                        payloads.insert(msg_id.clone(), p.clone());
+                        p
+                    }
+                };
+                Ok(Some(DeliveryJob {
+                    delivery_id: id,
+                    fence: 0,
+                    msg_id: MessageId::from_trusted(msg_id),
+                    app_id: AppId::from_trusted(r.get(1)?),
+                    endpoint_id: EndpointId::from_trusted(r.get(2)?),
+                    attempts: r.get(3)?,
+                    event_type: EventTypeName::from_trusted(r.get(4)?),
+                    msg_created_at: time_at(r, 5)?,
+                    first_attempt_at: opt_time_at(r, 6)?,
+                    payload,
+                }))
+            })
+            .optional()?;
+        match job {
+            // A message deleted under its delivery: nothing to claim.
+            None => continue,
+            // Over the byte budget: this and the rest wait for the next round.
+            Some(None) => break,
+            Some(Some(mut job)) => {
+                job.fence = claim.query_row(params![id, lease.owner.as_str(), until], |r| r.get(0))?;
+                jobs.push(job);
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// One outcome, written only while the caller still holds the delivery:
+/// the state change first, guarded by owner and fence, then the attempt.
+fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Result<LeaseResult> {
+    let tried = i64::from(o.attempt.is_some());
+    // The first attempt's start is kept (templates can show it); later ones leave it.
+    let started = o.attempt.as_ref().map(|a| ms(a.created_at));
+    let (owner, Held { id, fence }) = (lease.owner.as_str(), o.held);
+    let n = match &o.state {
+        DeliveryState::Succeeded | DeliveryState::Failed => {
+            let status = if matches!(o.state, DeliveryState::Succeeded) {
+                0
+            } else {
+                2
+            };
+            conn.prepare_cached(
+                "UPDATE delivery SET status = ?5, attempts = attempts + ?4, claimed_by = NULL, claim_until = NULL, \
+                 updated_at = ?6, first_attempt_at = COALESCE(first_attempt_at, ?7) \
+                 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+            )?
+            .execute(params![id, fence, owner, tried, status, now, started])?
+        }
+        DeliveryState::Retry { after, keep_claim } => {
+            let at = now + ttl_ms(*after);
+            let (claimed_by, until) = if *keep_claim {
+                (Some(owner), Some(at + ttl_ms(lease.ttl)))
+            } else {
+                (None, None)
+            };
+            conn.prepare_cached(
+                "UPDATE delivery SET attempts = attempts + ?4, next_attempt_at = ?5, claimed_by = ?6, \
+                 claim_until = ?7, updated_at = ?8, first_attempt_at = COALESCE(first_attempt_at, ?9) \
+                 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+            )?
+            .execute(params![id, fence, owner, tried, at, claimed_by, until, now, started])?
+        }
+    };
+    if n == 0 {
+        return why_not(conn, id);
+    }
+    if let Some(a) = &o.attempt {
+        conn.prepare_cached(
+            "INSERT INTO attempt (id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, response, \
+             duration_ms, status, error_kind, trigger_type, attempt_number, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            a.id.as_str(),
+            a.msg_id.as_str(),
+            a.endpoint_id.as_str(),
+            a.app_id.as_str(),
+            id,
+            a.url,
+            a.response_status_code,
+            a.response,
+            i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX),
+            a.status.code(),
+            a.error_kind.map(AttemptErrorKind::as_str),
+            a.trigger_type as i64,
+            a.attempt_number,
+            ms(a.created_at)
+        ])?;
+    }
+    Ok(LeaseResult::Done)
+}
