@@ -1,89 +1,22 @@
-//! The delivery engine's side: claims, outcomes, attempts and counts.
+//! The delivery engine's side: claiming due work (order, limit, byte
+//! budget), retries, final outcomes, `next_due`, and what deleting an
+//! endpoint or an application does to deliveries in flight.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
-use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, TriggerType};
-use herald_core::{AppId, AttemptId, EndpointId};
-use herald_store::{
-    AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, Ingested, NewMessage, Order, Outcome, Store,
+use bytes::Bytes;
+use herald_store::{AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, LeaseResult, NewMessage, Order};
+
+use crate::{
+    app_with_endpoints, attempt, claim, claim_eventually, delivery_ids, each_backend, endpoint, ids, lease, msg,
+    new_endpoint, node, outcome, page, record_all, retry, sleep_ms, tick,
 };
 
-use crate::{AtMs, app, chans, each_backend, endpoint, new_endpoint, new_msg, page, page_at, tick};
+const KIB: usize = 1024;
 
-fn ids(jobs: &[DeliveryJob]) -> BTreeSet<i64> {
+fn ordered(jobs: &[DeliveryJob]) -> Vec<i64> {
     jobs.iter().map(|j| j.delivery_id).collect()
-}
-
-fn delivery_ids(ingested: &[Ingested]) -> BTreeSet<i64> {
-    ingested
-        .iter()
-        .flat_map(|i| i.deliveries.iter().map(|d| d.delivery_id))
-        .collect()
-}
-
-/// Claims everything due by `due_by` (for ten minutes).
-async fn claim(s: &Arc<dyn Store>, due_by: DateTime<Utc>) -> Vec<DeliveryJob> {
-    s.claim_due(due_by, due_by + Duration::minutes(10), 10_000)
-        .await
-        .unwrap()
-}
-
-/// An application with `n` unfiltered endpoints.
-async fn app_with_endpoints(s: &Arc<dyn Store>, n: usize) -> (AppId, Vec<EndpointId>) {
-    let a = app(s, "A").await;
-    let mut eps = Vec::new();
-    for i in 0..n {
-        eps.push(endpoint(s, &a, new_endpoint(&format!("https://{i}.example/hook"))).await);
-    }
-    (a, eps)
-}
-
-fn msg(a: &AppId, claim_until: Option<DateTime<Utc>>) -> NewMessage {
-    NewMessage {
-        claim_until,
-        ..new_msg(a.as_str(), "thing.happened", "{\"k\":1}")
-    }
-}
-
-/// What an attempt on `job` would record.
-fn attempt(job: &DeliveryJob, code: u16, number: u32) -> Attempt {
-    let success = (200..300).contains(&code);
-    Attempt {
-        id: AttemptId::new(),
-        msg_id: job.msg_id.clone(),
-        endpoint_id: job.endpoint_id.clone(),
-        app_id: job.app_id.clone(),
-        url: format!("https://{}.example/hook", job.endpoint_id),
-        response_status_code: code,
-        response: format!("response {code} to attempt {number}"),
-        response_duration_ms: 10 + u64::from(number),
-        status: if success {
-            DeliveryStatus::Success
-        } else {
-            DeliveryStatus::Fail
-        },
-        error_kind: (!success).then_some(AttemptErrorKind::Status),
-        trigger_type: TriggerType::Scheduled,
-        attempt_number: number,
-        created_at: Utc::now(),
-    }
-}
-
-fn outcome(job: &DeliveryJob, attempt: Option<Attempt>, state: DeliveryState) -> Outcome {
-    Outcome {
-        delivery_id: job.delivery_id,
-        attempt,
-        state,
-    }
-}
-
-fn retry(at: DateTime<Utc>) -> DeliveryState {
-    DeliveryState::Retry {
-        at,
-        keep_claim_until: None,
-    }
 }
 
 #[tokio::test]
@@ -91,22 +24,22 @@ async fn deliveries_claimed_at_ingest_are_not_claimable() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 2).await;
-        let until = Utc::now() + Duration::minutes(10);
-        let first = s.ingest(msg(&a, Some(until))).await.unwrap();
-        let second = s.ingest(msg(&a, Some(until))).await.unwrap();
+        let first = s.ingest(msg(&a, Some(node("n1")))).await.unwrap();
+        let second = s.ingest(msg(&a, Some(node("n1")))).await.unwrap();
         assert_eq!(first.deliveries.len() + second.deliveries.len(), 4);
 
+        let other = node("n2");
         assert!(
-            claim(s, Utc::now()).await.is_empty(),
+            claim(s, &other).await.is_empty(),
             "deliveries claimed at ingest were claimed again"
         );
         assert_eq!(s.next_due().await.unwrap(), None, "claimed deliveries are not due");
 
         // Handing the claims back makes them claimable, once.
-        assert_eq!(s.release_claims(None).await.unwrap(), 4);
-        let jobs = claim(s, Utc::now()).await;
+        assert_eq!(s.recover(&node("n1").owner).await.unwrap(), 4);
+        let jobs = claim(s, &other).await;
         assert_eq!(ids(&jobs), delivery_ids(&[first, second]));
-        assert!(claim(s, Utc::now()).await.is_empty());
+        assert!(claim(s, &other).await.is_empty());
     })
     .await;
 }
@@ -117,16 +50,13 @@ async fn unclaimed_deliveries_are_claimed_exactly_once() {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 2).await;
         assert_eq!(s.next_due().await.unwrap(), None, "nothing stored yet");
-        let before = Utc::now();
         let first = s.ingest(msg(&a, None)).await.unwrap();
-        let after_first = Utc::now();
         tick().await;
         let second = s.ingest(msg(&a, None)).await.unwrap();
+        assert!(s.next_due().await.unwrap().is_some(), "a pending delivery is due");
 
-        let next = s.next_due().await.unwrap().expect("a pending delivery is due");
-        crate::assert_between(next, before, after_first, "next_due is the first message's");
-
-        let jobs = claim(s, Utc::now()).await;
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
         assert_eq!(jobs.len(), 4);
         let ingested: BTreeMap<i64, &DeliveryJob> = first
             .deliveries
@@ -144,64 +74,45 @@ async fn unclaimed_deliveries_are_claimed_exactly_once() {
             assert_eq!(job.event_type, made.event_type);
             assert_eq!(job.payload, made.payload);
             assert_eq!(job.attempts, 0);
-            crate::assert_ms_eq(job.due_at, made.due_at, "due_at");
+            assert_eq!(job.first_attempt_at, None);
+            assert!(job.fence >= 1, "a claim has a fence");
         }
-        // Earliest due first.
-        assert!(
-            jobs.windows(2).all(|w| w[0].due_at <= w[1].due_at),
-            "claimed in due order"
-        );
+        // Earliest due first: the first message's deliveries come first.
+        let first_ids: BTreeSet<i64> = delivery_ids(std::slice::from_ref(&first));
+        assert_eq!(ids(&jobs[..2]), first_ids, "claimed in due order");
 
-        assert!(claim(s, Utc::now()).await.is_empty(), "claimed twice");
-        assert!(
-            claim(s, Utc::now() + Duration::days(1)).await.is_empty(),
-            "claimed twice, later"
-        );
+        assert!(claim(s, &n).await.is_empty(), "claimed twice by the same node");
+        assert!(claim(s, &node("n2")).await.is_empty(), "claimed twice by another node");
         assert_eq!(s.next_due().await.unwrap(), None, "all claimed");
     })
     .await;
 }
 
 #[tokio::test]
-async fn claim_due_honours_due_by_and_limit() {
+async fn claim_due_honours_limit_in_due_order() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 1).await;
-        let start = Utc::now() - Duration::milliseconds(5);
         let mut made = Vec::new();
-        let mut cut = start;
-        for i in 0..5 {
+        for _ in 0..5 {
             made.push(s.ingest(msg(&a, None)).await.unwrap().deliveries[0].delivery_id);
             tick().await;
-            if i == 2 {
-                cut = Utc::now();
-                tick().await;
-            }
         }
-        assert!(claim(s, start).await.is_empty(), "nothing was due before ingest");
-
-        // Only the first three are due by `cut`, oldest first, two at a time.
-        let jobs = s.claim_due(cut, cut + Duration::minutes(1), 2).await.unwrap();
-        assert_eq!(jobs.iter().map(|j| j.delivery_id).collect::<Vec<_>>(), made[0..2]);
-        let jobs = s.claim_due(cut, cut + Duration::minutes(1), 2).await.unwrap();
-        assert_eq!(jobs.iter().map(|j| j.delivery_id).collect::<Vec<_>>(), made[2..3]);
-        assert!(
-            s.claim_due(cut, cut + Duration::minutes(1), 2)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-
-        let next = s.next_due().await.unwrap().unwrap();
-        assert!(next > cut, "next_due {next} is one of the later two, after {cut}");
-        let jobs = claim(s, Utc::now()).await;
-        assert_eq!(jobs.iter().map(|j| j.delivery_id).collect::<Vec<_>>(), made[3..5]);
+        let n = node("n1");
+        let take = |limit| {
+            let (s, n) = (s.clone(), n.clone());
+            async move { ordered(&s.claim_due(&n, limit, usize::MAX).await.unwrap()) }
+        };
+        assert_eq!(take(2).await, made[0..2], "oldest first, two at a time");
+        assert_eq!(take(2).await, made[2..4]);
+        assert_eq!(take(2).await, made[4..5]);
+        assert!(take(2).await.is_empty());
     })
     .await;
 }
 
 #[tokio::test]
-async fn release_claims_some_or_all() {
+async fn release_hands_back_only_the_given_claims() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 1).await;
@@ -209,24 +120,54 @@ async fn release_claims_some_or_all() {
         for _ in 0..4 {
             made.push(s.ingest(msg(&a, None)).await.unwrap().deliveries[0].delivery_id);
         }
-        assert_eq!(claim(s, Utc::now()).await.len(), 4);
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
+        assert_eq!(jobs.len(), 4);
+        let by_id = |id: i64| jobs.iter().find(|j| j.delivery_id == id).unwrap().held();
 
-        let released = s.release_claims(Some(vec![made[0], made[2]])).await.unwrap();
-        assert_eq!(released, 2, "released count");
-        let next = s.next_due().await.unwrap();
-        assert!(next.is_some(), "released deliveries are due again");
-        let jobs = claim(s, Utc::now()).await;
-        assert_eq!(ids(&jobs), BTreeSet::from([made[0], made[2]]), "only the released ones");
+        let some = vec![by_id(made[0]), by_id(made[2])];
         assert_eq!(
-            s.release_claims(Some(vec![i64::MAX - 7])).await.unwrap(),
-            0,
-            "releasing an unknown delivery"
+            s.release(&n, some.clone()).await.unwrap(),
+            vec![LeaseResult::Done; 2],
+            "releasing two held claims"
         );
+        assert!(
+            s.next_due().await.unwrap().is_some(),
+            "released deliveries are due again"
+        );
+        assert_eq!(
+            s.release(&n, some).await.unwrap(),
+            vec![LeaseResult::Lost; 2],
+            "releasing the same claims twice"
+        );
+        let again = claim(s, &node("n2")).await;
+        assert_eq!(
+            ids(&again),
+            BTreeSet::from([made[0], made[2]]),
+            "only the released ones"
+        );
+        assert_eq!(s.release(&n, vec![]).await.unwrap(), vec![], "releasing nothing");
 
-        assert_eq!(s.release_claims(None).await.unwrap(), 4, "release all");
-        assert_eq!(ids(&claim(s, Utc::now()).await), made.iter().copied().collect());
-        assert_eq!(s.release_claims(Some(vec![])).await.unwrap(), 0);
-        assert!(claim(s, Utc::now()).await.is_empty());
+        // The other two are still n1's; releasing them makes them claimable.
+        let rest = vec![by_id(made[1]), by_id(made[3])];
+        assert_eq!(s.release(&n, rest).await.unwrap(), vec![LeaseResult::Done; 2]);
+        assert_eq!(ids(&claim(s, &n).await), BTreeSet::from([made[1], made[3]]));
+        assert!(claim(s, &n).await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn releasing_an_unknown_delivery_answers_finished() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let unknown = herald_store::Held {
+            id: i64::MAX - 7,
+            fence: 1,
+        };
+        let n = node("n1");
+        assert_eq!(s.release(&n, vec![unknown]).await.unwrap(), vec![LeaseResult::Finished]);
+        assert_eq!(s.renew(&n, vec![unknown]).await.unwrap(), vec![LeaseResult::Finished]);
     })
     .await;
 }
@@ -237,7 +178,8 @@ async fn retry_hands_the_delivery_back_for_later() {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 1).await;
         let ingested = s.ingest(msg(&a, None)).await.unwrap();
-        let jobs = claim(s, Utc::now()).await;
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];
         assert_eq!(job.first_attempt_at, None, "never tried yet");
@@ -247,26 +189,30 @@ async fn retry_hands_the_delivery_back_for_later() {
             "the message's creation time",
         );
 
-        let now = Utc::now();
-        let at = now + Duration::hours(1);
         let first = attempt(job, 503, 1);
         let first_started = first.created_at;
-        s.record_outcomes(vec![outcome(job, Some(first), retry(at))])
-            .await
-            .unwrap();
+        let wait = Duration::from_millis(250);
+        let recorded = Instant::now();
+        record_all(s, &n, vec![outcome(job, Some(first), retry(wait))]).await;
 
-        assert!(claim(s, now).await.is_empty(), "a retry due in an hour is not due now");
+        assert!(claim(s, &n).await.is_empty(), "a retry due later is not due now");
         let next = s.next_due().await.unwrap().expect("the retry is pending");
-        crate::assert_ms_eq(next, at, "next_due is the retry time");
+        assert!(next <= wait, "next_due {next:?} is at most the retry wait");
+        assert!(next >= wait / 2, "next_due {next:?} is close to the retry wait");
 
-        let later = claim(s, now + Duration::hours(2)).await;
+        let later = claim_eventually(s, &n, Duration::from_secs(3)).await;
+        assert!(
+            recorded.elapsed() >= wait - Duration::from_millis(10),
+            "claimed after {:?}, before the retry was due",
+            recorded.elapsed()
+        );
         assert_eq!(later.len(), 1, "the retry is claimable once due");
         let again = &later[0];
         assert_eq!(again.delivery_id, ingested.deliveries[0].delivery_id);
         assert_eq!(again.msg_id, ingested.message.id);
         assert_eq!(again.payload, ingested.message.payload);
         assert_eq!(again.attempts, 1, "one attempt made");
-        crate::assert_ms_eq(again.due_at, at, "due_at of the retry");
+        assert!(again.fence > job.fence, "a new claim, a new fence");
         crate::assert_ms_eq(
             again.first_attempt_at.expect("tried once"),
             first_started,
@@ -274,21 +220,19 @@ async fn retry_hands_the_delivery_back_for_later() {
         );
 
         // A second failed attempt, then an outcome without a request.
-        let at2 = now + Duration::hours(3);
-        s.record_outcomes(vec![outcome(again, Some(attempt(again, 500, 2)), retry(at2))])
-            .await
-            .unwrap();
-        let third = claim(s, now + Duration::hours(4)).await;
+        let short = Duration::from_millis(50);
+        record_all(s, &n, vec![outcome(again, Some(attempt(again, 500, 2)), retry(short))]).await;
+        let third = claim_eventually(s, &n, Duration::from_secs(3)).await;
+        assert_eq!(third.len(), 1);
         assert_eq!(third[0].attempts, 2);
         crate::assert_ms_eq(
             third[0].first_attempt_at.expect("tried twice"),
             first_started,
             "later attempts keep the first one's start",
         );
-        s.record_outcomes(vec![outcome(&third[0], None, retry(at2))])
-            .await
-            .unwrap();
-        let fourth = claim(s, now + Duration::hours(4)).await;
+        record_all(s, &n, vec![outcome(&third[0], None, retry(Duration::ZERO))]).await;
+        let fourth = claim_eventually(s, &n, Duration::from_secs(3)).await;
+        assert_eq!(fourth.len(), 1);
         assert_eq!(fourth[0].attempts, 2, "no request, no attempt counted");
         let attempts = s
             .list_attempts_by_msg(
@@ -305,50 +249,12 @@ async fn retry_hands_the_delivery_back_for_later() {
 }
 
 #[tokio::test]
-async fn retry_keeping_the_claim_stays_with_its_claimer() {
-    each_backend(|b| async move {
-        let s = &b.store;
-        let (a, _) = app_with_endpoints(s, 1).await;
-        let ingested = s
-            .ingest(msg(&a, Some(Utc::now() + Duration::minutes(10))))
-            .await
-            .unwrap();
-        let job = &ingested.deliveries[0];
-        let now = Utc::now();
-        s.record_outcomes(vec![outcome(
-            job,
-            Some(attempt(job, 500, 1)),
-            DeliveryState::Retry {
-                at: now + Duration::seconds(1),
-                keep_claim_until: Some(now + Duration::minutes(10)),
-            },
-        )])
-        .await
-        .unwrap();
-        assert!(
-            claim(s, now + Duration::seconds(5)).await.is_empty(),
-            "a retry still claimed by its node"
-        );
-        assert_eq!(s.next_due().await.unwrap(), None);
-
-        assert_eq!(s.release_claims(Some(vec![job.delivery_id])).await.unwrap(), 1);
-        let next = s.next_due().await.unwrap().expect("released retry is due");
-        crate::assert_ms_eq(next, now + Duration::seconds(1), "next_due after release");
-        let jobs = claim(s, now + Duration::seconds(5)).await;
-        assert_eq!(ids(&jobs), BTreeSet::from([job.delivery_id]));
-        assert_eq!(jobs[0].attempts, 1);
-    })
-    .await;
-}
-
-#[tokio::test]
 async fn final_outcomes_are_never_claimed_again() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, eps) = app_with_endpoints(s, 3).await;
-        s.ingest(msg(&a, Some(Utc::now() + Duration::minutes(10))))
-            .await
-            .unwrap();
+        let n = node("n1");
+        let jobs = s.ingest(msg(&a, Some(n.clone()))).await.unwrap().deliveries;
         // Pending and claimed: counted as pending.
         for ep in &eps {
             assert_eq!(
@@ -360,360 +266,47 @@ async fn final_outcomes_are_never_claimed_again() {
                 "counts before any outcome"
             );
         }
-        s.release_claims(None).await.unwrap();
-        let jobs = claim(s, Utc::now()).await;
-        let job_for = |ep: &EndpointId| jobs.iter().find(|j| &j.endpoint_id == ep).unwrap();
+        let job_for = |ep| jobs.iter().find(|j| &j.endpoint_id == ep).unwrap();
         let (ok, failed, retried) = (job_for(&eps[0]), job_for(&eps[1]), job_for(&eps[2]));
-        let now = Utc::now();
-        s.record_outcomes(vec![
-            outcome(ok, Some(attempt(ok, 200, 1)), DeliveryState::Succeeded),
-            // The endpoint went away: no request, no attempt.
-            outcome(failed, None, DeliveryState::Failed),
-            outcome(retried, Some(attempt(retried, 500, 1)), retry(now)),
-        ])
-        .await
-        .unwrap();
+        record_all(
+            s,
+            &n,
+            vec![
+                outcome(ok, Some(attempt(ok, 200, 1)), DeliveryState::Succeeded),
+                // The endpoint went away: no request, no attempt.
+                outcome(failed, None, DeliveryState::Failed),
+                outcome(retried, Some(attempt(retried, 500, 1)), retry(Duration::ZERO)),
+            ],
+        )
+        .await;
 
-        let later = claim(s, now + Duration::days(30)).await;
+        let later = claim_eventually(s, &node("n2"), Duration::from_secs(3)).await;
         assert_eq!(
             ids(&later),
             BTreeSet::from([retried.delivery_id]),
             "only the retry comes back"
         );
-        assert!(claim(s, now + Duration::days(30)).await.is_empty());
+        sleep_ms(20).await;
+        assert!(claim(s, &node("n3")).await.is_empty());
         assert_eq!(s.next_due().await.unwrap(), None);
 
-        let counts = |ep| {
-            let s = s.clone();
-            let a = a.clone();
+        let counts = |ep: usize| {
+            let (s, a, ep) = (s.clone(), a.clone(), eps[ep].clone());
             async move { s.endpoint_counts(&a, &ep).await.unwrap() }
         };
-        assert_eq!(
-            counts(eps[0].clone()).await,
-            DeliveryCounts {
-                success: 1,
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            counts(eps[1].clone()).await,
-            DeliveryCounts {
-                fail: 1,
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            counts(eps[2].clone()).await,
-            DeliveryCounts {
-                pending: 1,
-                ..Default::default()
-            }
-        );
+        let only = |f: fn(&mut DeliveryCounts)| {
+            let mut c = DeliveryCounts::default();
+            f(&mut c);
+            c
+        };
+        assert_eq!(counts(0).await, only(|c| c.success = 1));
+        assert_eq!(counts(1).await, only(|c| c.fail = 1));
+        assert_eq!(counts(2).await, only(|c| c.pending = 1));
         let none = s
             .list_attempts_by_endpoint(&a, &eps[1], AttemptFilter::default(), page(10, Order::Descending))
             .await
             .unwrap();
         assert!(none.data.is_empty(), "a Failed outcome without attempt lists none");
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn attempts_round_trip_and_list_with_filters() {
-    each_backend(|b| async move {
-        let s = &b.store;
-        let (a, eps) = app_with_endpoints(s, 2).await;
-        let (ep_a, ep_b) = (&eps[0], &eps[1]);
-        let m1 = s
-            .ingest(NewMessage {
-                channels: Some(chans(&["eu"])),
-                ..msg(&a, None)
-            })
-            .await
-            .unwrap()
-            .message
-            .id;
-        let m2 = s
-            .ingest(NewMessage {
-                event_type: crate::et("user.created"),
-                ..msg(&a, None)
-            })
-            .await
-            .unwrap()
-            .message
-            .id;
-        let jobs = claim(s, Utc::now()).await;
-        let job = |m: &herald_core::MessageId, ep: &EndpointId| {
-            jobs.iter()
-                .find(|j| &j.msg_id == m && &j.endpoint_id == ep)
-                .unwrap()
-                .clone()
-        };
-        let (d1a, d1b, d2a, d2b) = (job(&m1, ep_a), job(&m1, ep_b), job(&m2, ep_a), job(&m2, ep_b));
-
-        let later = Utc::now() + Duration::hours(1);
-        // Batch one: a 5xx, a timeout (no response), a success.
-        let at1 = attempt(&d1a, 500, 1);
-        let at2 = Attempt {
-            response_status_code: 0,
-            response: "timed out after 15s".into(),
-            error_kind: Some(AttemptErrorKind::Timeout),
-            ..attempt(&d1b, 0, 1)
-        };
-        let at3 = attempt(&d2a, 200, 1);
-        s.record_outcomes(vec![
-            outcome(&d1a, Some(at1.clone()), retry(later)),
-            outcome(&d1b, Some(at2.clone()), retry(later)),
-            outcome(&d2a, Some(at3.clone()), DeliveryState::Succeeded),
-        ])
-        .await
-        .unwrap();
-        tick().await;
-        let mid = Utc::now();
-        tick().await;
-        // Batch two: a manual resend answered with a redirect.
-        let at4 = Attempt {
-            trigger_type: TriggerType::Manual,
-            response: String::new(),
-            ..attempt(&d1a, 302, 2)
-        };
-        s.record_outcomes(vec![outcome(&d1a, Some(at4.clone()), retry(later))])
-            .await
-            .unwrap();
-        tick().await;
-        // Batch three: success at last, and a 404 that gives up.
-        let at5 = Attempt {
-            response: "é ✓ \u{0}".into(),
-            ..attempt(&d1a, 204, 3)
-        };
-        let at6 = attempt(&d2b, 404, 1);
-        s.record_outcomes(vec![
-            outcome(&d1a, Some(at5.clone()), DeliveryState::Succeeded),
-            outcome(&d2b, Some(at6.clone()), DeliveryState::Failed),
-        ])
-        .await
-        .unwrap();
-
-        let by_ep = |ep: &EndpointId, filter: AttemptFilter, order: Order| {
-            let (s, a, ep) = (s.clone(), a.clone(), ep.clone());
-            async move {
-                s.list_attempts_by_endpoint(&a, &ep, filter, page(50, order))
-                    .await
-                    .unwrap()
-                    .data
-            }
-        };
-        let by_msg = |m: &herald_core::MessageId, filter: AttemptFilter| {
-            let (s, a, m) = (s.clone(), a.clone(), m.clone());
-            async move {
-                s.list_attempts_by_msg(&a, &m, filter, page(50, Order::Descending))
-                    .await
-                    .unwrap()
-                    .data
-            }
-        };
-        let want = |list: &[&Attempt]| list.iter().map(|a| (*a).clone().at_ms()).collect::<Vec<_>>();
-        let got = |list: Vec<Attempt>| list.into_iter().map(AtMs::at_ms).collect::<Vec<_>>();
-        let id_list = |list: Vec<Attempt>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
-        let id_want = |list: &[&Attempt]| list.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
-
-        // Every field round-trips, newest first.
-        assert_eq!(
-            got(by_ep(ep_a, AttemptFilter::default(), Order::Descending).await),
-            want(&[&at5, &at4, &at3, &at1]),
-            "attempts of endpoint A"
-        );
-        assert_eq!(
-            got(by_ep(ep_b, AttemptFilter::default(), Order::Descending).await),
-            want(&[&at6, &at2]),
-            "attempts of endpoint B"
-        );
-        assert_eq!(
-            got(by_ep(ep_a, AttemptFilter::default(), Order::Ascending).await),
-            want(&[&at1, &at3, &at4, &at5]),
-            "oldest first when asked"
-        );
-        assert_eq!(
-            got(by_msg(&m1, AttemptFilter::default()).await),
-            want(&[&at5, &at4, &at2, &at1]),
-            "attempts of message 1"
-        );
-        assert_eq!(
-            got(by_msg(&m2, AttemptFilter::default()).await),
-            want(&[&at6, &at3]),
-            "attempts of message 2"
-        );
-
-        // Status and status-code class.
-        let status = |st| AttemptFilter {
-            status: Some(st),
-            ..Default::default()
-        };
-        assert_eq!(
-            id_list(by_ep(ep_a, status(DeliveryStatus::Success), Order::Descending).await),
-            id_want(&[&at5, &at3])
-        );
-        assert_eq!(
-            id_list(by_ep(ep_a, status(DeliveryStatus::Fail), Order::Descending).await),
-            id_want(&[&at4, &at1])
-        );
-        assert!(
-            by_ep(ep_a, status(DeliveryStatus::Pending), Order::Descending)
-                .await
-                .is_empty()
-        );
-        let class = |c| AttemptFilter {
-            status_code_class: Some(c),
-            ..Default::default()
-        };
-        for (ep, c, expected) in [
-            (ep_a, 500, id_want(&[&at1])),
-            (ep_a, 300, id_want(&[&at4])),
-            (ep_a, 200, id_want(&[&at5, &at3])),
-            (ep_a, 0, id_want(&[])),
-            (ep_a, 100, id_want(&[])),
-            (ep_b, 0, id_want(&[&at2])),
-            (ep_b, 400, id_want(&[&at6])),
-            (ep_b, 500, id_want(&[])),
-        ] {
-            assert_eq!(
-                id_list(by_ep(ep, class(c), Order::Descending).await),
-                expected,
-                "status code class {c} on {ep}"
-            );
-        }
-        assert_eq!(
-            id_list(by_msg(&m1, class(500)).await),
-            id_want(&[&at1]),
-            "class filter by message"
-        );
-
-        // Endpoint, event type, channel and time filters.
-        assert_eq!(
-            id_list(
-                by_msg(
-                    &m1,
-                    AttemptFilter {
-                        endpoint_id: Some(ep_b.to_string()),
-                        ..Default::default()
-                    }
-                )
-                .await
-            ),
-            id_want(&[&at2])
-        );
-        assert_eq!(
-            id_list(
-                by_ep(
-                    ep_a,
-                    AttemptFilter {
-                        event_types: vec!["user.created".into()],
-                        ..Default::default()
-                    },
-                    Order::Descending
-                )
-                .await
-            ),
-            id_want(&[&at3])
-        );
-        assert_eq!(
-            id_list(
-                by_ep(
-                    ep_a,
-                    AttemptFilter {
-                        channel: Some("eu".into()),
-                        ..Default::default()
-                    },
-                    Order::Descending
-                )
-                .await
-            ),
-            id_want(&[&at5, &at4, &at1])
-        );
-        assert_eq!(
-            id_list(
-                by_ep(
-                    ep_a,
-                    AttemptFilter {
-                        after: Some(mid),
-                        ..Default::default()
-                    },
-                    Order::Descending
-                )
-                .await
-            ),
-            id_want(&[&at5, &at4]),
-            "after"
-        );
-        assert_eq!(
-            id_list(
-                by_ep(
-                    ep_a,
-                    AttemptFilter {
-                        before: Some(mid),
-                        status: Some(DeliveryStatus::Fail),
-                        ..Default::default()
-                    },
-                    Order::Descending
-                )
-                .await
-            ),
-            id_want(&[&at1]),
-            "before, failed only"
-        );
-
-        // Paging one at a time.
-        let p1 = s
-            .list_attempts_by_endpoint(&a, ep_a, AttemptFilter::default(), page(1, Order::Descending))
-            .await
-            .unwrap();
-        assert_eq!(id_list(p1.data), id_want(&[&at5]));
-        assert!(!p1.done);
-        let p2 = s
-            .list_attempts_by_endpoint(
-                &a,
-                ep_a,
-                AttemptFilter::default(),
-                page_at(3, Order::Descending, p1.iterator.as_deref().unwrap()),
-            )
-            .await
-            .unwrap();
-        assert_eq!(id_list(p2.data), id_want(&[&at4, &at3, &at1]));
-        assert!(p2.done);
-
-        // Attempts belong to their application.
-        let other = app(s, "Other").await;
-        assert!(
-            s.list_attempts_by_endpoint(&other, ep_a, AttemptFilter::default(), page(10, Order::Descending))
-                .await
-                .unwrap()
-                .data
-                .is_empty()
-        );
-        assert!(
-            s.list_attempts_by_msg(&other, &m1, AttemptFilter::default(), page(10, Order::Descending))
-                .await
-                .unwrap()
-                .data
-                .is_empty()
-        );
-
-        // Counts: A succeeded twice; B has one retry pending and one failure.
-        assert_eq!(
-            s.endpoint_counts(&a, ep_a).await.unwrap(),
-            DeliveryCounts {
-                success: 2,
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            s.endpoint_counts(&a, ep_b).await.unwrap(),
-            DeliveryCounts {
-                pending: 1,
-                fail: 1,
-                ..Default::default()
-            }
-        );
     })
     .await;
 }
@@ -725,12 +318,10 @@ async fn deleted_endpoints_get_no_more_deliveries() {
         let (a, eps) = app_with_endpoints(s, 3).await;
         // Pending in the store, and claimed by a node at ingest.
         s.ingest(msg(&a, None)).await.unwrap();
-        s.ingest(msg(&a, Some(Utc::now() + Duration::minutes(10))))
-            .await
-            .unwrap();
+        s.ingest(msg(&a, Some(node("n1")))).await.unwrap();
         s.delete_endpoint(&a, &eps[0]).await.unwrap();
-        s.release_claims(None).await.unwrap();
-        let jobs = claim(s, Utc::now()).await;
+        s.recover(&node("n1").owner).await.unwrap();
+        let jobs = claim(s, &node("n2")).await;
         assert_eq!(jobs.len(), 4, "two messages to the two remaining endpoints");
         assert!(
             jobs.iter().all(|j| j.endpoint_id != eps[0]),
@@ -747,36 +338,329 @@ async fn deleted_endpoints_get_no_more_deliveries() {
     .await;
 }
 
-/// The trait's contract: `claim_due` takes deliveries "that no live claim
-/// holds". A claim whose time has passed is not live, so the delivery must
-/// come back without a restart.
+/// `claim_due` takes deliveries "that no live claim holds": a claim whose
+/// TTL has passed is not live, so the delivery comes back without a restart.
 #[tokio::test]
-
 async fn lapsed_claims_can_be_claimed_again() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 1).await;
         let ingested = s
-            .ingest(msg(&a, Some(Utc::now() - Duration::minutes(1))))
+            .ingest(msg(&a, Some(lease("n1", Duration::from_millis(50)))))
             .await
             .unwrap();
-        tick().await;
-        let jobs = s
-            .claim_due(Utc::now(), Utc::now() + Duration::milliseconds(1), 10)
-            .await
-            .unwrap();
+        let short = lease("n2", Duration::from_millis(50));
+        let jobs = claim_eventually(s, &short, Duration::from_secs(3)).await;
         assert_eq!(
             ids(&jobs),
-            delivery_ids(&[ingested]),
-            "a delivery whose ingest claim lapsed a minute ago"
+            delivery_ids(std::slice::from_ref(&ingested)),
+            "a delivery whose ingest claim lapsed"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert_eq!(
-            claim(s, Utc::now()).await.len(),
-            1,
-            "a delivery whose claim from claim_due lapsed"
-        );
+        assert!(jobs[0].fence > ingested.deliveries[0].fence);
+        let again = claim_eventually(s, &node("n3"), Duration::from_secs(3)).await;
+        assert_eq!(ids(&again), ids(&jobs), "a delivery whose claim from claim_due lapsed");
+        assert!(again[0].fence > jobs[0].fence);
         assert!(s.next_due().await.unwrap().is_none(), "claimed for ten minutes now");
+    })
+    .await;
+}
+
+// ---------- the byte budget ----------
+
+fn big(a: &herald_core::AppId, fill: u8) -> NewMessage {
+    NewMessage {
+        payload: Bytes::from(vec![fill; 100 * KIB]),
+        ..msg(a, None)
+    }
+}
+
+#[tokio::test]
+async fn claim_due_stops_at_the_byte_budget() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let mut made = Vec::new();
+        for i in 0..3 {
+            made.push(s.ingest(big(&a, b'a' + i)).await.unwrap().deliveries[0].delivery_id);
+        }
+        let n = node("n1");
+        let jobs = s.claim_due(&n, 10, 250 * KIB).await.unwrap();
+        assert_eq!(
+            ordered(&jobs),
+            made[0..2],
+            "two 100 KiB payloads fit in 250 KiB, three do not"
+        );
+        for (i, job) in jobs.iter().enumerate() {
+            assert_eq!(job.payload.len(), 100 * KIB);
+            assert!(job.payload.iter().all(|&c| c == b'a' + i as u8), "payload {i} intact");
+        }
+        let rest = s.claim_due(&n, 10, 250 * KIB).await.unwrap();
+        assert_eq!(ordered(&rest), made[2..3], "the third waits for the next round");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fan_out_deliveries_count_their_shared_payload_once() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 3).await;
+        let mut msgs = Vec::new();
+        for i in 0..3 {
+            msgs.push(s.ingest(big(&a, b'a' + i)).await.unwrap());
+        }
+        let jobs = s.claim_due(&node("n1"), 100, 250 * KIB).await.unwrap();
+        assert_eq!(
+            ids(&jobs),
+            delivery_ids(&msgs[0..2]),
+            "two messages' payloads fit, with three deliveries each"
+        );
+        for job in &jobs {
+            let m = msgs.iter().find(|m| m.message.id == job.msg_id).unwrap();
+            assert_eq!(
+                job.payload, m.message.payload,
+                "each delivery carries its message's payload"
+            );
+        }
+        let rest = s.claim_due(&node("n1"), 100, 250 * KIB).await.unwrap();
+        assert_eq!(ids(&rest), delivery_ids(&msgs[2..3]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_budget_smaller_than_one_payload_still_claims_one() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        for i in 0..2 {
+            s.ingest(big(&a, b'a' + i)).await.unwrap();
+        }
+        let n = node("n1");
+        for round in 0..2 {
+            let jobs = s.claim_due(&n, 10, KIB).await.unwrap();
+            assert_eq!(jobs.len(), 1, "round {round}: one delivery however small the budget");
+            assert_eq!(jobs[0].payload.len(), 100 * KIB);
+        }
+        assert!(s.claim_due(&n, 10, KIB).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+// ---------- next_due ----------
+
+#[tokio::test]
+async fn next_due_is_zero_for_overdue_work() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        sleep_ms(20).await;
+        assert_eq!(s.next_due().await.unwrap(), Some(Duration::ZERO), "overdue work");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn next_due_counts_down_to_a_future_retry() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
+        let wait = Duration::from_secs(5);
+        record_all(
+            s,
+            &n,
+            vec![outcome(&jobs[0], Some(attempt(&jobs[0], 500, 1)), retry(wait))],
+        )
+        .await;
+        let next = s.next_due().await.unwrap().expect("a retry is pending");
+        assert!(
+            next <= wait && next >= wait - Duration::from_millis(500),
+            "next_due {next:?} should be close to the retry wait {wait:?}"
+        );
+        sleep_ms(100).await;
+        let later = s.next_due().await.unwrap().unwrap();
+        assert!(later < next, "next_due counts down: {later:?} after {next:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn next_due_is_none_when_all_is_claimed_or_finished() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        for _ in 0..3 {
+            s.ingest(msg(&a, None)).await.unwrap();
+        }
+        let n = node("n1");
+        let one = s.claim_due(&n, 1, usize::MAX).await.unwrap();
+        assert!(s.next_due().await.unwrap().is_some(), "two still unclaimed");
+        let two = claim(s, &n).await;
+        assert_eq!(s.next_due().await.unwrap(), None, "all claimed");
+
+        let kept = DeliveryState::Retry {
+            after: Duration::ZERO,
+            keep_claim: true,
+        };
+        record_all(
+            s,
+            &n,
+            vec![
+                outcome(&one[0], Some(attempt(&one[0], 200, 1)), DeliveryState::Succeeded),
+                outcome(&two[0], Some(attempt(&two[0], 410, 1)), DeliveryState::Failed),
+                outcome(&two[1], Some(attempt(&two[1], 500, 1)), kept),
+            ],
+        )
+        .await;
+        assert_eq!(
+            s.next_due().await.unwrap(),
+            None,
+            "finished, and a retry its node still holds"
+        );
+    })
+    .await;
+}
+
+// ---------- deletes under a claim ----------
+
+#[tokio::test]
+async fn deleting_an_endpoint_finishes_its_claimed_deliveries() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 2).await;
+        let m1 = s.ingest(msg(&a, None)).await.unwrap().message.id;
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
+        let born = s.ingest(msg(&a, Some(n.clone()))).await.unwrap().deliveries;
+        s.ingest(msg(&a, None)).await.unwrap(); // pending, unclaimed
+        s.delete_endpoint(&a, &eps[0]).await.unwrap();
+
+        let all: Vec<&DeliveryJob> = jobs.iter().chain(&born).collect();
+        let outcomes = all
+            .iter()
+            .map(|j| outcome(j, Some(attempt(j, 200, 1)), DeliveryState::Succeeded))
+            .collect();
+        let results = s.record_outcomes(&n, outcomes).await.unwrap();
+        let expected: Vec<LeaseResult> = all
+            .iter()
+            .map(|j| {
+                if j.endpoint_id == eps[0] {
+                    LeaseResult::Finished
+                } else {
+                    LeaseResult::Done
+                }
+            })
+            .collect();
+        assert_eq!(results, expected, "the deleted endpoint's deliveries are finished");
+
+        let listed = |ep: usize| {
+            let (s, a, ep) = (s.clone(), a.clone(), eps[ep].clone());
+            async move {
+                s.list_attempts_by_endpoint(&a, &ep, AttemptFilter::default(), page(10, Order::Descending))
+                    .await
+                    .unwrap()
+                    .data
+            }
+        };
+        assert!(listed(0).await.is_empty(), "no attempt recorded after the delete");
+        assert_eq!(listed(1).await.len(), 2, "the other endpoint's attempts are recorded");
+        let by_msg = s
+            .list_attempts_by_msg(&a, &m1, AttemptFilter::default(), page(10, Order::Descending))
+            .await
+            .unwrap()
+            .data;
+        assert_eq!(by_msg.len(), 1);
+        assert_eq!(by_msg[0].endpoint_id, eps[1]);
+
+        let gone: Vec<_> = all
+            .iter()
+            .filter(|j| j.endpoint_id == eps[0])
+            .map(|j| j.held())
+            .collect();
+        assert_eq!(s.renew(&n, gone.clone()).await.unwrap(), vec![LeaseResult::Finished; 2]);
+        assert_eq!(s.release(&n, gone).await.unwrap(), vec![LeaseResult::Finished; 2]);
+        let left = claim(s, &node("n2")).await;
+        assert_eq!(left.len(), 1, "only the pending delivery to the surviving endpoint");
+        assert_eq!(left[0].endpoint_id, eps[1]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_the_app_finishes_its_claimed_deliveries() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (doomed, doomed_eps) = app_with_endpoints(s, 1).await;
+        let kept = crate::app(s, "Kept").await;
+        let kept_ep = endpoint(s, &kept, new_endpoint("https://kept.example/")).await;
+        let n = node("n1");
+        let d1 = s.ingest(msg(&doomed, None)).await.unwrap();
+        let k1 = s.ingest(msg(&kept, None)).await.unwrap();
+        let jobs = claim(s, &n).await;
+        let d2 = s.ingest(msg(&doomed, Some(n.clone()))).await.unwrap();
+        s.delete_app(&doomed).await.unwrap();
+
+        let doomed_job = jobs.iter().find(|j| j.app_id == doomed).unwrap();
+        let kept_job = jobs.iter().find(|j| j.app_id == kept).unwrap();
+        let born = &d2.deliveries[0];
+        let results = s
+            .record_outcomes(
+                &n,
+                vec![
+                    outcome(doomed_job, Some(attempt(doomed_job, 200, 1)), DeliveryState::Succeeded),
+                    outcome(kept_job, Some(attempt(kept_job, 200, 1)), DeliveryState::Succeeded),
+                    outcome(born, Some(attempt(born, 500, 1)), retry(Duration::ZERO)),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            results,
+            vec![LeaseResult::Finished, LeaseResult::Done, LeaseResult::Finished],
+            "the deleted app's deliveries are finished"
+        );
+        for m in [&d1.message.id, &d2.message.id] {
+            let listed = s
+                .list_attempts_by_msg(&doomed, m, AttemptFilter::default(), page(10, Order::Descending))
+                .await
+                .unwrap();
+            assert!(
+                listed.data.is_empty(),
+                "no attempt recorded for a deleted app's message"
+            );
+        }
+        let listed = s
+            .list_attempts_by_endpoint(
+                &doomed,
+                &doomed_eps[0],
+                AttemptFilter::default(),
+                page(10, Order::Descending),
+            )
+            .await
+            .unwrap();
+        assert!(
+            listed.data.is_empty(),
+            "no attempt recorded for a deleted app's endpoint"
+        );
+        let kept_attempts = s
+            .list_attempts_by_endpoint(&kept, &kept_ep, AttemptFilter::default(), page(10, Order::Descending))
+            .await
+            .unwrap();
+        assert_eq!(kept_attempts.data.len(), 1);
+        assert_eq!(kept_attempts.data[0].msg_id, k1.message.id);
+        assert_eq!(
+            s.renew(&n, vec![doomed_job.held(), born.held()]).await.unwrap(),
+            vec![LeaseResult::Finished; 2]
+        );
+        sleep_ms(10).await;
+        assert!(
+            claim(s, &node("n2")).await.is_empty(),
+            "nothing of the deleted app comes back"
+        );
     })
     .await;
 }

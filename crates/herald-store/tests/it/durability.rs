@@ -1,6 +1,7 @@
 //! What outlives a restart, what a closed store does, and idempotency keys.
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -8,11 +9,14 @@ use herald_core::AttemptId;
 use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, TriggerType};
 use herald_core::signing::EndpointSecret;
 use herald_store::{
-    AttemptFilter, DeliveryState, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Outcome,
+    AttemptFilter, DeliveryState, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Outcome,
     SavedResponse, StoreError,
 };
 
-use crate::{AtMs, all_messages, chans, each_backend, et, event_type, meta, new_app, new_endpoint, new_msg, page, uid};
+use crate::{
+    AtMs, all_messages, app_with_endpoints, chans, claim, each_backend, et, event_type, held, ids, meta, msg, new_app,
+    new_endpoint, new_msg, node, page, record_all, uid,
+};
 
 #[tokio::test]
 async fn everything_survives_close_and_reopen() {
@@ -48,24 +52,19 @@ async fn everything_survives_close_and_reopen() {
 
         // One delivery handed back for a retry with an attempt, one pending,
         // one still claimed by the (now stopping) node.
-        let send = |event_id: &str, claim| NewMessage {
+        let n1 = node("n1");
+        let send = |event_id: &str, lease| NewMessage {
             event_id: Some(uid(event_id)),
             channels: Some(chans(&["eu"])),
-            claim_until: claim,
+            lease,
             ..new_msg("durable", "order.created", &format!("{{\"id\":\"{event_id}\"}}"))
         };
         let retried = s.ingest(send("e1", None)).await.unwrap();
         let pending = s.ingest(send("e2", None)).await.unwrap();
-        let claimed = s
-            .ingest(send("e3", Some(Utc::now() + chrono::Duration::minutes(10))))
-            .await
-            .unwrap();
-        let jobs = s
-            .claim_due(Utc::now(), Utc::now() + chrono::Duration::minutes(1), 1)
-            .await
-            .unwrap();
+        let claimed = s.ingest(send("e3", Some(n1.clone()))).await.unwrap();
+        let jobs = s.claim_due(&n1, 1, usize::MAX).await.unwrap();
         assert_eq!(jobs[0].delivery_id, retried.deliveries[0].delivery_id);
-        let retry_at = Utc::now() + chrono::Duration::hours(1);
+        let retry_wait = Duration::from_secs(1);
         let att = Attempt {
             id: AttemptId::new(),
             msg_id: retried.message.id.clone(),
@@ -81,16 +80,22 @@ async fn everything_survives_close_and_reopen() {
             attempt_number: 1,
             created_at: Utc::now(),
         };
-        s.record_outcomes(vec![Outcome {
-            delivery_id: jobs[0].delivery_id,
-            attempt: Some(att.clone()),
-            state: DeliveryState::Retry {
-                at: retry_at,
-                keep_claim_until: None,
-            },
-        }])
-        .await
-        .unwrap();
+        let recorded = Instant::now();
+        let results = s
+            .record_outcomes(
+                &n1,
+                vec![Outcome {
+                    held: jobs[0].held(),
+                    attempt: Some(att.clone()),
+                    state: DeliveryState::Retry {
+                        after: retry_wait,
+                        keep_claim: false,
+                    },
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(results, vec![LeaseResult::Done]);
         s.save_response(
             "idem-1",
             SavedResponse {
@@ -138,7 +143,7 @@ async fn everything_survives_close_and_reopen() {
             .unwrap();
         assert_eq!(
             attempts.data.into_iter().map(AtMs::at_ms).collect::<Vec<_>>(),
-            vec![att.at_ms()],
+            vec![att.clone().at_ms()],
             "attempts after reopen"
         );
         assert_eq!(s.endpoint_counts(&app.id, &ep.id).await.unwrap(), counts_before);
@@ -151,20 +156,25 @@ async fn everything_survives_close_and_reopen() {
         assert_eq!(saved.status, 202);
         assert_eq!(saved.body, Bytes::from_static(b"{\"id\":\"msg_x\"}"));
 
-        // Delivery state survived: the pending one is due now, the retry in an
-        // hour, and the claimed one comes back only once claims are released.
-        let now = Utc::now();
-        let due_now = s.claim_due(now, now + chrono::Duration::minutes(1), 10).await.unwrap();
-        assert_eq!(
-            due_now.iter().map(|j| j.delivery_id).collect::<Vec<_>>(),
-            vec![pending.deliveries[0].delivery_id],
-            "due right after reopen"
-        );
-        assert_eq!(s.release_claims(None).await.unwrap(), 2);
-        let mut back = s
-            .claim_due(now + chrono::Duration::hours(2), now + chrono::Duration::hours(3), 10)
-            .await
-            .unwrap();
+        // Delivery state survived: the pending one is due now, the retry a
+        // second after it was recorded, and the claimed one comes back only
+        // once its node recovers its claims.
+        let n2 = node("n2");
+        let due_now = claim(&s, &n2).await;
+        if recorded.elapsed() < retry_wait {
+            assert_eq!(
+                due_now.iter().map(|j| j.delivery_id).collect::<Vec<_>>(),
+                vec![pending.deliveries[0].delivery_id],
+                "due right after reopen"
+            );
+        }
+        assert_eq!(s.recover(&n1.owner).await.unwrap(), 1, "n1's claim survived");
+        let mut back = due_now;
+        while back.len() < 3 && recorded.elapsed() < retry_wait + Duration::from_secs(5) {
+            back.extend(claim(&s, &n2).await);
+            crate::sleep_ms(10).await;
+        }
+        assert!(recorded.elapsed() >= retry_wait, "the retry came back early");
         back.sort_by_key(|j| j.delivery_id);
         let mut expected = vec![
             retried.deliveries[0].delivery_id,
@@ -178,7 +188,11 @@ async fn everything_survives_close_and_reopen() {
             .find(|j| j.delivery_id == retried.deliveries[0].delivery_id)
             .unwrap();
         assert_eq!(retried_job.attempts, 1);
-        crate::assert_ms_eq(retried_job.due_at, retry_at, "retry time after reopen");
+        crate::assert_ms_eq(
+            retried_job.first_attempt_at.expect("tried before the restart"),
+            att.created_at,
+            "first attempt's start after reopen",
+        );
 
         // And the reopened store takes new writes that fan out as before.
         let more = s
@@ -215,19 +229,25 @@ async fn closed_store_refuses_writes() {
             Err(StoreError::Closed),
             "ingest after close"
         );
-        let now = Utc::now();
+        let n = node("n1");
         assert_matches!(
-            s.claim_due(now, now, 10).await,
+            s.claim_due(&n, 10, usize::MAX).await,
             Err(StoreError::Closed),
             "claim_due after close"
         );
+        assert_matches!(s.renew(&n, vec![]).await, Err(StoreError::Closed), "renew after close");
         assert_matches!(
-            s.release_claims(None).await,
+            s.release(&n, vec![]).await,
             Err(StoreError::Closed),
-            "release_claims after close"
+            "release after close"
         );
         assert_matches!(
-            s.record_outcomes(vec![]).await,
+            s.recover(&n.owner).await,
+            Err(StoreError::Closed),
+            "recover after close"
+        );
+        assert_matches!(
+            s.record_outcomes(&n, vec![]).await,
             Err(StoreError::Closed),
             "record_outcomes after close"
         );
@@ -307,6 +327,58 @@ async fn saved_responses_round_trip() {
             "a response older than max_age was replayed"
         );
         assert!(s.saved_response("key-1", hour).await.unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn claims_and_fences_survive_reopen() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        for _ in 0..3 {
+            s.ingest(msg(&a, None)).await.unwrap();
+        }
+        let (node_a, node_b) = (node("a"), node("b"));
+        let a_jobs = s.claim_due(&node_a, 2, usize::MAX).await.unwrap();
+        let b_jobs = claim(s, &node_b).await;
+        let born = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap().deliveries;
+        assert_eq!((a_jobs.len(), b_jobs.len(), born.len()), (2, 1, 1));
+        s.close().await;
+        let s = b.reopen().await;
+
+        assert!(claim(&s, &node("c")).await.is_empty(), "claims lost on reopen");
+        assert_eq!(s.next_due().await.unwrap(), None);
+        // The fences held before the restart still match.
+        assert_eq!(
+            s.renew(&node_a, held(&a_jobs)).await.unwrap(),
+            vec![LeaseResult::Done; 2]
+        );
+        assert_eq!(s.renew(&node_a, held(&born)).await.unwrap(), vec![LeaseResult::Done]);
+        assert_eq!(s.renew(&node_b, held(&b_jobs)).await.unwrap(), vec![LeaseResult::Done]);
+
+        // A restarts and recovers its own claims, and only those.
+        assert_eq!(s.recover(&node_a.owner).await.unwrap(), 3);
+        let c_jobs = claim(&s, &node("c")).await;
+        let mut a_ids = ids(&a_jobs);
+        a_ids.extend(born.iter().map(|d| d.delivery_id));
+        assert_eq!(ids(&c_jobs), a_ids, "A's claims are free again, B's are not");
+        let old: BTreeSet<(i64, i64)> = a_jobs.iter().chain(&born).map(|j| (j.delivery_id, j.fence)).collect();
+        for job in &c_jobs {
+            let (_, before) = old.iter().find(|(id, _)| *id == job.delivery_id).unwrap();
+            assert!(job.fence > *before, "a claim after reopen has a larger fence");
+        }
+        assert_eq!(
+            s.renew(&node_a, held(&a_jobs)).await.unwrap(),
+            vec![LeaseResult::Lost; 2]
+        );
+        record_all(
+            &s,
+            &node_b,
+            vec![crate::outcome(&b_jobs[0], None, DeliveryState::Succeeded)],
+        )
+        .await;
+        s.close().await;
     })
     .await;
 }

@@ -23,27 +23,33 @@ macro_rules! assert_matches {
     };
 }
 
+mod attempts;
+mod changes;
 mod delivery;
 mod durability;
+mod leases;
 mod messages;
 mod paging;
 mod resources;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use herald_core::model::{Application, Attempt, Endpoint, EventType, Message, Metadata};
+use herald_core::model::{
+    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EventType, Message, Metadata, TriggerType,
+};
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
-use herald_core::{AppId, EndpointId, MessageId};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId};
 use herald_store::sqlite::SqliteStore;
 use herald_store::{
-    AppRef, EncryptionKey, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Page, PageRequest, Store,
+    AppRef, DeliveryJob, DeliveryState, EncryptionKey, Held, Ingested, Lease, LeaseResult, MessageFilter,
+    NewApplication, NewEndpoint, NewMessage, NodeId, Order, Outcome, Page, PageRequest, Store,
 };
 
 // ---------- backends ----------
@@ -245,7 +251,7 @@ pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
-        claim_until: None,
+        lease: None,
     }
 }
 
@@ -387,4 +393,128 @@ impl AtMs for Attempt {
         self.created_at = trunc_ms(self.created_at);
         self
     }
+}
+
+// ---------- the delivery queue ----------
+
+/// Long enough that no claim lapses during a test unless the test means it to.
+pub const LONG: Duration = Duration::from_secs(600);
+
+/// A lease for `owner` lasting `ttl` from the database's now.
+pub fn lease(owner: &str, ttl: Duration) -> Lease {
+    Lease {
+        owner: NodeId::new(owner),
+        ttl,
+    }
+}
+
+/// A lease for `owner` that outlasts the test.
+pub fn node(owner: &str) -> Lease {
+    lease(owner, LONG)
+}
+
+/// Claims everything due under `l`, with no byte budget to speak of.
+pub async fn claim(s: &Arc<dyn Store>, l: &Lease) -> Vec<DeliveryJob> {
+    s.claim_due(l, 10_000, usize::MAX).await.unwrap()
+}
+
+/// Claims under `l` until something comes back or `within` has passed.
+pub async fn claim_eventually(s: &Arc<dyn Store>, l: &Lease, within: Duration) -> Vec<DeliveryJob> {
+    let deadline = Instant::now() + within;
+    loop {
+        let jobs = claim(s, l).await;
+        if !jobs.is_empty() || Instant::now() >= deadline {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn sleep_ms(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+pub fn ids(jobs: &[DeliveryJob]) -> BTreeSet<i64> {
+    jobs.iter().map(|j| j.delivery_id).collect()
+}
+
+pub fn delivery_ids(ingested: &[Ingested]) -> BTreeSet<i64> {
+    ingested
+        .iter()
+        .flat_map(|i| i.deliveries.iter().map(|d| d.delivery_id))
+        .collect()
+}
+
+pub fn held(jobs: &[DeliveryJob]) -> Vec<Held> {
+    jobs.iter().map(DeliveryJob::held).collect()
+}
+
+/// An application with `n` unfiltered endpoints.
+pub async fn app_with_endpoints(s: &Arc<dyn Store>, n: usize) -> (AppId, Vec<EndpointId>) {
+    let a = app(s, "A").await;
+    let mut eps = Vec::new();
+    for i in 0..n {
+        eps.push(endpoint(s, &a, new_endpoint(&format!("https://{i}.example/hook"))).await);
+    }
+    (a, eps)
+}
+
+/// A message for `a`, born claimed under `lease` when one is given.
+pub fn msg(a: &AppId, lease: Option<Lease>) -> NewMessage {
+    NewMessage {
+        lease,
+        ..new_msg(a.as_str(), "thing.happened", "{\"k\":1}")
+    }
+}
+
+/// What an attempt on `job` would record.
+pub fn attempt(job: &DeliveryJob, code: u16, number: u32) -> Attempt {
+    let success = (200..300).contains(&code);
+    Attempt {
+        id: AttemptId::new(),
+        msg_id: job.msg_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        app_id: job.app_id.clone(),
+        url: format!("https://{}.example/hook", job.endpoint_id),
+        response_status_code: code,
+        response: format!("response {code} to attempt {number}"),
+        response_duration_ms: 10 + u64::from(number),
+        status: if success {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        error_kind: (!success).then_some(AttemptErrorKind::Status),
+        trigger_type: TriggerType::Scheduled,
+        attempt_number: number,
+        created_at: Utc::now(),
+    }
+}
+
+pub fn outcome(job: &DeliveryJob, attempt: Option<Attempt>, state: DeliveryState) -> Outcome {
+    Outcome {
+        held: job.held(),
+        attempt,
+        state,
+    }
+}
+
+/// Try again `after` this long, handing the claim back.
+pub fn retry(after: Duration) -> DeliveryState {
+    DeliveryState::Retry {
+        after,
+        keep_claim: false,
+    }
+}
+
+/// Records `outcomes` under `l` and asserts every one was `Done`.
+pub async fn record_all(s: &Arc<dyn Store>, l: &Lease, outcomes: Vec<Outcome>) {
+    let n = outcomes.len();
+    let results = s.record_outcomes(l, outcomes).await.unwrap();
+    assert_eq!(
+        results,
+        vec![LeaseResult::Done; n],
+        "recording outcomes held by {}",
+        l.owner
+    );
 }

@@ -88,15 +88,13 @@ async fn ingest_fans_out_to_subscribed_endpoints_only() {
                 assert_eq!(d.event_type.as_str(), event);
                 assert_eq!(d.payload, m.payload);
                 assert_eq!(d.attempts, 0);
-                crate::assert_between(d.due_at, before, after, "a new delivery is due now");
             }
             let stored = s.get_message(&a, m.id.as_str()).await.unwrap();
             assert_eq!(stored.at_ms(), m.clone().at_ms(), "case {i}: stored message");
         }
 
         // Exactly those deliveries exist: claiming everything finds no others.
-        let now = Utc::now();
-        let claimed = s.claim_due(now, now + Duration::minutes(5), 1000).await.unwrap();
+        let claimed = crate::claim(s, &crate::node("n1")).await;
         assert_eq!(claimed.len(), expected_total, "deliveries in the store");
         let claimed_ids: HashSet<i64> = claimed.iter().map(|j| j.delivery_id).collect();
         assert_eq!(claimed_ids, delivery_ids);
@@ -206,8 +204,7 @@ async fn payload_is_stored_byte_for_byte() {
             assert_eq!(&m.id, id);
             assert!(m.payload == payload.as_bytes(), "listed payload of {id}");
         }
-        let now = Utc::now();
-        let jobs = s.claim_due(now, now + Duration::minutes(1), 10).await.unwrap();
+        let jobs = crate::claim(s, &crate::node("n1")).await;
         assert_eq!(jobs.len(), 3);
         for job in jobs {
             let (_, payload) = ids.iter().find(|(id, _)| *id == job.msg_id).unwrap();
@@ -249,8 +246,7 @@ async fn event_id_is_unique_per_app() {
         // The duplicate left neither a message nor a delivery behind.
         let listed = all_messages(s, &a, MessageFilter::default(), Order::Descending, 10).await;
         assert_eq!(msg_ids(&listed), vec![first.message.id.clone()]);
-        let now = Utc::now();
-        let jobs = s.claim_due(now, now + Duration::minutes(1), 10).await.unwrap();
+        let jobs = crate::claim(s, &crate::node("n1")).await;
         assert_eq!(jobs.len(), 1, "deliveries after the conflict");
         assert_eq!(jobs[0].msg_id, first.message.id);
 
@@ -486,8 +482,7 @@ async fn concurrent_ingests_all_commit() {
             let n: usize = m.event_id.as_ref().unwrap().as_str()[4..].parse().unwrap();
             assert_eq!(m.payload, format!("{{\"n\":{n}}}").as_bytes(), "payload of evt-{n}");
         }
-        let now = Utc::now();
-        let jobs = s.claim_due(now, now + Duration::minutes(5), 2 * N).await.unwrap();
+        let jobs = crate::claim(&s, &crate::node("n1")).await;
         let claimed: HashSet<i64> = jobs.iter().map(|j| j.delivery_id).collect();
         assert_eq!(claimed, delivery_ids, "every delivery was committed");
     })
@@ -537,8 +532,7 @@ async fn failed_ingests_do_not_sink_concurrent_ones() {
         assert_eq!((unique, dup_ok, dup_conflict, no_app), (100, 1, 99, 100));
         let listed = all_messages(&s, &a, MessageFilter::default(), Order::Descending, 250).await;
         assert_eq!(listed.len(), 101, "the unique messages and one duplicate");
-        let now = Utc::now();
-        let jobs = s.claim_due(now, now + Duration::minutes(5), 1000).await.unwrap();
+        let jobs = crate::claim(&s, &crate::node("n1")).await;
         assert_eq!(jobs.len(), 101, "one delivery per stored message");
     })
     .await;

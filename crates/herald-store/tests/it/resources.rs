@@ -216,8 +216,7 @@ async fn app_delete_removes_it_with_its_resources() {
             "deleting twice"
         );
         // Its pending deliveries are gone; the other app's are not.
-        let now = Utc::now();
-        let claimed = s.claim_due(now, now + chrono::Duration::minutes(5), 100).await.unwrap();
+        let claimed = crate::claim(s, &crate::node("n1")).await;
         assert_eq!(
             claimed.iter().map(|j| &j.endpoint_id).collect::<Vec<_>>(),
             vec![&kept_ep],

@@ -1,0 +1,428 @@
+//! Owned, fenced leases: who may claim, renew, record and release what, and
+//! for how long, by the database's clock.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, LeaseResult, Order};
+
+use crate::{
+    app_with_endpoints, attempt, claim, claim_eventually, delivery_ids, each_backend, held, ids, lease, msg, node,
+    outcome, page, record_all, retry, sleep_ms,
+};
+
+use LeaseResult::{Done, Finished, Lost};
+
+const SOON: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn a_claim_is_owned_until_its_lease_lapses() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        let m = s.ingest(msg(&a, None)).await.unwrap().message.id;
+        let ttl = Duration::from_millis(200);
+        let node_a = lease("a", ttl);
+        let node_b = node("b");
+        let claimed = Instant::now();
+        let a_jobs = claim(s, &node_a).await;
+        assert_eq!(a_jobs.len(), 1);
+        assert!(claim(s, &node_b).await.is_empty(), "B claimed what A holds");
+
+        let b_jobs = claim_eventually(s, &node_b, SOON).await;
+        assert!(
+            claimed.elapsed() >= ttl - Duration::from_millis(10),
+            "B claimed after {:?}, before A's {ttl:?} lease lapsed",
+            claimed.elapsed()
+        );
+        assert_eq!(ids(&b_jobs), ids(&a_jobs), "B takes over the lapsed claim");
+        assert!(b_jobs[0].fence > a_jobs[0].fence, "the new claim has a larger fence");
+
+        // A's claim is gone: whatever A does now changes nothing.
+        let a_held = held(&a_jobs);
+        assert_eq!(s.renew(&node_a, a_held.clone()).await.unwrap(), vec![Lost], "A renews");
+        let a_outcome = outcome(&a_jobs[0], Some(attempt(&a_jobs[0], 200, 1)), DeliveryState::Succeeded);
+        assert_eq!(
+            s.record_outcomes(&node_a, vec![a_outcome]).await.unwrap(),
+            vec![Lost],
+            "A records"
+        );
+        assert_eq!(s.release(&node_a, a_held).await.unwrap(), vec![Lost], "A releases");
+        let attempts =
+            |s: std::sync::Arc<dyn herald_store::Store>, a: herald_core::AppId, m: herald_core::MessageId| async move {
+                s.list_attempts_by_msg(&a, &m, AttemptFilter::default(), page(10, Order::Descending))
+                    .await
+                    .unwrap()
+                    .data
+            };
+        assert!(
+            attempts(s.clone(), a.clone(), m.clone()).await.is_empty(),
+            "A's outcome left an attempt"
+        );
+        assert_eq!(
+            s.endpoint_counts(&a, &eps[0]).await.unwrap(),
+            DeliveryCounts {
+                pending: 1,
+                ..Default::default()
+            },
+            "A's outcome changed the delivery"
+        );
+
+        // B's claim is intact: nobody else can claim, and B can record.
+        assert!(
+            claim(s, &node("c")).await.is_empty(),
+            "B's claim was dropped by A's release"
+        );
+        let b_attempt = attempt(&b_jobs[0], 200, 1);
+        record_all(
+            s,
+            &node_b,
+            vec![outcome(&b_jobs[0], Some(b_attempt.clone()), DeliveryState::Succeeded)],
+        )
+        .await;
+        let listed = attempts(s.clone(), a.clone(), m.clone()).await;
+        assert_eq!(listed.iter().map(|x| &x.id).collect::<Vec<_>>(), vec![&b_attempt.id]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stale_fence_is_lost_even_for_the_same_owner() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        let n = node("a");
+        let first = claim(s, &n).await;
+        assert_eq!(s.release(&n, held(&first)).await.unwrap(), vec![Done]);
+        let second = claim(s, &n).await;
+        assert_eq!(ids(&second), ids(&first));
+        assert!(second[0].fence > first[0].fence, "every new claim grows the fence");
+
+        assert_eq!(s.renew(&n, held(&first)).await.unwrap(), vec![Lost], "renew, old fence");
+        let old = outcome(&first[0], Some(attempt(&first[0], 200, 1)), DeliveryState::Succeeded);
+        assert_eq!(
+            s.record_outcomes(&n, vec![old]).await.unwrap(),
+            vec![Lost],
+            "record, old fence"
+        );
+        assert_eq!(
+            s.release(&n, held(&first)).await.unwrap(),
+            vec![Lost],
+            "release, old fence"
+        );
+        assert_eq!(
+            s.renew(&n, held(&second)).await.unwrap(),
+            vec![Done],
+            "renew, current fence"
+        );
+        record_all(s, &n, vec![outcome(&second[0], None, DeliveryState::Succeeded)]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn renew_extends_a_live_claim() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 2).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        let ttl = Duration::from_millis(300);
+        let node_a = lease("a", ttl);
+        let jobs = claim(s, &node_a).await;
+        assert_eq!(jobs.len(), 2);
+        let node_b = node("b");
+        // Renewed every 200 ms, the 300 ms claim outlives its first TTL twice over.
+        for round in 0..3 {
+            sleep_ms(200).await;
+            if round < 2 {
+                assert_eq!(
+                    s.renew(&node_a, held(&jobs)).await.unwrap(),
+                    vec![Done, Done],
+                    "renewal {round}"
+                );
+            }
+            assert!(
+                claim(s, &node_b).await.is_empty(),
+                "B claimed a renewed claim ({round})"
+            );
+        }
+        // One answer per id, in the order asked.
+        let reversed = held(&jobs).into_iter().rev().collect();
+        assert_eq!(s.renew(&node_a, reversed).await.unwrap(), vec![Done, Done]);
+        // A finished delivery cannot be renewed.
+        record_all(s, &node_a, vec![outcome(&jobs[0], None, DeliveryState::Succeeded)]).await;
+        assert_eq!(s.renew(&node_a, held(&jobs)).await.unwrap(), vec![Finished, Done]);
+
+        // Left alone, the renewed claim lapses like any other.
+        let taken = claim_eventually(s, &node_b, SOON).await;
+        assert_eq!(ids(&taken), BTreeSet::from([jobs[1].delivery_id]));
+    })
+    .await;
+}
+
+/// Each call answers per delivery, in the order asked: here one the caller
+/// holds, one it lost to another node, and one already finished.
+#[tokio::test]
+async fn results_are_per_id_and_in_order() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let mut made = Vec::new();
+        for _ in 0..3 {
+            made.push(s.ingest(msg(&a, None)).await.unwrap());
+        }
+        let (node_a, node_b) = (node("a"), node("b"));
+        let jobs = claim(s, &node_a).await;
+        assert_eq!(jobs.len(), 3);
+        let (h, l, f) = (&jobs[0], &jobs[1], &jobs[2]);
+        // `l` goes to B; `f` is finished.
+        assert_eq!(s.release(&node_a, vec![l.held()]).await.unwrap(), vec![Done]);
+        let b_jobs = claim(s, &node_b).await;
+        assert_eq!(ids(&b_jobs), BTreeSet::from([l.delivery_id]));
+        record_all(s, &node_a, vec![outcome(f, None, DeliveryState::Succeeded)]).await;
+
+        assert_eq!(
+            s.renew(&node_a, vec![h.held(), l.held(), f.held()]).await.unwrap(),
+            vec![Done, Lost, Finished],
+            "renew"
+        );
+        assert_eq!(
+            s.renew(&node_a, vec![f.held(), h.held(), l.held()]).await.unwrap(),
+            vec![Finished, Done, Lost],
+            "renew, reordered"
+        );
+        let keep = DeliveryState::Retry {
+            after: Duration::ZERO,
+            keep_claim: true,
+        };
+        let results = s
+            .record_outcomes(
+                &node_a,
+                vec![
+                    outcome(h, Some(attempt(h, 500, 1)), keep),
+                    outcome(l, Some(attempt(l, 200, 1)), DeliveryState::Succeeded),
+                    outcome(f, Some(attempt(f, 200, 2)), DeliveryState::Succeeded),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(results, vec![Done, Lost, Finished], "record_outcomes");
+        for (i, m) in made.iter().enumerate() {
+            let listed = s
+                .list_attempts_by_msg(&a, &m.message.id, AttemptFilter::default(), page(10, Order::Descending))
+                .await
+                .unwrap();
+            let want = usize::from(i == 0);
+            assert_eq!(
+                listed.data.len(),
+                want,
+                "attempts of message {i}: only the held one's is written"
+            );
+        }
+        assert_eq!(
+            s.release(&node_a, vec![h.held(), l.held(), f.held()]).await.unwrap(),
+            vec![Done, Lost, Finished],
+            "release"
+        );
+
+        // Only the released one is free; B still holds its own and can record.
+        let c_jobs = claim(s, &node("c")).await;
+        assert_eq!(ids(&c_jobs), BTreeSet::from([h.delivery_id]));
+        assert_eq!(c_jobs[0].attempts, 1);
+        record_all(s, &node_b, vec![outcome(&b_jobs[0], None, DeliveryState::Succeeded)]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recover_takes_back_only_the_callers_claims() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        for _ in 0..4 {
+            s.ingest(msg(&a, None)).await.unwrap();
+        }
+        let (node_a, node_b) = (node("a"), node("b"));
+        let a_jobs = s.claim_due(&node_a, 2, usize::MAX).await.unwrap();
+        let b_jobs = s.claim_due(&node_b, 2, usize::MAX).await.unwrap();
+        assert_eq!((a_jobs.len(), b_jobs.len()), (2, 2));
+        let born = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap();
+        let mut a_ids = ids(&a_jobs);
+        a_ids.extend(delivery_ids(std::slice::from_ref(&born)));
+
+        assert_eq!(
+            s.recover(&node_a.owner).await.unwrap(),
+            3,
+            "A's two claims and one born claimed"
+        );
+        let c_jobs = claim(s, &node("c")).await;
+        assert_eq!(ids(&c_jobs), a_ids, "A's deliveries are claimable at once, B's are not");
+        assert_eq!(
+            s.renew(&node_b, held(&b_jobs)).await.unwrap(),
+            vec![Done, Done],
+            "B still holds its own"
+        );
+        assert_eq!(
+            s.renew(&node_a, held(&a_jobs)).await.unwrap(),
+            vec![Lost, Lost],
+            "A's are gone"
+        );
+        assert_eq!(s.recover(&node_a.owner).await.unwrap(), 0, "nothing left to recover");
+        assert_eq!(s.recover(&node("nobody").owner).await.unwrap(), 0);
+        record_all(
+            s,
+            &node_b,
+            b_jobs
+                .iter()
+                .map(|j| outcome(j, None, DeliveryState::Succeeded))
+                .collect(),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ingest_with_a_lease_is_born_claimed_by_its_owner() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 2).await;
+        let (node_a, node_b) = (node("a"), node("b"));
+        let born = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap();
+        assert_eq!(born.deliveries.len(), 2);
+        assert!(born.deliveries.iter().all(|d| d.fence >= 1), "born with a fence");
+        assert!(
+            claim(s, &node_b).await.is_empty(),
+            "another node claimed born-claimed work"
+        );
+        assert!(claim(s, &node_a).await.is_empty(), "claimed again by its own node");
+        assert_eq!(s.next_due().await.unwrap(), None);
+        assert_eq!(
+            s.renew(&node_a, held(&born.deliveries)).await.unwrap(),
+            vec![Done, Done]
+        );
+        assert_eq!(
+            s.renew(&node_b, held(&born.deliveries)).await.unwrap(),
+            vec![Lost, Lost],
+            "another node renews"
+        );
+        record_all(
+            s,
+            &node_a,
+            born.deliveries
+                .iter()
+                .map(|d| outcome(d, Some(attempt(d, 200, 1)), DeliveryState::Succeeded))
+                .collect(),
+        )
+        .await;
+
+        // Without a lease: claimable at once, by anyone.
+        let free = s.ingest(msg(&a, None)).await.unwrap();
+        assert_eq!(ids(&claim(s, &node_b).await), delivery_ids(&[free]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retry_keeping_the_claim_holds_it_past_the_retry() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let ttl = Duration::from_millis(300);
+        let node_a = lease("a", ttl);
+        let ingested = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap();
+        let job = &ingested.deliveries[0];
+        let after = Duration::from_millis(100);
+        let recorded = Instant::now();
+        record_all(
+            s,
+            &node_a,
+            vec![outcome(
+                job,
+                Some(attempt(job, 500, 1)),
+                DeliveryState::Retry {
+                    after,
+                    keep_claim: true,
+                },
+            )],
+        )
+        .await;
+        assert_eq!(s.next_due().await.unwrap(), None, "a retry its node holds is not due");
+        sleep_ms(200).await;
+        assert!(claim(s, &node("b")).await.is_empty(), "the retry is due but still A's");
+        // The holder goes on under the same fence.
+        assert_eq!(s.renew(&node_a, vec![job.held()]).await.unwrap(), vec![Done]);
+        let renewed = Instant::now();
+
+        // Once the claim lapses (the TTL after the renewal), anyone may claim.
+        let taken = claim_eventually(s, &node("b"), SOON).await;
+        assert!(
+            renewed.elapsed() >= ttl - Duration::from_millis(10),
+            "claimed {:?} after the renewal, within A's {ttl:?} lease",
+            renewed.elapsed()
+        );
+        assert!(recorded.elapsed() >= after + ttl);
+        assert_eq!(ids(&taken), BTreeSet::from([job.delivery_id]));
+        assert_eq!(taken[0].attempts, 1);
+        assert!(taken[0].fence > job.fence);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retry_keeping_the_claim_lapses_a_ttl_after_the_retry() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let ttl = Duration::from_millis(200);
+        let node_a = lease("a", ttl);
+        let job = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap().deliveries[0].clone();
+        let after = Duration::from_millis(100);
+        let recorded = Instant::now();
+        let keep = DeliveryState::Retry {
+            after,
+            keep_claim: true,
+        };
+        record_all(s, &node_a, vec![outcome(&job, None, keep)]).await;
+        let taken = claim_eventually(s, &node("b"), SOON).await;
+        assert!(
+            recorded.elapsed() >= after + ttl - Duration::from_millis(10),
+            "claimed {:?} after the retry was recorded: before its wait plus the TTL",
+            recorded.elapsed()
+        );
+        assert_eq!(ids(&taken), BTreeSet::from([job.delivery_id]));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retry_without_keeping_the_claim_releases_it() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let node_a = node("a");
+        let job = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap().deliveries[0].clone();
+        let after = Duration::from_millis(100);
+        record_all(
+            s,
+            &node_a,
+            vec![outcome(&job, Some(attempt(&job, 500, 1)), retry(after))],
+        )
+        .await;
+        let next = s.next_due().await.unwrap().expect("the released retry is pending");
+        assert!(next <= after, "next_due {next:?} past the retry wait");
+        assert_eq!(
+            s.renew(&node_a, vec![job.held()]).await.unwrap(),
+            vec![Lost],
+            "A kept the claim"
+        );
+
+        let taken = claim_eventually(s, &node("b"), SOON).await;
+        assert_eq!(ids(&taken), BTreeSet::from([job.delivery_id]));
+        assert!(taken[0].fence > job.fence);
+        let late = outcome(&job, Some(attempt(&job, 200, 2)), DeliveryState::Succeeded);
+        assert_eq!(s.record_outcomes(&node_a, vec![late]).await.unwrap(), vec![Lost]);
+    })
+    .await;
+}
