@@ -3,16 +3,23 @@
 //! from memory, falling back to the store only for what does not fit.
 //!
 //! Tasks, all owned by [`Engine`]:
-//! - the *dispatcher* ([`dispatch`]) holds per-endpoint lanes, near-future
-//!   retries in a timer heap, and starts attempts within a global and a
-//!   per-endpoint concurrency limit;
-//! - the *loader* claims due deliveries from the store when there is room
-//!   (after a restart, after an overflow, for far-future retries), sleeping
-//!   until the next due time instead of polling;
-//! - the *recorder* writes attempt results and state changes in batches.
+//! - the *scheduler* ([`scheduler`]) holds a lane per endpoint
+//!   ([`lane`]: adaptive concurrency, circuit breaker), near-future retries
+//!   in a timer heap, and starts attempts ([`attempt`]) within the global
+//!   budget, shared fairly between lanes;
+//! - the *loader* ([`loader`]) claims due deliveries from the store when
+//!   memory has room, by count and by bytes;
+//! - the *recorder* and the *renewer* ([`recorder`]) write outcomes in
+//!   batches and keep this node's leases alive;
+//! - a forwarder turns the store's change feed into scheduler events.
 
-mod dispatch;
+mod attempt;
+mod lane;
+mod loader;
+mod recorder;
 mod request;
+mod scheduler;
+mod ticket;
 pub mod transport;
 
 use std::sync::Arc;
@@ -22,35 +29,45 @@ use std::time::Duration;
 use herald_core::ssrf::PrivateTargets;
 use herald_core::{AppId, EndpointId};
 use herald_store::{Change, Ingested, Lease, NewMessage, NodeId, Store, StoreError};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use transport::{Transport, TransportError};
 
+use lane::LaneConfig;
+use ticket::{Job, Shared};
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Requests in flight at once, over all endpoints.
     pub max_in_flight: usize,
-    /// Requests in flight at once to one endpoint, so a slow endpoint fills
-    /// only its own lane.
+    /// Requests in flight at once to one endpoint: the cap of its adaptive limit.
     pub max_in_flight_per_endpoint: usize,
     /// Deliveries held in memory (queued, in flight or waiting for a near
     /// retry). Beyond this, work stays in the store: memory stays bounded
     /// however large the backlog.
     pub max_resident: usize,
+    /// Payload bytes held in memory, the same bound by size.
+    pub max_resident_bytes: usize,
     /// This node's identity as a lease owner, stable across restarts.
     pub node: NodeId,
     /// How long a claim lasts, from the database's now, unless renewed.
     pub claim_ttl: Duration,
     /// Retries due sooner than this stay in memory; later ones go back to the store.
     pub retry_horizon: Duration,
-    /// Divides every retry delay (a testing aid: `HERALD_TIME_SCALE`).
+    /// Divides every retry and probe delay (a testing aid: `HERALD_TIME_SCALE`).
     pub time_scale: f64,
     pub private_targets: PrivateTargets,
     pub user_agent: String,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Consecutive unanswered attempts (refused, timed out) that open an
+    /// endpoint's circuit.
+    pub circuit_open_after: u32,
+    /// The first probe of an open circuit, then doubling up to the maximum.
+    pub circuit_first_probe: Duration,
+    pub circuit_max_probe: Duration,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +76,7 @@ impl Default for EngineConfig {
             max_in_flight: 512,
             max_in_flight_per_endpoint: 64,
             max_resident: 10_000,
+            max_resident_bytes: 64 * 1024 * 1024,
             node: NodeId::new("node-1"),
             claim_ttl: Duration::from_secs(30),
             retry_horizon: Duration::from_secs(60),
@@ -66,6 +84,9 @@ impl Default for EngineConfig {
             private_targets: PrivateTargets::Deny,
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
             shutdown_grace: Duration::from_secs(20),
+            circuit_open_after: 5,
+            circuit_first_probe: Duration::from_secs(1),
+            circuit_max_probe: Duration::from_secs(60),
         }
     }
 }
@@ -77,34 +98,16 @@ impl EngineConfig {
             ttl: self.claim_ttl,
         }
     }
-}
 
-/// Turns the store's change feed into dispatcher events; a subscriber that
-/// fell behind has missed changes and treats every cached target as stale.
-async fn forward_changes(
-    mut changes: tokio::sync::broadcast::Receiver<Change>,
-    events: mpsc::UnboundedSender<Event>,
-    shutdown: CancellationToken,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let change = tokio::select! {
-            c = changes.recv() => c,
-            _ = shutdown.cancelled() => return,
-        };
-        let event = match change {
-            Ok(Change::EndpointUpdated { endpoint_id, .. } | Change::EndpointDeleted { endpoint_id, .. }) => {
-                Event::EndpointChanged(endpoint_id)
-            }
-            Ok(Change::AppDeleted { app_id }) => Event::AppDeleted(app_id),
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "fell behind the change feed; reloading every endpoint");
-                Event::Resync
-            }
-            Err(RecvError::Closed) => return,
-        };
-        if events.send(event).is_err() {
-            return;
+    pub(crate) fn lane_config(&self) -> LaneConfig {
+        let scale = |d: Duration| attempt::scaled(d, self.time_scale);
+        LaneConfig {
+            max_in_flight: self.max_in_flight_per_endpoint.max(1),
+            initial_limit: 8,
+            open_after: self.circuit_open_after.max(1),
+            first_probe: scale(self.circuit_first_probe),
+            max_probe: scale(self.circuit_max_probe),
+            decrease_cooldown: scale(Duration::from_secs(1)),
         }
     }
 }
@@ -117,26 +120,24 @@ pub enum EngineError {
     Transport(#[from] TransportError),
 }
 
-/// What the dispatcher is told.
+/// What the scheduler is told.
 pub(crate) enum Event {
     /// Deliveries already claimed for us: fresh from ingest, or loaded.
-    Jobs(Vec<herald_store::DeliveryJob>),
-    /// An endpoint changed or was deleted: its cached target is stale.
+    Jobs(Vec<Job>),
+    /// These deliveries' outcomes are durable: they leave memory.
+    Recorded(Vec<i64>),
+    /// Renewal found these claims taken over by another holder.
+    Lost(Vec<i64>),
+    /// An endpoint's settings changed: its cached target is stale.
     EndpointChanged(EndpointId),
+    /// An endpoint was deleted: its work stops now.
+    EndpointDeleted(EndpointId),
     /// An application was deleted with its endpoints.
     AppDeleted(AppId),
     /// Changes were missed: every cached target is stale.
     Resync,
-}
-
-/// Shared counters between the dispatcher, the loader and ingest.
-#[derive(Default)]
-pub(crate) struct Shared {
-    /// Deliveries held in memory (see [`EngineConfig::max_resident`]).
-    pub resident: AtomicUsize,
-    /// Wakes the loader: work was handed back to the store, or room was freed.
-    pub wake_loader: Notify,
-    pub stats: Stats,
+    /// A parked delivery claimed for an open circuit's probe (or none).
+    Probed(EndpointId, Vec<Job>),
 }
 
 /// Counters for `/metrics`; monotonic unless noted.
@@ -152,6 +153,8 @@ pub struct Stats {
     pub deliveries_exhausted: AtomicU64,
     /// Deliveries claimed from the store by the loader.
     pub deliveries_loaded: AtomicU64,
+    /// Endpoints whose circuit is open now (a gauge).
+    pub circuits_open: AtomicUsize,
 }
 
 pub struct Engine {
@@ -183,22 +186,34 @@ impl Engine {
             // Pools are per host, and many endpoints may share one host.
             config.max_in_flight,
         )?);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(config.max_resident, config.max_resident_bytes));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
+        let (renewals_tx, renewals_rx) = mpsc::unbounded_channel();
 
-        let recorder = tokio::spawn(dispatch::record(
+        let recorder = tokio::spawn(recorder::record(
             store.clone(),
             config.lease(),
             shared.clone(),
-            config.max_resident,
-            outcomes_rx,
+            events_tx.clone(),
+            records_rx,
         ));
-        let dispatcher = tokio::spawn(
-            dispatch::Dispatcher::new(store.clone(), transport, config.clone(), shared.clone(), outcomes_tx)
+        let renewer = tokio::spawn(recorder::renew(
+            store.clone(),
+            config.lease(),
+            events_tx.clone(),
+            renewals_rx,
+        ));
+        let channels = scheduler::Channels {
+            records: records_tx,
+            renewals: renewals_tx,
+            events: events_tx.clone(),
+        };
+        let scheduler = tokio::spawn(
+            scheduler::Scheduler::new(store.clone(), transport, config.clone(), shared.clone(), channels)
                 .run(events_rx, shutdown.clone()),
         );
-        let loader = tokio::spawn(dispatch::load(
+        let loader = tokio::spawn(loader::run(
             store.clone(),
             config.clone(),
             shared.clone(),
@@ -212,15 +227,27 @@ impl Engine {
             shared,
             events: events_tx,
             shutdown,
-            tasks: tokio::sync::Mutex::new(vec![loader, dispatcher, recorder]),
+            tasks: tokio::sync::Mutex::new(vec![loader, scheduler, recorder, renewer]),
         }))
     }
 
     /// Commits a message and its fan-out, then hands the deliveries to the
-    /// dispatcher directly (no read-back) when there is room in memory.
-    pub async fn ingest(&self, mut msg: NewMessage) -> Result<Ingested, StoreError> {
-        let has_room = self.shared.resident.load(Ordering::Relaxed) < self.config.max_resident;
-        msg.lease = has_room.then(|| self.lease());
+    /// scheduler directly (no read-back) when memory has room.
+    ///
+    /// Cancel-safe: the work runs in its own task, so a caller that stops
+    /// waiting (its client hung up) never leaves a committed message
+    /// undispatched.
+    pub async fn ingest(self: &Arc<Self>, msg: NewMessage) -> Result<Ingested, StoreError> {
+        let engine = self.clone();
+        tokio::spawn(async move { engine.ingest_now(msg).await })
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    async fn ingest_now(&self, mut msg: NewMessage) -> Result<Ingested, StoreError> {
+        // One delivery at least, and the payload once: fan-out shares it.
+        let has_room = self.shared.has_room(1, msg.payload.len()) && !self.shutdown.is_cancelled();
+        msg.lease = has_room.then(|| self.config.lease());
         let ingested = self.store.ingest(msg).await?;
         let stats = &self.shared.stats;
         stats.messages_ingested.fetch_add(1, Ordering::Relaxed);
@@ -228,17 +255,11 @@ impl Engine {
             .deliveries_created
             .fetch_add(ingested.deliveries.len() as u64, Ordering::Relaxed);
         if !ingested.deliveries.is_empty() {
-            if has_room && !self.shutdown.is_cancelled() {
-                self.shared
-                    .resident
-                    .fetch_add(ingested.deliveries.len(), Ordering::Relaxed);
-                if self.events.send(Event::Jobs(ingested.deliveries.clone())).is_err() {
-                    // The dispatcher is gone (shutting down): the claims lapse
-                    // at the next start and the deliveries resume then.
-                    self.shared
-                        .resident
-                        .fetch_sub(ingested.deliveries.len(), Ordering::Relaxed);
-                }
+            if has_room {
+                let jobs = self.shared.admit(ingested.deliveries.clone());
+                // If the scheduler is gone (shutting down) the claims are
+                // recovered at the next start.
+                let _ = self.events.send(Event::Jobs(jobs));
             } else {
                 self.shared.wake_loader.notify_one();
             }
@@ -246,13 +267,14 @@ impl Engine {
         Ok(ingested)
     }
 
-    fn lease(&self) -> Lease {
-        self.config.lease()
-    }
-
     /// Deliveries held in memory right now.
     pub fn resident(&self) -> usize {
-        self.shared.resident.load(Ordering::Relaxed)
+        self.shared.resident()
+    }
+
+    /// Payload bytes held in memory right now.
+    pub fn resident_bytes(&self) -> usize {
+        self.shared.resident_bytes()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -266,6 +288,36 @@ impl Engine {
         let tasks = std::mem::take(&mut *self.tasks.lock().await);
         for t in tasks {
             let _ = t.await;
+        }
+        let _ = &self.store;
+    }
+}
+
+/// Turns the store's change feed into scheduler events; a subscriber that
+/// fell behind has missed changes and treats every cached target as stale.
+async fn forward_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Change>,
+    events: mpsc::UnboundedSender<Event>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            _ = shutdown.cancelled() => return,
+        };
+        let event = match change {
+            Ok(Change::EndpointUpdated { endpoint_id, .. }) => Event::EndpointChanged(endpoint_id),
+            Ok(Change::EndpointDeleted { endpoint_id, .. }) => Event::EndpointDeleted(endpoint_id),
+            Ok(Change::AppDeleted { app_id }) => Event::AppDeleted(app_id),
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "fell behind the change feed; reloading every endpoint");
+                Event::Resync
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if events.send(event).is_err() {
+            return;
         }
     }
 }

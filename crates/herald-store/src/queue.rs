@@ -168,7 +168,25 @@ pub trait DeliveryQueue: Send + Sync {
     /// Drops the caller's claims so the deliveries can be claimed again at
     /// once (shutdown); one answer per delivery, in order.
     async fn release(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
-    /// Drops every claim `owner` holds: a node starting up takes back the
-    /// work its previous run held, and never another node's.
+    /// Drops every claim `owner` holds, parked ones included: a node
+    /// starting up takes back the work its previous run held, and never
+    /// another node's.
     async fn recover(&self, owner: &NodeId) -> Result<u64>;
+
+    /// Parks the caller's claims for `hold` (an open circuit): the
+    /// deliveries stay claimed without being in anyone's memory, are not
+    /// due for anyone, and cost nothing until [`DeliveryQueue::unpark`] or
+    /// until the hold lapses unrenewed (the holder died), when they are
+    /// claimable again. One answer per delivery, in order.
+    async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
+    /// Claims up to `limit` of the caller's parked deliveries to `endpoint`
+    /// whose next attempt is due, earliest first, under a fresh claim (a new
+    /// fence, the lease's TTL): an open circuit's probe.
+    async fn claim_parked(&self, lease: &Lease, endpoint: EndpointId, limit: usize) -> Result<Vec<DeliveryJob>>;
+    /// Extends the caller's parked claims on these endpoints' deliveries to
+    /// `hold` from now: one write per endpoint, however large its backlog.
+    async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64>;
+    /// Releases the caller's parked claims on an endpoint's deliveries, so
+    /// they are due again at once (the circuit closed).
+    async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64>;
 }

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// 1 KB with a small payload, and 10,000 keep a full-speed engine busy.
     #[arg(long, env = "HERALD_MAX_RESIDENT", default_value_t = 10_000)]
     pub max_resident: usize,
+    /// Payload bytes held in memory, however few deliveries carry them:
+    /// large payloads wait in the database rather than in RAM. The
+    /// deliveries of one message share its payload, counted once.
+    #[arg(long, env = "HERALD_MAX_RESIDENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_resident_bytes: usize,
 }
 
 pub fn init_logging(filter: &str) {

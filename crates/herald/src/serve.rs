@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_in_flight: args.max_in_flight.max(1),
             max_in_flight_per_endpoint: args.max_in_flight_per_endpoint.max(1),
             max_resident: args.max_resident.max(1),
+            max_resident_bytes: args.max_resident_bytes.max(1),
             node,
             time_scale,
             private_targets,

@@ -72,5 +72,17 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "Deliveries held in memory now.",
         &[("", s.engine.resident() as u64)],
     );
+    metric(
+        "herald_deliveries_resident_bytes",
+        "gauge",
+        "Payload bytes of the deliveries held in memory now.",
+        &[("", s.engine.resident_bytes() as u64)],
+    );
+    metric(
+        "herald_circuits_open",
+        "gauge",
+        "Endpoints whose circuit is open now: unreachable, probed one delivery at a time.",
+        &[("", st.circuits_open.load(Ordering::Relaxed) as u64)],
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

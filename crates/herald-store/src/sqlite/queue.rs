@@ -108,10 +108,87 @@ impl DeliveryQueue for SqliteStore {
         self.writer
             .run(move |ctx| {
                 let n = ctx.conn.execute(
-                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL \
+                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL, parked = 0 \
                      WHERE claim_until IS NOT NULL AND claimed_by = ?1",
                     [owner.as_str()],
                 )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
+        let owner = lease.owner.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let until = ctx.now()? + ttl_ms(hold);
+                let mut park = ctx.conn.prepare_cached(
+                    "UPDATE delivery SET parked = 1, claim_until = ?4 \
+                     WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+                )?;
+                let mut results = Vec::with_capacity(held.len());
+                for h in held {
+                    let n = park.execute(params![h.id, h.fence, owner.as_str(), until])?;
+                    results.push(if n == 1 {
+                        LeaseResult::Done
+                    } else {
+                        why_not(&ctx.conn, h.id)?
+                    });
+                }
+                Ok(results)
+            })
+            .await
+    }
+
+    async fn claim_parked(&self, lease: &Lease, endpoint: EndpointId, limit: usize) -> Result<Vec<DeliveryJob>> {
+        let lease = lease.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let now = ctx.now()?;
+                let mut due = ctx.conn.prepare_cached(
+                    "SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
+                     AND next_attempt_at <= ?2 AND claimed_by = ?3 ORDER BY next_attempt_at LIMIT ?4",
+                )?;
+                let ids = due
+                    .query_map(
+                        params![endpoint.as_str(), now, lease.owner.as_str(), limit as i64],
+                        |r| r.get(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                claim_rows(&ctx.conn, &lease, now, ids, usize::MAX)
+            })
+            .await
+    }
+
+    async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
+        let owner = lease.owner.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let until = ctx.now()? + ttl_ms(hold);
+                let mut renew = ctx.conn.prepare_cached(
+                    "UPDATE delivery SET claim_until = ?3 \
+                     WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2",
+                )?;
+                let mut n = 0;
+                for ep in endpoints {
+                    n += renew.execute(params![ep.as_str(), owner.as_str(), until])?;
+                }
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64> {
+        let owner = lease.owner.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE delivery SET parked = 0, claimed_by = NULL, claim_until = NULL \
+                         WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2",
+                    )?
+                    .execute(params![endpoint.as_str(), owner.as_str()])?;
                 Ok(n as u64)
             })
             .await
@@ -153,7 +230,18 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     }
     rows.sort_by_key(|&(id, due)| (due, id));
     rows.truncate(limit);
+    claim_rows(
+        conn,
+        lease,
+        now,
+        rows.into_iter().map(|(id, _)| id).collect(),
+        max_bytes,
+    )
+}
 
+/// Loads and claims these deliveries, in order, until their payloads reach
+/// `max_bytes` (at least one is taken).
+fn claim_rows(conn: &Connection, lease: &Lease, now: i64, ids: Vec<i64>, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
     // The payload's length comes from the record header; the payload itself
     // is read only once the budget has room for it.
     let mut load = conn.prepare_cached(
@@ -162,14 +250,15 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
          WHERE d.id = ?1",
     )?;
     let mut claim = conn.prepare_cached(
-        "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1 WHERE id = ?1 RETURNING fence",
+        "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1, parked = 0 WHERE id = ?1 \
+         RETURNING fence",
     )?;
     let until = now + ttl_ms(lease.ttl);
     // Deliveries of one message share one copy of its payload, counted once.
     let mut payloads: HashMap<String, Bytes> = HashMap::new();
     let mut bytes = 0usize;
-    let mut jobs = Vec::with_capacity(rows.len());
-    for (id, _) in rows {
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
         let job = load
             .query_row([id], |r| {
                 let msg_id: String = r.get(0)?;

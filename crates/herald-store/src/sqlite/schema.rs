@@ -170,11 +170,14 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE endpoint ADD COLUMN payload_template TEXT;
     ALTER TABLE delivery ADD COLUMN first_attempt_at INTEGER;",
     // 4: owned, fenced leases. `claimed_by` is the owning node, `fence`
-    // grows with every new claim so a stale owner's writes match no row.
+    // grows with every new claim so a stale owner's writes match no row;
+    // `parked` marks claims an open circuit holds outside memory.
     // Claims from before had no owner: nobody can hold them now (this runs
     // before any engine starts), so they go back to the pool.
     "ALTER TABLE delivery ADD COLUMN claimed_by TEXT;
     ALTER TABLE delivery ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE delivery ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX delivery_parked ON delivery (endpoint_id, next_attempt_at) WHERE status = 1 AND parked = 1;
     UPDATE delivery SET claim_until = NULL WHERE claim_until IS NOT NULL;",
 ];
 

@@ -1,0 +1,199 @@
+//! One attempt: build the body and headers, send through the shared
+//! [`Transport`], report back to the scheduler. Runs as its own task, so a
+//! slow endpoint holds only its own slot, and ends at once when its
+//! endpoint is deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use herald_core::AttemptId;
+use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
+use herald_core::retry::{jittered, parse_retry_after};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::lane::Answer;
+use crate::request;
+use crate::ticket::Job;
+use crate::transport::{Outbound, Reply, Transport, wire_uri};
+
+const JITTER: f64 = 0.2;
+
+/// An endpoint's delivery settings with its URL already in wire form.
+pub(crate) struct Target {
+    pub spec: DeliveryTarget,
+    /// Why the URL cannot be sent to, if it cannot.
+    pub uri: Result<http::Uri, String>,
+}
+
+impl Target {
+    pub fn new(spec: DeliveryTarget) -> Self {
+        let uri = wire_uri(spec.url.as_str());
+        Self { spec, uri }
+    }
+}
+
+/// A finished attempt, back at the scheduler.
+pub(crate) struct Done {
+    pub job: Job,
+    pub target: Arc<Target>,
+    pub started_at: DateTime<Utc>,
+    /// `None`: canceled before an answer (the endpoint was deleted).
+    pub reply: Option<Reply>,
+}
+
+pub(crate) async fn run(
+    transport: Arc<Transport>,
+    target: Arc<Target>,
+    job: Job,
+    cancel: CancellationToken,
+    done: mpsc::UnboundedSender<Done>,
+) {
+    let span = tracing::debug_span!("delivery.attempt", msg_id = %job.job.msg_id, endpoint_id = %job.job.endpoint_id);
+    async move {
+        let started_at = Utc::now();
+        let reply = match &target.uri {
+            Ok(uri) => {
+                let spec = &target.spec;
+                let body = request::body(spec, &job.job, started_at);
+                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at.timestamp(), &body);
+                let send = transport.post(Outbound {
+                    uri,
+                    headers,
+                    body,
+                    timeout: spec.timeout,
+                });
+                tokio::select! {
+                    reply = send => Some(reply),
+                    _ = cancel.cancelled() => None,
+                }
+            }
+            Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
+        };
+        let _ = done.send(Done {
+            job,
+            target,
+            started_at,
+            reply,
+        });
+    }
+    .instrument(span)
+    .await
+}
+
+/// What an answer says about the endpoint's load and reachability.
+pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
+    match reply.error {
+        None => Answer::Success {
+            fast: reply.duration <= timeout / 4,
+        },
+        Some(AttemptErrorKind::Status) if reply.status == 429 || reply.status >= 500 => Answer::Overloaded,
+        Some(AttemptErrorKind::Status | AttemptErrorKind::Blocked) => Answer::Rejected,
+        // A connection that broke mid-answer was reached.
+        Some(AttemptErrorKind::Other) => Answer::Overloaded,
+        Some(AttemptErrorKind::Timeout | AttemptErrorKind::Connect | AttemptErrorKind::Dns | AttemptErrorKind::Tls) => {
+            Answer::Unreachable
+        }
+    }
+}
+
+/// The history record of an attempt.
+pub(crate) fn record(done: &Done, reply: &Reply) -> Attempt {
+    let job = &done.job.job;
+    Attempt {
+        id: AttemptId::new(),
+        msg_id: job.msg_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        app_id: job.app_id.clone(),
+        url: done.target.spec.url.as_str().to_owned(),
+        response_status_code: reply.status,
+        response: truncate_response(&reply.body),
+        response_duration_ms: u64::try_from(reply.duration.as_millis()).unwrap_or(u64::MAX),
+        status: if reply.is_success() {
+            DeliveryStatus::Success
+        } else {
+            DeliveryStatus::Fail
+        },
+        error_kind: reply.error,
+        trigger_type: TriggerType::Scheduled,
+        attempt_number: job.attempts + 1,
+        created_at: done.started_at,
+    }
+}
+
+/// The wait before the next attempt, in real (scaled) time; `None` when
+/// the schedule is exhausted.
+pub(crate) fn retry_delay(
+    target: &DeliveryTarget,
+    failed_attempts: u32,
+    reply: &Reply,
+    time_scale: f64,
+) -> Option<Duration> {
+    let step = target.retry.next_delay(failed_attempts)?;
+    let mut wait = jittered(step, JITTER, &mut rand::rng());
+    if matches!(reply.status, 429 | 503)
+        && let Some(asked) = reply
+            .retry_after
+            .as_deref()
+            .and_then(|v| parse_retry_after(v, Utc::now(), target.retry.max_step()))
+    {
+        wait = wait.max(asked);
+    }
+    Some(scaled(wait, time_scale))
+}
+
+/// A delay divided by `HERALD_TIME_SCALE` (a testing aid).
+pub(crate) fn scaled(d: Duration, time_scale: f64) -> Duration {
+    d.div_f64(time_scale.max(f64::MIN_POSITIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn reply(status: u16, error: Option<AttemptErrorKind>, ms: u64) -> Reply {
+        Reply {
+            status,
+            body: Bytes::new(),
+            duration: Duration::from_millis(ms),
+            error,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn answers_say_what_the_lane_needs_to_know() {
+        let t = Duration::from_secs(4);
+        assert_eq!(answer(&reply(200, None, 10), t), Answer::Success { fast: true });
+        assert_eq!(answer(&reply(204, None, 1500), t), Answer::Success { fast: false });
+        for s in [429, 500, 502, 503, 504] {
+            assert_eq!(
+                answer(&reply(s, Some(AttemptErrorKind::Status), 5), t),
+                Answer::Overloaded,
+                "{s}"
+            );
+        }
+        for s in [301, 400, 404, 410] {
+            assert_eq!(
+                answer(&reply(s, Some(AttemptErrorKind::Status), 5), t),
+                Answer::Rejected,
+                "{s}"
+            );
+        }
+        for kind in [
+            AttemptErrorKind::Timeout,
+            AttemptErrorKind::Connect,
+            AttemptErrorKind::Dns,
+            AttemptErrorKind::Tls,
+        ] {
+            assert_eq!(answer(&reply(0, Some(kind), 5), t), Answer::Unreachable, "{kind:?}");
+        }
+        assert_eq!(
+            answer(&reply(0, Some(AttemptErrorKind::Blocked), 0), t),
+            Answer::Rejected
+        );
+    }
+}

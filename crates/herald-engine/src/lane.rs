@@ -1,0 +1,396 @@
+//! One endpoint's lane: its queue, how many requests it may have in flight,
+//! and its circuit breaker.
+//!
+//! - **Adaptive concurrency** (AIMD): a lane starts at a small limit, grows
+//!   by one for each fast 2xx while it is using its whole limit, and halves
+//!   (at most once per cool-down) on timeouts, refused connections and
+//!   overload answers (429, 5xx). A slow or hanging endpoint so keeps few
+//!   requests in flight, and a healthy one reaches the per-endpoint cap
+//!   within tens of requests.
+//! - **Circuit breaker**: after [`LaneConfig::open_after`] consecutive
+//!   attempts that got no answer at all (connection refused, timeout, DNS,
+//!   TLS), the circuit opens. An open lane sends one probe at a time, the
+//!   first after [`LaneConfig::first_probe`] and then at doubling intervals
+//!   up to [`LaneConfig::max_probe`]; the scheduler parks everything else
+//!   in the store. Any HTTP answer (even a 5xx: the endpoint is reachable)
+//!   closes it, and the scheduler releases what it parked.
+//!
+//! The lane never reads the clock: callers pass `now`, so the logic is
+//! unit-tested with a fake one.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub(crate) struct LaneConfig {
+    /// The per-endpoint cap the adaptive limit never exceeds.
+    pub max_in_flight: usize,
+    /// Where the adaptive limit starts.
+    pub initial_limit: usize,
+    /// Consecutive unanswered attempts that open the circuit.
+    pub open_after: u32,
+    pub first_probe: Duration,
+    pub max_probe: Duration,
+    /// The least time between two halvings of the limit, so one burst of
+    /// concurrent failures halves it once, not once per failure.
+    pub decrease_cooldown: Duration,
+}
+
+/// How an attempt ended, as far as the lane's limits care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// 2xx; `fast` when it came well within the endpoint's timeout.
+    Success { fast: bool },
+    /// Answered, but overloaded: 429 or 5xx, or the connection broke mid-answer.
+    Overloaded,
+    /// Answered with another failure (4xx, 3xx): no reason to slow down.
+    Rejected,
+    /// No answer at all: refused, timed out, DNS or TLS failure.
+    Unreachable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        probe_at: Instant,
+        backoff: Duration,
+    },
+    /// The one probe is in flight.
+    Probing {
+        backoff: Duration,
+    },
+}
+
+/// What a finished attempt did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    None,
+    /// The circuit just opened: park the queue, keep one job to probe with.
+    Opened,
+    /// The circuit just closed: release what was parked.
+    Closed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Lane<J> {
+    queue: VecDeque<J>,
+    in_flight: usize,
+    limit: usize,
+    last_decrease: Option<Instant>,
+    circuit: Circuit,
+}
+
+impl<J> Lane<J> {
+    pub fn new(cfg: &LaneConfig) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            in_flight: 0,
+            limit: cfg.initial_limit.clamp(1, cfg.max_in_flight.max(1)),
+            last_decrease: None,
+            circuit: Circuit::Closed { failures: 0 },
+        }
+    }
+
+    pub fn push(&mut self, job: J) {
+        self.queue.push_back(job);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    #[cfg(test)]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub fn drain(&mut self) -> impl Iterator<Item = J> + '_ {
+        self.queue.drain(..)
+    }
+
+    pub fn is_open(&self) -> bool {
+        !matches!(self.circuit, Circuit::Closed { .. })
+    }
+
+    /// When an open circuit's next probe may go out.
+    pub fn probe_at(&self) -> Option<Instant> {
+        match self.circuit {
+            Circuit::Open { probe_at, .. } => Some(probe_at),
+            _ => None,
+        }
+    }
+
+    /// Nothing queued, nothing in flight, nothing to remember.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight == 0 && self.circuit == Circuit::Closed { failures: 0 }
+    }
+
+    /// Whether the lane would start a request now if a global slot were free.
+    pub fn wants_slot(&self, now: Instant) -> bool {
+        if self.queue.is_empty() {
+            return false;
+        }
+        match self.circuit {
+            Circuit::Closed { .. } => self.in_flight < self.limit,
+            Circuit::Open { probe_at, .. } => self.in_flight == 0 && now >= probe_at,
+            Circuit::Probing { .. } => false,
+        }
+    }
+
+    /// Takes the next job to send; the caller checked [`Lane::wants_slot`].
+    pub fn start(&mut self) -> Option<J> {
+        let job = self.queue.pop_front()?;
+        self.in_flight += 1;
+        if let Circuit::Open { backoff, .. } = self.circuit {
+            self.circuit = Circuit::Probing { backoff };
+        }
+        Some(job)
+    }
+
+    /// An attempt ended without an answer worth judging (canceled); a
+    /// probe that was abandoned may be retried at once.
+    pub fn abandoned(&mut self, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Circuit::Probing { backoff } = self.circuit {
+            self.circuit = Circuit::Open { probe_at: now, backoff };
+        }
+    }
+
+    pub fn finished(&mut self, cfg: &LaneConfig, now: Instant, answer: Answer) -> Transition {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.adapt(cfg, now, answer);
+        let answered = answer != Answer::Unreachable;
+        match self.circuit {
+            Circuit::Closed { failures } if !answered => {
+                let failures = failures + 1;
+                if failures >= cfg.open_after {
+                    self.circuit = Circuit::Open {
+                        probe_at: now + cfg.first_probe,
+                        backoff: cfg.first_probe,
+                    };
+                    return Transition::Opened;
+                }
+                self.circuit = Circuit::Closed { failures };
+                Transition::None
+            }
+            Circuit::Closed { .. } => {
+                self.circuit = Circuit::Closed { failures: 0 };
+                Transition::None
+            }
+            Circuit::Probing { backoff } if !answered => {
+                let backoff = (backoff * 2).min(cfg.max_probe);
+                self.circuit = Circuit::Open {
+                    probe_at: now + backoff,
+                    backoff,
+                };
+                Transition::None
+            }
+            // A late answer to a request sent before the circuit opened
+            // proves the endpoint reachable just as a probe's does.
+            Circuit::Probing { .. } | Circuit::Open { .. } if answered => {
+                self.circuit = Circuit::Closed { failures: 0 };
+                Transition::Closed
+            }
+            Circuit::Open { .. } | Circuit::Probing { .. } => Transition::None,
+        }
+    }
+
+    fn adapt(&mut self, cfg: &LaneConfig, now: Instant, answer: Answer) {
+        match answer {
+            // Grow only while the limit is what holds the lane back.
+            Answer::Success { fast: true } if self.in_flight + 1 >= self.limit => {
+                self.limit = (self.limit + 1).min(cfg.max_in_flight.max(1));
+            }
+            Answer::Overloaded | Answer::Unreachable => {
+                let cooled = self
+                    .last_decrease
+                    .is_none_or(|at| now.duration_since(at) >= cfg.decrease_cooldown);
+                if cooled && self.limit > 1 {
+                    self.limit = (self.limit / 2).max(1);
+                    self.last_decrease = Some(now);
+                }
+            }
+            Answer::Success { .. } | Answer::Rejected => {}
+        }
+    }
+}
+
+/// The most a lane may hold while other lanes wait for a slot: the global
+/// budget split evenly over the lanes that hold or want slots, rounded up
+/// so the shares add up to at least the budget.
+pub(crate) fn fair_share(max_in_flight: usize, active_lanes: usize) -> usize {
+    max_in_flight.div_ceil(active_lanes.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LaneConfig {
+        LaneConfig {
+            max_in_flight: 16,
+            initial_limit: 4,
+            open_after: 3,
+            first_probe: Duration::from_secs(1),
+            max_probe: Duration::from_secs(8),
+            decrease_cooldown: Duration::from_secs(1),
+        }
+    }
+
+    /// A lane with `n` jobs queued and `running` of them started.
+    fn lane(n: usize, running: usize) -> Lane<usize> {
+        let mut lane = Lane::new(&cfg());
+        for i in 0..n {
+            lane.push(i);
+        }
+        for _ in 0..running {
+            lane.start();
+        }
+        lane
+    }
+
+    #[test]
+    fn the_limit_grows_on_fast_successes_while_it_is_used_up_to_the_cap() {
+        let (c, now) = (cfg(), Instant::now());
+        let mut l = lane(100, 4);
+        assert_eq!(l.limit(), 4);
+        assert!(!l.wants_slot(now), "at its limit");
+        l.finished(&c, now, Answer::Success { fast: true });
+        assert_eq!(l.limit(), 5);
+        for _ in 0..40 {
+            while l.wants_slot(now) {
+                l.start();
+            }
+            l.finished(&c, now, Answer::Success { fast: true });
+        }
+        assert_eq!(l.limit(), 16, "capped by the per-endpoint maximum");
+    }
+
+    #[test]
+    fn slow_successes_and_an_unused_limit_do_not_grow_it() {
+        let (c, now) = (cfg(), Instant::now());
+        let mut l = lane(100, 4);
+        l.finished(&c, now, Answer::Success { fast: false });
+        assert_eq!(l.limit(), 4, "slow 2xx");
+        let mut l = lane(100, 1);
+        l.finished(&c, now, Answer::Success { fast: true });
+        assert_eq!(l.limit(), 4, "one request in flight out of four");
+    }
+
+    #[test]
+    fn failures_halve_the_limit_once_per_cooldown_and_never_below_one() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(100, 4);
+        for _ in 0..4 {
+            l.finished(&c, t0, Answer::Overloaded);
+        }
+        assert_eq!(l.limit(), 2, "a burst of failures halves once");
+        l.start();
+        l.finished(&c, t0 + Duration::from_millis(999), Answer::Overloaded);
+        assert_eq!(l.limit(), 2, "still cooling down");
+        l.start();
+        l.finished(&c, t0 + Duration::from_secs(1), Answer::Overloaded);
+        assert_eq!(l.limit(), 1);
+        l.start();
+        l.finished(&c, t0 + Duration::from_secs(5), Answer::Overloaded);
+        assert_eq!(l.limit(), 1, "never below one");
+        l.start();
+        l.finished(&c, t0 + Duration::from_secs(9), Answer::Rejected);
+        assert_eq!(l.limit(), 1, "a 4xx says nothing about load");
+    }
+
+    #[test]
+    fn consecutive_unanswered_attempts_open_the_circuit_and_answers_reset_the_count() {
+        let (c, now) = (cfg(), Instant::now());
+        let mut l = lane(100, 4);
+        assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::None);
+        assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::None);
+        // A 5xx is an answer: the endpoint is reachable.
+        assert_eq!(l.finished(&c, now, Answer::Overloaded), Transition::None);
+        l.start();
+        l.start();
+        l.start();
+        assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::None);
+        assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::None);
+        assert!(!l.is_open());
+        assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::Opened);
+        assert!(l.is_open());
+        assert_eq!(l.probe_at(), Some(now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_open_circuit_sends_one_probe_at_a_time_at_doubling_intervals() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(10, 3);
+        for _ in 0..3 {
+            l.finished(&c, t0, Answer::Unreachable);
+        }
+        assert!(l.is_open());
+        assert!(!l.wants_slot(t0), "no probe before its time");
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(l.wants_slot(t1));
+        assert_eq!(l.start(), Some(3));
+        assert!(
+            !l.wants_slot(t1 + Duration::from_secs(60)),
+            "one probe in flight at a time"
+        );
+        assert_eq!(l.finished(&c, t1, Answer::Unreachable), Transition::None);
+        assert_eq!(l.probe_at(), Some(t1 + Duration::from_secs(2)));
+        for expected in [4, 8, 8] {
+            let t = l.probe_at().unwrap();
+            l.start();
+            l.finished(&c, t, Answer::Unreachable);
+            assert_eq!(
+                l.probe_at(),
+                Some(t + Duration::from_secs(expected)),
+                "capped at max_probe"
+            );
+        }
+        assert!(l.is_open());
+    }
+
+    #[test]
+    fn any_answer_to_a_probe_closes_the_circuit() {
+        let (c, t0) = (cfg(), Instant::now());
+        for answer in [Answer::Success { fast: false }, Answer::Overloaded, Answer::Rejected] {
+            let mut l = lane(10, 3);
+            for _ in 0..3 {
+                l.finished(&c, t0, Answer::Unreachable);
+            }
+            let t1 = l.probe_at().unwrap();
+            l.start();
+            assert_eq!(l.finished(&c, t1, answer), Transition::Closed, "{answer:?}");
+            assert!(!l.is_open());
+            assert!(l.wants_slot(t1), "back to normal sending");
+        }
+    }
+
+    #[test]
+    fn a_late_answer_while_open_closes_the_circuit_too() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(10, 4);
+        for _ in 0..3 {
+            l.finished(&c, t0, Answer::Unreachable);
+        }
+        assert!(l.is_open());
+        assert_eq!(l.finished(&c, t0, Answer::Success { fast: true }), Transition::Closed);
+    }
+
+    #[test]
+    fn fair_shares_add_up_to_at_least_the_budget() {
+        assert_eq!(fair_share(512, 0), 512);
+        assert_eq!(fair_share(512, 1), 512);
+        assert_eq!(fair_share(512, 41), 13);
+        assert!(fair_share(512, 41) * 41 >= 512);
+        assert_eq!(fair_share(512, 1000), 1, "never zero");
+    }
+}

@@ -1,0 +1,75 @@
+//! The loader: claims due deliveries from the store while memory has room,
+//! by count and by bytes, then sleeps until the next one is due or it is
+//! woken (work handed back, room freed) instead of polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ticket::Shared;
+use crate::{EngineConfig, Event};
+
+/// How many due deliveries the loader claims per round.
+const LOAD_BATCH: usize = 1000;
+/// Payload bytes one claim may read, so no transaction reads a gigabyte.
+const LOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How long the loader sleeps at most when it knows of no due work: a
+/// safety net for lapsed claims, not the mechanism.
+const LOADER_MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    cfg: EngineConfig,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    shutdown: CancellationToken,
+) {
+    let lease = cfg.lease();
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let (room, byte_room) = shared.room();
+        let mut wait = LOADER_MAX_SLEEP;
+        if room > 0 && byte_room > 0 {
+            let limit = room.min(LOAD_BATCH);
+            match store.claim_due(&lease, limit, byte_room.min(LOAD_MAX_BYTES)).await {
+                Ok(jobs) => {
+                    let n = jobs.len();
+                    if n > 0 {
+                        shared
+                            .stats
+                            .deliveries_loaded
+                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        if events.send(Event::Jobs(shared.admit(jobs))).is_err() {
+                            return;
+                        }
+                        // A full batch, or one cut short by its bytes: more may be due.
+                        continue;
+                    }
+                    match store.next_due().await {
+                        Ok(Some(until)) => wait = wait.min(until.max(Duration::from_millis(1))),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read the next due time");
+                            wait = Duration::from_secs(1);
+                        }
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming due deliveries failed");
+                    wait = Duration::from_secs(1);
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.wake_loader.notified() => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

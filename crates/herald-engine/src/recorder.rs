@@ -1,0 +1,173 @@
+//! The recorder and the renewer: the scheduler's two writers.
+//!
+//! The recorder writes attempt outcomes in batches, in the order the
+//! scheduler produced them, with parks, releases and unparks in between;
+//! a job that leaves memory keeps its ticket (and stays held, so its claim
+//! is renewed) until its record is durable. A batch that fails to commit
+//! leaves its deliveries claimed; they are sent again once the claim lapses
+//! (at least once), never lost.
+//!
+//! The renewer extends the claims on everything held, on its own, so a
+//! renewal never waits behind a queue of outcome writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::EndpointId;
+use herald_store::{DeliveryState, Held, Lease, LeaseResult, Outcome, Store};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::Event;
+use crate::ticket::{Job, Shared};
+
+/// How long a parked claim lasts unrenewed: long, since renewing touches
+/// every parked row; a dead node's parked work is taken over after this.
+pub(crate) const PARK_HOLD: Duration = Duration::from_secs(600);
+
+/// What the recorder writes.
+pub(crate) enum Record {
+    Outcome {
+        outcome: Outcome,
+        /// The job, when this outcome takes it out of memory.
+        leaving: Option<Job>,
+    },
+    /// Claims to park (an open circuit) until released or renewed.
+    Park(Vec<(Held, Job)>),
+    /// Claims on deliveries the scheduler will not send (shutdown).
+    Release(Vec<(Held, Job)>),
+    /// An endpoint's parked claims, released (its circuit closed).
+    Unpark(EndpointId),
+}
+
+/// What the renewer keeps alive: every claim held in memory, and the
+/// endpoints whose deliveries this node has parked.
+pub(crate) struct Renewal {
+    pub held: Vec<Held>,
+    pub parked: Vec<EndpointId>,
+}
+
+pub(crate) async fn record(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(1024);
+    let mut leaving: Vec<Job> = Vec::new();
+    while rx.recv_many(&mut buf, 1024).await > 0 {
+        let mut handed_back = false;
+        for record in buf.drain(..) {
+            match record {
+                Record::Outcome { outcome, leaving: job } => {
+                    handed_back |= matches!(outcome.state, DeliveryState::Retry { keep_claim: false, .. });
+                    leaving.extend(job);
+                    outcomes.push(outcome);
+                }
+                Record::Park(parked) => {
+                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
+                    let held = parked.iter().map(|(h, _)| *h).collect();
+                    match store.park(&lease, PARK_HOLD, held).await {
+                        Ok(results) => warn_lost(&results, "parking"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not park deliveries; they are taken up again when their claims lapse")
+                        }
+                    }
+                }
+                Record::Release(released) => {
+                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
+                    let held = released.iter().map(|(h, _)| *h).collect();
+                    if let Err(e) = store.release(&lease, held).await {
+                        tracing::error!(error = %e, "could not return claims; they are taken up again when they lapse");
+                    }
+                    handed_back = true;
+                }
+                Record::Unpark(endpoint) => {
+                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
+                    if let Err(e) = store.unpark(&lease, endpoint).await {
+                        tracing::warn!(error = %e, "could not release parked deliveries; they are taken up again when their hold lapses");
+                    }
+                    handed_back = true;
+                }
+            }
+        }
+        flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
+        if handed_back {
+            shared.wake_loader.notify_one();
+        }
+    }
+}
+
+/// Writes the outcomes gathered so far; then the jobs they took out of
+/// memory leave it (dropping their tickets).
+async fn flush(
+    store: &Arc<dyn Store>,
+    lease: &Lease,
+    events: &mpsc::UnboundedSender<Event>,
+    outcomes: &mut Vec<Outcome>,
+    leaving: &mut Vec<Job>,
+) {
+    if !outcomes.is_empty() {
+        let n = outcomes.len();
+        match store.record_outcomes(lease, std::mem::take(outcomes)).await {
+            Ok(results) => warn_lost(&results, "recording"),
+            Err(e) => tracing::error!(error = %e, outcomes = n,
+                "could not record attempt results; those deliveries will be retried"),
+        }
+    }
+    if !leaving.is_empty() {
+        let ids = leaving.iter().map(|j| j.job.delivery_id).collect();
+        let _ = events.send(Event::Recorded(ids));
+        leaving.clear();
+    }
+}
+
+fn warn_lost(results: &[LeaseResult], doing: &str) {
+    let lost = results.iter().filter(|r| **r == LeaseResult::Lost).count();
+    if lost > 0 {
+        tracing::warn!(deliveries = lost, "{doing}: claims were taken over by another holder");
+    }
+}
+
+/// Renews what the scheduler says it holds, newest snapshot first; claims
+/// found lost are reported back so the scheduler stops sending them.
+pub(crate) async fn renew(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    events: mpsc::UnboundedSender<Event>,
+    mut rx: mpsc::UnboundedReceiver<Renewal>,
+) {
+    let mut parked_renewed: Option<Instant> = None;
+    while let Some(mut renewal) = rx.recv().await {
+        while let Ok(newer) = rx.try_recv() {
+            renewal = newer;
+        }
+        if !renewal.held.is_empty() {
+            let held = renewal.held;
+            match store.renew(&lease, held.clone()).await {
+                Ok(results) => {
+                    let lost: Vec<i64> = held
+                        .iter()
+                        .zip(results)
+                        .filter(|(_, r)| *r == LeaseResult::Lost)
+                        .map(|(h, _)| h.id)
+                        .collect();
+                    if !lost.is_empty() && events.send(Event::Lost(lost)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not renew claims"),
+            }
+        }
+        // Parked claims last long; renewing them touches every parked row.
+        let due = parked_renewed.is_none_or(|at| at.elapsed() >= PARK_HOLD / 4);
+        if due && !renewal.parked.is_empty() {
+            match store.renew_parked(&lease, PARK_HOLD, renewal.parked).await {
+                Ok(_) => parked_renewed = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "could not renew parked claims"),
+            }
+        }
+    }
+}

@@ -1,0 +1,766 @@
+//! The scheduler: the one task that owns all in-memory delivery state, so
+//! it needs no locks; every change arrives as a message (new jobs, finished
+//! attempts, loaded targets, store changes, fired timers).
+//!
+//! Isolation rests on three rules:
+//! - each endpoint has its own lane ([`crate::lane`]) with an adaptive
+//!   limit and a circuit breaker;
+//! - the global in-flight budget is shared fairly: while other lanes want a
+//!   slot, no lane starts a request beyond its [`fair_share`];
+//! - an open circuit's work waits parked in the store, not in memory, and
+//!   one probe at a time goes out (the earliest-due parked delivery).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use herald_core::model::DeliveryTarget;
+use herald_core::{AppId, EndpointId};
+use herald_store::{DeliveryState, Held, Outcome, Store};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt::{self, Done, Target};
+use crate::lane::{Lane, LaneConfig, Transition, fair_share};
+use crate::recorder::{Record, Renewal};
+use crate::ticket::{Job, Shared};
+use crate::transport::Transport;
+use crate::{EngineConfig, Event};
+
+/// Endpoint targets kept in memory; past this the cache starts over, which
+/// costs one batched read per active endpoint.
+const TARGET_CACHE_LIMIT: usize = 10_000;
+
+enum TargetEntry {
+    Loading,
+    Ready(Arc<Target>),
+    /// Deleted: its jobs can never be delivered.
+    Gone,
+}
+
+struct LaneState {
+    lane: Lane<Job>,
+    app_id: AppId,
+    /// Cancels the lane's requests in flight when its endpoint is deleted.
+    cancel: CancellationToken,
+    /// Waiting in `ready` for a slot.
+    in_ready: bool,
+    /// This node has deliveries of this endpoint parked in the store.
+    parked: bool,
+    /// A probe's claim on a parked delivery is under way.
+    probing: bool,
+    /// Counted in `Scheduler::active` / `Scheduler::wanting`.
+    active: bool,
+    wanting: bool,
+}
+
+enum Wake {
+    /// A retry held in memory is due.
+    Retry(Job),
+    /// An open circuit may probe.
+    Probe(EndpointId),
+}
+
+struct Timed {
+    at: Instant,
+    seq: u64,
+    wake: Wake,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+type TargetsLoaded = (Vec<EndpointId>, Vec<DeliveryTarget>);
+
+pub(crate) struct Scheduler {
+    store: Arc<dyn Store>,
+    transport: Arc<Transport>,
+    cfg: EngineConfig,
+    lane_cfg: LaneConfig,
+    shared: Arc<Shared>,
+    records: mpsc::UnboundedSender<Record>,
+    renewals: mpsc::UnboundedSender<Renewal>,
+    events: mpsc::UnboundedSender<Event>,
+    lanes: HashMap<EndpointId, LaneState>,
+    /// Lanes that want a slot and did not get one, in arrival order.
+    ready: VecDeque<EndpointId>,
+    targets: HashMap<EndpointId, TargetEntry>,
+    timers: BinaryHeap<Reverse<Timed>>,
+    /// Every delivery held in memory (queued, waiting, in flight, or sent
+    /// and awaiting its durable record) with the fence of its newest claim.
+    held: HashMap<i64, i64>,
+    seq: u64,
+    in_flight: usize,
+    /// Lanes holding or wanting slots, and lanes wanting one.
+    active: usize,
+    wanting: usize,
+    stopping: bool,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    loaded_tx: mpsc::UnboundedSender<TargetsLoaded>,
+    loaded_rx: mpsc::UnboundedReceiver<TargetsLoaded>,
+}
+
+pub(crate) struct Channels {
+    pub records: mpsc::UnboundedSender<Record>,
+    pub renewals: mpsc::UnboundedSender<Renewal>,
+    pub events: mpsc::UnboundedSender<Event>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        transport: Arc<Transport>,
+        cfg: EngineConfig,
+        shared: Arc<Shared>,
+        channels: Channels,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (loaded_tx, loaded_rx) = mpsc::unbounded_channel();
+        Self {
+            lane_cfg: cfg.lane_config(),
+            store,
+            transport,
+            cfg,
+            shared,
+            records: channels.records,
+            renewals: channels.renewals,
+            events: channels.events,
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            targets: HashMap::new(),
+            timers: BinaryHeap::new(),
+            held: HashMap::new(),
+            seq: 0,
+            in_flight: 0,
+            active: 0,
+            wanting: 0,
+            stopping: false,
+            done_tx,
+            done_rx,
+            loaded_tx,
+            loaded_rx,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>, shutdown: CancellationToken) {
+        let every = self.cfg.claim_ttl / 4;
+        let mut renew = tokio::time::interval_at(Instant::now() + every, every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_timer = self.timers.peek().map(|Reverse(t)| t.at);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = renew.tick() => self.renew_claims(),
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                Some(event) = events.recv() => self.on_event(event),
+                Some(loaded) = self.loaded_rx.recv() => self.on_targets(loaded),
+                _ = sleep_until_opt(next_timer), if next_timer.is_some() => self.fire_timers(),
+            }
+        }
+        self.stop(events).await;
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Jobs(jobs) => {
+                let mut touched = Vec::new();
+                for job in jobs {
+                    if let Some(fence) = self.held.get_mut(&job.job.delivery_id) {
+                        // Already held: its claim lapsed and was taken again.
+                        // The copy in memory is sent under the newer claim.
+                        *fence = (*fence).max(job.job.fence);
+                        continue;
+                    }
+                    self.held.insert(job.job.delivery_id, job.job.fence);
+                    let id = job.job.endpoint_id.clone();
+                    self.enqueue(job);
+                    touched.push(id);
+                }
+                touched.dedup();
+                for id in touched {
+                    self.pump(&id);
+                }
+                self.serve_ready();
+            }
+            Event::Recorded(ids) => {
+                for id in ids {
+                    self.held.remove(&id);
+                }
+            }
+            Event::Lost(ids) => {
+                // Dropped from `held`, the jobs are skipped when their turn comes.
+                tracing::warn!(deliveries = ids.len(), "claims were taken over by another holder");
+                for id in ids {
+                    self.held.remove(&id);
+                }
+            }
+            Event::EndpointChanged(id) => {
+                self.targets.remove(&id);
+                if self.lanes.get(&id).is_some_and(|l| l.lane.queued() > 0) {
+                    self.pump(&id);
+                }
+            }
+            Event::EndpointDeleted(id) => self.endpoint_deleted(&id),
+            Event::AppDeleted(app_id) => {
+                let gone: Vec<EndpointId> = self
+                    .lanes
+                    .iter()
+                    .filter(|(_, l)| l.app_id == app_id)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in gone {
+                    self.endpoint_deleted(&id);
+                }
+            }
+            Event::Probed(id, jobs) => self.on_probed(id, jobs),
+            Event::Resync => {
+                self.targets.clear();
+                let ids: Vec<EndpointId> = self.lanes.keys().cloned().collect();
+                for id in ids {
+                    self.pump(&id);
+                }
+            }
+        }
+    }
+
+    /// A job into its lane; an open circuit parks it unless it can be the probe.
+    fn enqueue(&mut self, job: Job) {
+        let id = job.job.endpoint_id.clone();
+        let now = Instant::now();
+        let ls = self.lanes.entry(id.clone()).or_insert_with(|| LaneState {
+            lane: Lane::new(&self.lane_cfg),
+            app_id: job.job.app_id.clone(),
+            cancel: CancellationToken::new(),
+            in_ready: false,
+            parked: false,
+            probing: false,
+            active: false,
+            wanting: false,
+        });
+        let probe_due = ls.lane.probe_at().is_some_and(|at| now >= at);
+        if ls.lane.is_open() && !(probe_due && ls.lane.queued() == 0 && ls.lane.in_flight() == 0) {
+            ls.parked = true;
+            let held = self.held_of(&job);
+            self.held.remove(&held.id);
+            let _ = self.records.send(Record::Park(vec![(held, job)]));
+            return;
+        }
+        ls.lane.push(job);
+        self.refresh(&id);
+    }
+
+    fn schedule(&mut self, wake: Wake, at: Instant) {
+        self.seq += 1;
+        self.timers.push(Reverse(Timed {
+            at,
+            seq: self.seq,
+            wake,
+        }));
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let mut touched = Vec::new();
+        while let Some(Reverse(t)) = self.timers.peek() {
+            if t.at > now {
+                break;
+            }
+            let Some(Reverse(t)) = self.timers.pop() else { break };
+            match t.wake {
+                Wake::Retry(job) => {
+                    touched.push(job.job.endpoint_id.clone());
+                    self.enqueue(job);
+                }
+                Wake::Probe(id) => self.probe(&id),
+            }
+        }
+        touched.dedup();
+        for id in touched {
+            self.pump(&id);
+        }
+        self.serve_ready();
+    }
+
+    /// An open circuit's probe time: send what is queued, or claim the
+    /// earliest-due parked delivery to probe with.
+    fn probe(&mut self, id: &EndpointId) {
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        if !ls.lane.is_open() || ls.lane.in_flight() > 0 {
+            return;
+        }
+        self.refresh(id);
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        if ls.lane.queued() > 0 {
+            self.pump(id);
+            return;
+        }
+        if ls.probing {
+            return;
+        }
+        ls.probing = true;
+        let (store, lease, shared, events, id) = (
+            self.store.clone(),
+            self.cfg.lease(),
+            self.shared.clone(),
+            self.events.clone(),
+            id.clone(),
+        );
+        tokio::spawn(async move {
+            let jobs = match store.claim_parked(&lease, id.clone(), 1).await {
+                Ok(jobs) => shared.admit(jobs),
+                Err(e) => {
+                    tracing::warn!(error = %e, endpoint_id = %id, "could not claim a delivery to probe with");
+                    Vec::new()
+                }
+            };
+            let _ = events.send(Event::Probed(id, jobs));
+        });
+    }
+
+    fn on_probed(&mut self, id: EndpointId, jobs: Vec<Job>) {
+        let Some(ls) = self.lanes.get_mut(&id) else { return };
+        ls.probing = false;
+        if jobs.is_empty() {
+            // Nothing parked is due yet: look again at the next probe time.
+            let at = ls.lane.probe_at().unwrap_or_else(Instant::now) + self.lane_cfg.first_probe;
+            self.schedule(Wake::Probe(id), at);
+            return;
+        }
+        self.on_event(Event::Jobs(jobs));
+    }
+
+    /// Recomputes whether a lane holds or wants slots, for the fair share.
+    fn refresh(&mut self, id: &EndpointId) {
+        let now = Instant::now();
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        let wanting = ls.lane.wants_slot(now);
+        let active = wanting || ls.lane.in_flight() > 0;
+        if wanting != ls.wanting {
+            ls.wanting = wanting;
+            if wanting { self.wanting += 1 } else { self.wanting -= 1 }
+        }
+        if active != ls.active {
+            ls.active = active;
+            if active { self.active += 1 } else { self.active -= 1 }
+        }
+    }
+
+    fn load_targets(&mut self, ids: Vec<EndpointId>) {
+        if ids.is_empty() {
+            return;
+        }
+        if self.targets.len() + ids.len() > TARGET_CACHE_LIMIT {
+            self.targets.retain(|_, t| matches!(t, TargetEntry::Loading));
+        }
+        for id in &ids {
+            self.targets.insert(id.clone(), TargetEntry::Loading);
+        }
+        let store = self.store.clone();
+        let tx = self.loaded_tx.clone();
+        tokio::spawn(async move {
+            let loaded = match store.delivery_targets(ids.clone()).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not load endpoint targets; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    Vec::new()
+                }
+            };
+            let _ = tx.send((ids, loaded));
+        });
+    }
+
+    fn on_targets(&mut self, (asked, loaded): TargetsLoaded) {
+        let mut found = HashMap::new();
+        for t in loaded {
+            found.insert(t.endpoint_id.clone(), t);
+        }
+        for id in asked {
+            // A change while loading dropped the entry: load again when needed.
+            if !matches!(self.targets.get(&id), Some(TargetEntry::Loading)) {
+                self.targets.remove(&id);
+            } else {
+                let entry = match found.remove(&id) {
+                    Some(spec) => TargetEntry::Ready(Arc::new(Target::new(spec))),
+                    None => TargetEntry::Gone,
+                };
+                self.targets.insert(id.clone(), entry);
+            }
+            self.pump(&id);
+        }
+        self.serve_ready();
+    }
+
+    /// Starts as many of a lane's jobs as its limit, the global budget and
+    /// the fair share allow.
+    fn pump(&mut self, id: &EndpointId) {
+        if self.stopping {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let Some(ls) = self.lanes.get(id) else { return };
+            if !ls.lane.wants_slot(now) {
+                break;
+            }
+            let target = match self.targets.get(id) {
+                Some(TargetEntry::Ready(t)) => t.clone(),
+                Some(TargetEntry::Loading) => break,
+                Some(TargetEntry::Gone) => return self.endpoint_deleted(id),
+                None => {
+                    self.load_targets(vec![id.clone()]);
+                    break;
+                }
+            };
+            if target.spec.disabled {
+                self.fail_queued(id);
+                break;
+            }
+            let others_wanting = self.wanting - usize::from(ls.wanting);
+            let over_share =
+                others_wanting > 0 && ls.lane.in_flight() >= fair_share(self.cfg.max_in_flight, self.active);
+            if self.in_flight >= self.cfg.max_in_flight || over_share {
+                if let Some(ls) = self.lanes.get_mut(id)
+                    && !ls.in_ready
+                {
+                    ls.in_ready = true;
+                    self.ready.push_back(id.clone());
+                }
+                break;
+            }
+            let Some(ls) = self.lanes.get_mut(id) else { return };
+            let Some(job) = ls.lane.start() else { break };
+            if !self.held.contains_key(&job.job.delivery_id) {
+                // Its claim was lost: another holder sends it.
+                ls.lane.abandoned(now);
+                continue;
+            }
+            self.in_flight += 1;
+            self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(attempt::run(
+                self.transport.clone(),
+                target,
+                job,
+                ls.cancel.clone(),
+                self.done_tx.clone(),
+            ));
+            self.refresh(id);
+        }
+        self.refresh(id);
+    }
+
+    /// Gives freed slots to lanes that were waiting, in order.
+    fn serve_ready(&mut self) {
+        let mut turns = self.ready.len();
+        while turns > 0 && self.in_flight < self.cfg.max_in_flight {
+            turns -= 1;
+            let Some(id) = self.ready.pop_front() else { break };
+            if let Some(ls) = self.lanes.get_mut(&id) {
+                ls.in_ready = false;
+                self.pump(&id);
+            }
+        }
+    }
+
+    /// A deleted endpoint's work stops at once: requests in flight are
+    /// canceled, queued and retrying jobs dropped. The store has already
+    /// canceled its deliveries, so nothing is recorded for them.
+    fn endpoint_deleted(&mut self, id: &EndpointId) {
+        self.targets.insert(id.clone(), TargetEntry::Gone);
+        let timers = std::mem::take(&mut self.timers);
+        let (gone, kept): (Vec<_>, Vec<_>) = timers.into_iter().partition(|Reverse(t)| match &t.wake {
+            Wake::Retry(job) => &job.job.endpoint_id == id,
+            Wake::Probe(ep) => ep == id,
+        });
+        self.timers = kept.into_iter().collect();
+        for Reverse(t) in gone {
+            if let Wake::Retry(job) = t.wake {
+                self.held.remove(&job.job.delivery_id);
+            }
+        }
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        ls.cancel.cancel();
+        for job in ls.lane.drain() {
+            self.held.remove(&job.job.delivery_id);
+        }
+        self.remove_lane(id);
+    }
+
+    /// Forgets a lane, with its share of the counters.
+    fn remove_lane(&mut self, id: &EndpointId) {
+        let Some(ls) = self.lanes.remove(id) else { return };
+        self.active -= usize::from(ls.active);
+        self.wanting -= usize::from(ls.wanting);
+        if ls.lane.is_open() {
+            self.shared.stats.circuits_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Jobs for a disabled endpoint end without a request.
+    fn fail_queued(&mut self, id: &EndpointId) {
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        let jobs: Vec<Job> = ls.lane.drain().collect();
+        for job in jobs {
+            let held = self.held_of(&job);
+            self.record(
+                Outcome {
+                    held,
+                    attempt: None,
+                    state: DeliveryState::Failed,
+                },
+                Some(job),
+            );
+        }
+        self.refresh(id);
+    }
+
+    fn forget_idle_lane(&mut self, id: &EndpointId) {
+        if self
+            .lanes
+            .get(id)
+            .is_some_and(|l| l.lane.is_idle() && !l.in_ready && !l.parked && !l.probing)
+        {
+            self.remove_lane(id);
+        }
+    }
+
+    fn renew_claims(&mut self) {
+        let held = self.held.iter().map(|(&id, &fence)| Held { id, fence }).collect();
+        let parked = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.parked)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let _ = self.renewals.send(Renewal { held, parked });
+    }
+
+    /// The claim under which `job` is held now (it may have been claimed again).
+    fn held_of(&self, job: &Job) -> Held {
+        let id = job.job.delivery_id;
+        Held {
+            id,
+            fence: self.held.get(&id).copied().unwrap_or(job.job.fence),
+        }
+    }
+
+    /// Hands an outcome to the recorder; `leaving` is the job when it
+    /// leaves memory, kept (and still renewed) until its record is durable.
+    fn record(&mut self, outcome: Outcome, leaving: Option<Job>) {
+        if self.records.send(Record::Outcome { outcome, leaving }).is_err() {
+            tracing::error!("the recorder has stopped; an attempt result was not saved");
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.in_flight -= 1;
+        self.shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let id = done.job.job.endpoint_id.clone();
+        let now = Instant::now();
+        let Some(reply) = done.reply.clone() else {
+            // Canceled: the endpoint is gone, and so is the delivery.
+            self.held.remove(&done.job.job.delivery_id);
+            if let Some(ls) = self.lanes.get_mut(&id) {
+                ls.lane.abandoned(now);
+            }
+            self.refresh(&id);
+            self.forget_idle_lane(&id);
+            self.serve_ready();
+            return;
+        };
+        let answer = attempt::answer(&reply, done.target.spec.timeout);
+        let transition = match self.lanes.get_mut(&id) {
+            Some(ls) => ls.lane.finished(&self.lane_cfg, now, answer),
+            None => Transition::None,
+        };
+        let open = self.lanes.get(&id).is_some_and(|l| l.lane.is_open());
+        let stats = &self.shared.stats;
+        let record = attempt::record(&done, &reply);
+        let number = record.attempt_number;
+        let success = reply.is_success();
+        let counter = if success {
+            &stats.attempts_succeeded
+        } else {
+            &stats.attempts_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !success {
+            tracing::debug!(msg_id = %record.msg_id, endpoint_id = %id, status = reply.status,
+                error = ?reply.error, attempt = number, "delivery attempt failed");
+        }
+        let Done {
+            mut job,
+            target,
+            started_at,
+            ..
+        } = done;
+        let held = self.held_of(&job);
+        let delay = (!success)
+            .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
+            .flatten();
+        match (success, delay) {
+            (true, _) => self.record(
+                Outcome {
+                    held,
+                    attempt: Some(record),
+                    state: DeliveryState::Succeeded,
+                },
+                Some(job),
+            ),
+            (false, None) => {
+                stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
+                self.record(
+                    Outcome {
+                        held,
+                        attempt: Some(record),
+                        state: DeliveryState::Failed,
+                    },
+                    Some(job),
+                );
+            }
+            (false, Some(wait)) => {
+                let keep = open || (wait <= self.cfg.retry_horizon && !self.stopping);
+                let outcome = Outcome {
+                    held,
+                    attempt: Some(record),
+                    state: DeliveryState::Retry {
+                        after: wait,
+                        keep_claim: keep,
+                    },
+                };
+                if !keep {
+                    self.record(outcome, Some(job));
+                } else {
+                    self.record(outcome, None);
+                    job.job.attempts = number;
+                    job.job.first_attempt_at.get_or_insert(started_at);
+                    if open {
+                        // Waits parked for its own next attempt.
+                        if let Some(ls) = self.lanes.get_mut(&id) {
+                            ls.parked = true;
+                        }
+                        self.held.remove(&held.id);
+                        let _ = self.records.send(Record::Park(vec![(held, job)]));
+                    } else {
+                        self.schedule(Wake::Retry(job), now + wait);
+                    }
+                }
+            }
+        }
+        match transition {
+            Transition::Opened => self.circuit_opened(&id),
+            Transition::Closed => self.circuit_closed(&id),
+            Transition::None => {
+                // A failed probe: the next one is due at the lane's new probe time.
+                if let Some(at) = self
+                    .lanes
+                    .get(&id)
+                    .filter(|l| l.lane.in_flight() == 0)
+                    .and_then(|l| l.lane.probe_at())
+                {
+                    self.schedule(Wake::Probe(id.clone()), at);
+                }
+            }
+        }
+        self.pump(&id);
+        self.forget_idle_lane(&id);
+        self.serve_ready();
+    }
+
+    fn circuit_opened(&mut self, id: &EndpointId) {
+        self.shared.stats.circuits_open.fetch_add(1, Ordering::Relaxed);
+        let Some(ls) = self.lanes.get_mut(id) else { return };
+        tracing::info!(endpoint_id = %id, "endpoint unreachable; circuit open, its deliveries wait in the store");
+        let jobs: Vec<Job> = ls.lane.drain().collect();
+        let at = ls.lane.probe_at();
+        if !jobs.is_empty() {
+            ls.parked = true;
+            let parked: Vec<(Held, Job)> = jobs.into_iter().map(|j| (self.held_of(&j), j)).collect();
+            for (h, _) in &parked {
+                self.held.remove(&h.id);
+            }
+            let _ = self.records.send(Record::Park(parked));
+        }
+        if let Some(at) = at {
+            self.schedule(Wake::Probe(id.clone()), at);
+        }
+        self.refresh(id);
+    }
+
+    fn circuit_closed(&mut self, id: &EndpointId) {
+        self.shared.stats.circuits_open.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(endpoint_id = %id, "endpoint answers again; circuit closed");
+        if let Some(ls) = self.lanes.get_mut(id)
+            && std::mem::take(&mut ls.parked)
+        {
+            let _ = self.records.send(Record::Unpark(id.clone()));
+        }
+    }
+
+    /// Shutdown: start nothing new, let requests in flight finish within the
+    /// grace period, and hand every claim on unsent work back to the store.
+    async fn stop(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+        self.stopping = true;
+        let deadline = Instant::now() + self.cfg.shutdown_grace;
+        while self.in_flight > 0 {
+            tokio::select! {
+                Some(done) = self.done_rx.recv() => self.on_done(done),
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(in_flight = self.in_flight, "stopping with requests still in flight; they will be retried");
+                    break;
+                }
+            }
+        }
+        events.close();
+        let mut unsent: Vec<Job> = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let Event::Jobs(jobs) | Event::Probed(_, jobs) = event {
+                unsent.extend(jobs);
+            }
+        }
+        for ls in self.lanes.values_mut() {
+            unsent.extend(ls.lane.drain());
+        }
+        for Reverse(t) in std::mem::take(&mut self.timers) {
+            if let Wake::Retry(job) = t.wake {
+                unsent.push(job);
+            }
+        }
+        if !unsent.is_empty() {
+            tracing::info!(deliveries = unsent.len(), "returning unsent deliveries to the store");
+            let released = unsent.into_iter().map(|j| (self.held_of(&j), j)).collect();
+            let _ = self.records.send(Record::Release(released));
+        }
+        // Parked work goes back too, so another node need not wait for the hold to lapse.
+        for (id, ls) in &self.lanes {
+            if ls.parked {
+                let _ = self.records.send(Record::Unpark(id.clone()));
+            }
+        }
+        // Dropping `self.records` lets the recorder finish once it has written everything.
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
