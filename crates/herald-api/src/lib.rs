@@ -2,6 +2,7 @@
 //! Svix SDKs work unchanged. One router file per resource; handlers validate
 //! input into domain types and call the store or the engine, never SQL.
 
+pub mod body;
 pub mod dto;
 pub mod error;
 mod extract;

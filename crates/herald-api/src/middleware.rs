@@ -10,6 +10,7 @@ use base64::Engine as _;
 use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
+use crate::body::{DRAIN_MAX_BYTES, drain};
 use crate::error::ApiError;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
@@ -22,7 +23,7 @@ pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
 
 /// What every `/api/v1` request passes before its handler, in one layer (each
 /// layer costs a boxed future and a state clone per request): a declared
-/// body over the limit is refused before it is read (413), then the token is
+/// body over the limit is refused without being kept (413), then the token is
 /// checked (401), then a POST with an `idempotency-key` is answered once.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let declared = req
@@ -30,8 +31,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > state.config.max_payload_bytes) {
-        return ApiError::too_large(state.config.max_payload_bytes).into_response();
+    if let Some(declared) = declared.filter(|n| *n > state.config.max_payload_bytes) {
+        // Read the body away first so a client still writing it sees the
+        // 413; one that waits for `100 Continue` has sent nothing to drain.
+        let waits = req.headers().contains_key(header::EXPECT);
+        let drained = !waits && declared <= DRAIN_MAX_BYTES && drain(req.into_body(), declared).await;
+        return ApiError::too_large(state.config.max_payload_bytes)
+            .closing_if(!drained)
+            .into_response();
     }
     if let Err(e) = authenticate(&state, &req) {
         return e.into_response();
