@@ -323,16 +323,32 @@ impl AsyncRead for TimedStream {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                let Some((at, what)) = self.deadline() else {
-                    return Poll::Pending;
+                let deadline = self.deadline();
+                let at = match deadline {
+                    Some((at, _)) => at,
+                    // A request is in progress, so nothing is timed; but
+                    // hyper may not read again once it ends, so the timer
+                    // stays armed within an idle timeout to look again then.
+                    None if self.timer_at > Instant::now() => self.timer_at,
+                    None => Instant::now() + self.idle_timeout,
                 };
                 if at != self.timer_at {
                     self.timer_at = at;
                     self.timer.as_mut().reset(at);
                 }
-                match self.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what))),
-                    Poll::Pending => Poll::Pending,
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match deadline {
+                    Some((_, what)) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what))),
+                    None => {
+                        // Re-armed; this poll registers the wake-up.
+                        self.timer_at = Instant::now() + self.idle_timeout;
+                        let at = self.timer_at;
+                        self.timer.as_mut().reset(at);
+                        let _ = self.timer.as_mut().poll(cx);
+                        Poll::Pending
+                    }
                 }
             }
             other => other,
