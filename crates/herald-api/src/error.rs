@@ -3,7 +3,7 @@
 //! A 5xx says nothing internal; its cause goes to the log.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::validate::ValidationError;
 use herald_store::StoreError;
@@ -25,6 +25,10 @@ pub enum ApiError {
     Validation(Vec<ValidationItem>),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The inner error, and the connection is closed after it because part
+    /// of the request body was left unread.
+    #[error(transparent)]
+    Closing(Box<ApiError>),
 }
 
 impl ApiError {
@@ -46,6 +50,13 @@ impl ApiError {
             format!("request body is larger than the limit of {limit} bytes"),
             "payload_too_large",
         )
+    }
+    pub fn request_timeout(timeout: &crate::body::BodyTimeout) -> Self {
+        Self::Status(StatusCode::REQUEST_TIMEOUT, timeout.to_string(), "request_timeout")
+    }
+    /// This error, closing the connection after it when `close` holds.
+    pub fn closing_if(self, close: bool) -> Self {
+        if close { Self::Closing(Box::new(self)) } else { self }
     }
     /// One invalid field, at `loc` (e.g. `["body", "url"]`).
     pub fn invalid(loc: &[&str], err: ValidationError) -> Self {
@@ -98,6 +109,12 @@ impl IntoResponse for ApiError {
                 }),
             )
                 .into_response(),
+            Self::Closing(inner) => {
+                let mut resp = inner.into_response();
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                resp
+            }
             Self::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 (

@@ -6,55 +6,80 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use herald_core::validate::{DEPTH_KIND, MAX_PAYLOAD_DEPTH, check_depth, depth_message};
+
 use crate::AppState;
+use crate::body::read_limited;
 use crate::error::ApiError;
+
+/// Bodies larger than this are checked and parsed on the blocking pool, so
+/// a big one never holds an async worker (and the requests queued behind it)
+/// for long; below it, the hand-off would cost more than the parse.
+const BLOCKING_PARSE_BYTES: usize = 64 * 1024;
+
+/// Deepest nesting accepted anywhere in a request body: the payload limit,
+/// plus the body's own object. serde_json bounds typed fields by itself, but
+/// not the raw JSON kept for payloads, and this check costs one linear pass.
+const MAX_BODY_DEPTH: usize = MAX_PAYLOAD_DEPTH + 1;
 
 /// A JSON body. Malformed JSON or a wrong field type is a 422 that names the
 /// field; a body over `--max-payload-bytes` is a 413, whether it declared its
-/// length or not.
+/// length or not; nesting deeper than [`MAX_BODY_DEPTH`] is a 422.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.max_payload_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-            let inner = e.into_inner();
-            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::too_large(limit)
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {inner}"))
-            }
-        })?;
+        let bytes = read_limited(req.into_body(), state.config.max_payload_bytes).await?;
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
             bytes
         };
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        match serde_path_to_error::deserialize::<_, T>(de) {
-            Ok(value) => Ok(Self(value)),
-            Err(err) => {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                let mut loc = vec!["body".to_owned()];
-                if path != "." {
-                    loc.extend(path.split('.').map(str::to_owned));
-                }
-                let kind = if inner.is_syntax() || inner.is_eof() {
-                    "value_error.jsondecode"
-                } else {
-                    "type_error"
-                };
-                Err(ApiError::Validation(vec![crate::error::ValidationItem {
-                    loc,
-                    msg: inner.to_string(),
-                    kind: kind.to_owned(),
-                }]))
-            }
+        if body.len() > BLOCKING_PARSE_BYTES {
+            tokio::task::spawn_blocking(move || parse(&body))
+                .await
+                .map_err(|e| ApiError::Internal(format!("parsing a request body: {e}")))?
+                .map(Self)
+        } else {
+            parse(&body).map(Self)
         }
     }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if let Err(deep) = check_depth(body, MAX_BODY_DEPTH) {
+        let (loc, what) = match &deep.field {
+            Some(field) => (vec!["body", field.as_str()], field.as_str()),
+            None => (vec!["body"], "body"),
+        };
+        let max = if deep.field.is_some() {
+            MAX_PAYLOAD_DEPTH
+        } else {
+            MAX_BODY_DEPTH
+        };
+        return Err(ApiError::invalid_msg(&loc, DEPTH_KIND, depth_message(what, max)));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let mut loc = vec!["body".to_owned()];
+        if path != "." {
+            loc.extend(path.split('.').map(str::to_owned));
+        }
+        let kind = if inner.is_syntax() || inner.is_eof() {
+            "value_error.jsondecode"
+        } else {
+            "type_error"
+        };
+        ApiError::Validation(vec![crate::error::ValidationItem {
+            loc,
+            msg: inner.to_string(),
+            kind: kind.to_owned(),
+        }])
+    })
 }
 
 /// Query parameters as ordered pairs, so list parameters can come in every

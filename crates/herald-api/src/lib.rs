@@ -2,11 +2,13 @@
 //! Svix SDKs work unchanged. One router file per resource; handlers validate
 //! input into domain types and call the store or the engine, never SQL.
 
+pub mod body;
 pub mod dto;
 pub mod error;
 mod extract;
 mod middleware;
 mod routes;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, ApiResult};
+pub use server::ConnectionLimits;
 
 /// How long a response saved for an `idempotency-key` is replayed.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -26,6 +29,8 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub struct ApiConfig {
     pub admin_token: String,
     pub max_payload_bytes: usize,
+    /// Timeouts and the connection cap of [`serve`].
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Clone)]
@@ -70,9 +75,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets
-/// requests in progress finish.
+/// requests in progress finish; the bounds on connections come from
+/// `state.config.connections` (see [`server`]).
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let limits = state.config.connections.clone();
+    server::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }

@@ -1,5 +1,8 @@
 //! Cross-cutting request handling: the body limit, authentication,
 //! idempotency keys, and JSON 404s for unknown routes.
+//!
+//! An idempotent request runs in a task of its own, so a client that hangs
+//! up cannot leave its key marked "in progress" (every retry would get 409).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -10,6 +13,7 @@ use base64::Engine as _;
 use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
+use crate::body::{DRAIN_MAX_BYTES, drain};
 use crate::error::ApiError;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
@@ -22,7 +26,7 @@ pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
 
 /// What every `/api/v1` request passes before its handler, in one layer (each
 /// layer costs a boxed future and a state clone per request): a declared
-/// body over the limit is refused before it is read (413), then the token is
+/// body over the limit is refused without being kept (413), then the token is
 /// checked (401), then a POST with an `idempotency-key` is answered once.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let declared = req
@@ -30,8 +34,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > state.config.max_payload_bytes) {
-        return ApiError::too_large(state.config.max_payload_bytes).into_response();
+    if let Some(declared) = declared.filter(|n| *n > state.config.max_payload_bytes) {
+        // Read the body away first so a client still writing it sees the
+        // 413; one that waits for `100 Continue` has sent nothing to drain.
+        let waits = req.headers().contains_key(header::EXPECT);
+        let drained = !waits && declared <= DRAIN_MAX_BYTES && drain(req.into_body(), declared).await;
+        return ApiError::too_large(state.config.max_payload_bytes)
+            .closing_if(!drained)
+            .into_response();
     }
     if let Err(e) = authenticate(&state, &req) {
         return e.into_response();
@@ -102,52 +112,74 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
             }
         }
     }
-    let forget = |state: &AppState| {
-        if let Ok(mut keys) = state.idempotency.lock() {
+    let key = PendingKey { state, id: Some(id) };
+    // In its own task: a client that hangs up does not abort the work half
+    // way, and the key ends with the real answer, which a retry then gets.
+    match tokio::spawn(answer_once(key, req, next)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(format!("an idempotent request failed: {e}")).into_response(),
+    }
+}
+
+/// A key marked in progress; dropping it (an error, a panic, a runtime
+/// shutting down) releases the key so a retry is not refused forever.
+struct PendingKey {
+    state: AppState,
+    id: Option<String>,
+}
+
+impl PendingKey {
+    /// Replaces "in progress" with the answer and hands back the key.
+    fn complete(mut self, saved: SavedResponse) -> String {
+        let id = self.id.take().unwrap_or_default();
+        if let Ok(mut keys) = self.state.idempotency.lock() {
+            keys.insert(id.clone(), Some(saved));
+        }
+        id
+    }
+}
+
+impl Drop for PendingKey {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Ok(mut keys) = self.state.idempotency.lock()
+        {
             keys.remove(&id);
         }
-    };
-    match state.store.saved_response(&id, IDEMPOTENCY_WINDOW).await {
-        Ok(Some(saved)) => {
-            forget(&state);
-            return saved_to_response(saved);
-        }
+    }
+}
+
+async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
+    let state = key.state.clone();
+    let id = key.id.as_deref().unwrap_or_default();
+    match state.store.saved_response(id, IDEMPOTENCY_WINDOW).await {
+        Ok(Some(saved)) => return saved_to_response(saved),
         Ok(None) => {}
-        Err(e) => {
-            forget(&state);
-            return ApiError::from(e).into_response();
-        }
+        Err(e) => return ApiError::from(e).into_response(),
     }
     let response = next.run(req).await;
     if !response.status().is_success() {
-        forget(&state);
         return response;
     }
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, SAVED_RESPONSE_LIMIT).await {
         Ok(b) => b,
-        Err(e) => {
-            forget(&state);
-            return ApiError::Internal(format!("buffering a response: {e}")).into_response();
-        }
+        Err(e) => return ApiError::Internal(format!("buffering a response: {e}")).into_response(),
     };
     let saved = SavedResponse {
         status: parts.status.as_u16(),
         body: bytes.clone(),
     };
-    if let Ok(mut keys) = state.idempotency.lock() {
-        keys.insert(id.clone(), Some(saved.clone()));
-    }
+    let id = key.complete(saved.clone());
     // The answer goes out now; a repeat meanwhile is served from memory
     // until the saved copy is committed, so the save adds no latency.
-    let saver = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = saver.store.save_response(&id, saved).await {
+        if let Err(e) = state.store.save_response(&id, saved).await {
             // The work itself is committed; only deduplication of a later
             // retry with the same key is lost.
             tracing::warn!(error = %e, "could not save an idempotent response");
         }
-        if let Ok(mut keys) = saver.idempotency.lock() {
+        if let Ok(mut keys) = state.idempotency.lock() {
             keys.remove(&id);
         }
     });

@@ -131,14 +131,88 @@ impl EndpointUrl {
     }
 }
 
+/// Deepest nesting of objects and arrays a message payload may have (`{}` is
+/// depth 1). The payload is kept as raw text, which serde_json never walks,
+/// so without this a receiver (or our own templates) would have to parse
+/// whatever depth a sender chose; 64 is far beyond any real event.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
 /// A message payload: the exact JSON text the platform posted, which must be
-/// an object. It is stored and delivered byte for byte.
+/// an object nested at most [`MAX_PAYLOAD_DEPTH`] deep. It is stored and
+/// delivered byte for byte.
 pub fn check_payload_object(raw_json: &str) -> Result<(), ValidationError> {
-    if raw_json.trim_start().starts_with('{') {
-        Ok(())
-    } else {
-        Err(ValidationError::new("type_error.dict", "payload must be a JSON object"))
+    if !raw_json.trim_start().starts_with('{') {
+        return Err(ValidationError::new("type_error.dict", "payload must be a JSON object"));
     }
+    check_depth(raw_json.as_bytes(), MAX_PAYLOAD_DEPTH)
+        .map_err(|_| ValidationError::new(DEPTH_KIND, depth_message("payload", MAX_PAYLOAD_DEPTH)))
+}
+
+/// The 422 `type` of a value nested too deep.
+pub const DEPTH_KIND: &str = "value_error.json.depth";
+
+pub fn depth_message(what: &str, max: usize) -> String {
+    format!("{what} is nested deeper than {max} levels of objects and arrays")
+}
+
+/// Nesting went past the limit; `field` is the top-level object key under
+/// which it did, when the text is an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooDeep {
+    pub field: Option<String>,
+}
+
+/// Checks that JSON text nests objects and arrays at most `max` deep, in one
+/// pass over the bytes and without recursion, so neither its time nor its
+/// stack grows with the depth. Syntax is not checked (the parser does that).
+pub fn check_depth(json: &[u8], max: usize) -> Result<(), TooDeep> {
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    // Top-level keys, so the error can name the field that is too deep.
+    let (mut top_is_object, mut expect_key, mut string_is_key) = (false, false, false);
+    let (mut string_start, mut key) = (0usize, None::<(usize, usize)>);
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                if string_is_key {
+                    key = Some((string_start, i));
+                }
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                string_start = i + 1;
+                string_is_key = depth == 1 && expect_key;
+                if depth == 1 {
+                    expect_key = false;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    let field = key
+                        .filter(|_| top_is_object && depth > 1)
+                        .map(|(start, end)| String::from_utf8_lossy(&json[start..end]).into_owned());
+                    return Err(TooDeep { field });
+                }
+                if depth == 1 {
+                    top_is_object = b == b'{';
+                    expect_key = top_is_object;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => expect_key = top_is_object,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -175,5 +249,46 @@ mod tests {
         assert!(check_payload_object(r#" {"a":1}"#).is_ok());
         assert!(check_payload_object("[1]").is_err());
         assert!(check_payload_object("\"x\"").is_err());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{{}}{}", r#"{"a":"#.repeat(depth - 1), "}".repeat(depth - 1))
+    }
+
+    #[test]
+    fn payload_depth_is_limited() {
+        assert_eq!(check_depth(nested(1).as_bytes(), 1), Ok(()));
+        assert!(check_payload_object(&nested(MAX_PAYLOAD_DEPTH)).is_ok());
+        let err = check_payload_object(&nested(MAX_PAYLOAD_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.kind, DEPTH_KIND);
+        // Brackets inside strings, escaped quotes included, do not count.
+        let quoted = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(check_payload_object(&quoted).is_ok());
+    }
+
+    #[test]
+    fn depth_check_names_the_top_level_field() {
+        let text = format!(
+            r#"{{"eventType":"x","tags":["a,b"],"payload":{}}}"#,
+            "[".repeat(150_000)
+        );
+        assert_eq!(
+            check_depth(text.as_bytes(), 65),
+            Err(TooDeep {
+                field: Some("payload".into())
+            })
+        );
+        let text = format!(r#"{{"k":"v","nested":{{"deep":{}}}}}"#, "[".repeat(10));
+        assert_eq!(
+            check_depth(text.as_bytes(), 5),
+            Err(TooDeep {
+                field: Some("nested".into())
+            })
+        );
+        assert_eq!(
+            check_depth("[".repeat(150_000).as_bytes(), 65),
+            Err(TooDeep { field: None })
+        );
+        assert_eq!(check_depth(br#"{"a":[[1],[2]],"b":{"c":[]}}"#, 3), Ok(()));
     }
 }

@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -71,6 +72,62 @@ pub struct ServeArgs {
     /// deliveries of one message share its payload, counted once.
     #[arg(long, env = "HERALD_MAX_RESIDENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_resident_bytes: usize,
+    /// Client connections open at once; at the cap new ones wait in the
+    /// listen backlog. Default: the open-file limit (raised to its hard
+    /// limit at start) less room for deliveries and the database, at least
+    /// 64 and at most 10,000.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
+    pub max_connections: Option<u64>,
+    /// Seconds a client may take to send a request head, from its first byte.
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client may take to send a whole request body (408 after).
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+}
+
+/// File descriptors the default connection cap leaves for everything else:
+/// two per delivery in flight (the request and a pooled connection), and
+/// the database, its WAL, logs and the listener.
+fn reserved_fds(max_in_flight: usize) -> u64 {
+    2 * max_in_flight as u64 + 256
+}
+
+/// Raises the soft open-file limit to the hard one (a server with many
+/// clients and deliveries outgrows the usual 1024 soft limit) and returns
+/// the limit in force.
+pub fn raise_open_file_limit() -> u64 {
+    let before = rlimit::Resource::NOFILE.get().map(|(soft, _)| soft).ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => {
+            tracing::info!(before, now, "open-file limit raised to the hard limit");
+            now
+        }
+        Err(e) => {
+            let now = before.unwrap_or(1024);
+            tracing::warn!(error = %e, now, "could not raise the open-file limit");
+            now
+        }
+    }
+}
+
+/// The connection cap and timeouts from the flags; `open_files` sizes the
+/// default cap.
+pub fn connection_limits(args: &ServeArgs, open_files: u64) -> herald_api::ConnectionLimits {
+    let max_connections = args.max_connections.unwrap_or_else(|| {
+        open_files
+            .saturating_sub(reserved_fds(args.max_in_flight))
+            .clamp(64, 10_000)
+    });
+    herald_api::ConnectionLimits {
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+    }
 }
 
 pub fn init_logging(filter: &str) {

@@ -31,6 +31,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     lock.try_lock()
         .map_err(|_| anyhow::anyhow!("another herald process is using {}", args.storage.data_dir.display()))?;
 
+    let open_files = config::raise_open_file_limit();
+    let connections = config::connection_limits(&args, open_files);
     let private_targets = config::private_targets(&args)?;
     let time_scale = config::time_scale()?;
     let key = config::encryption_key(&args)?;
@@ -69,7 +71,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Tests and scripts read the bound address from this line.
     println!("herald listening on http://{addr}");
-    tracing::info!(%addr, database = %db_path.display(), "herald started");
+    tracing::info!(
+        %addr,
+        database = %db_path.display(),
+        max_connections = connections.max_connections,
+        "herald started"
+    );
 
     let api_stop = CancellationToken::new();
     let state = AppState::new(
@@ -78,6 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ApiConfig {
             admin_token,
             max_payload_bytes: args.max_payload_bytes,
+            connections,
         },
     );
     let server = tokio::spawn(herald_api::serve(listener, state, api_stop.clone()));
