@@ -224,11 +224,12 @@ impl<J> Lane<J> {
     }
 }
 
-/// The most a lane may hold while other lanes wait for a slot: the global
-/// budget split evenly over the lanes that hold or want slots, rounded up
-/// so the shares add up to at least the budget.
+/// A lane's fair share of the global budget: the budget split evenly over
+/// the lanes that hold or want slots and one more, so that while every
+/// lane keeps to its share a lane that turns up next still finds its own
+/// share free (requests in flight cannot be taken back). Never zero.
 pub(crate) fn fair_share(max_in_flight: usize, active_lanes: usize) -> usize {
-    max_in_flight.div_ceil(active_lanes.max(1)).max(1)
+    (max_in_flight / (active_lanes + 1)).max(1)
 }
 
 #[cfg(test)]
@@ -386,11 +387,19 @@ mod tests {
     }
 
     #[test]
-    fn fair_shares_add_up_to_at_least_the_budget() {
+    fn fair_shares_leave_a_share_free_for_the_next_lane() {
         assert_eq!(fair_share(512, 0), 512);
-        assert_eq!(fair_share(512, 1), 512);
-        assert_eq!(fair_share(512, 41), 13);
-        assert!(fair_share(512, 41) * 41 >= 512);
+        assert_eq!(fair_share(512, 1), 256);
+        assert_eq!(fair_share(512, 40), 12);
+        for active in 1..=200 {
+            let share = fair_share(512, active);
+            if share > 1 {
+                assert!(
+                    512 - active * share >= share,
+                    "{active} lanes at their share leave a share free"
+                );
+            }
+        }
         assert_eq!(fair_share(512, 1000), 1, "never zero");
     }
 }

@@ -6,7 +6,10 @@
 //! - each endpoint has its own lane ([`crate::lane`]) with an adaptive
 //!   limit and a circuit breaker;
 //! - the global in-flight budget is shared fairly: while other lanes want a
-//!   slot, no lane starts a request beyond its [`fair_share`];
+//!   slot, no lane starts a request beyond its [`fair_share`], and when none
+//!   does, a lane may go beyond it only while a share stays free for the
+//!   next lane to want one (a hanging endpoint's requests cannot be taken
+//!   back once started);
 //! - an open circuit's work waits parked in the store, not in memory, and
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
@@ -434,8 +437,9 @@ impl Scheduler {
                 break;
             }
             let others_wanting = self.wanting - usize::from(ls.wanting);
-            let over_share =
-                others_wanting > 0 && ls.lane.in_flight() >= fair_share(self.cfg.max_in_flight, self.active);
+            let share = fair_share(self.cfg.max_in_flight, self.active);
+            let free_after = self.cfg.max_in_flight.saturating_sub(self.in_flight + 1);
+            let over_share = ls.lane.in_flight() >= share && (others_wanting > 0 || free_after < share);
             if self.in_flight >= self.cfg.max_in_flight || over_share {
                 if let Some(ls) = self.lanes.get_mut(id)
                     && !ls.in_ready

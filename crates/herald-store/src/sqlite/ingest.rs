@@ -7,7 +7,7 @@ use herald_core::model::{Message, subscribers};
 use herald_core::validate::Uid;
 use rusqlite::params;
 
-use super::rows::{conflict, from_ms, opt_json, ttl_ms};
+use super::rows::{after, conflict, from_ms, opt_json};
 use super::writer::WriterCtx;
 use crate::{DeliveryJob, Ingested, NewMessage, Result, StoreError};
 
@@ -42,7 +42,7 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
     let endpoints = ctx.endpoints_of(&app_id)?;
     // Born claimed (fence 1) when the engine will send from memory.
     let (owner, claim_until, fence) = match &msg.lease {
-        Some(lease) => (Some(lease.owner.as_str()), Some(now_ms + ttl_ms(lease.ttl)), 1),
+        Some(lease) => (Some(lease.owner.as_str()), Some(after(now_ms, lease.ttl)), 1),
         None => (None, None, 0),
     };
     let mut deliveries = Vec::new();

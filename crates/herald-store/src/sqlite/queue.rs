@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::ingest::insert_message_with_fanout;
-use super::rows::{db_now_ms, ms, opt_time_at, time_at, ttl_ms};
+use super::rows::{after, db_now_ms, ms, opt_time_at, time_at};
 use crate::{
     DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result,
 };
@@ -53,7 +53,7 @@ impl DeliveryQueue for SqliteStore {
         let lease = lease.clone();
         self.writer
             .run_fast(move |ctx| {
-                let until = ctx.now()? + ttl_ms(lease.ttl);
+                let until = after(ctx.now()?, lease.ttl);
                 let mut renew = ctx.conn.prepare_cached(
                     "UPDATE delivery SET claim_until = ?4 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
@@ -121,7 +121,7 @@ impl DeliveryQueue for SqliteStore {
         let owner = lease.owner.clone();
         self.writer
             .run_fast(move |ctx| {
-                let until = ctx.now()? + ttl_ms(hold);
+                let until = after(ctx.now()?, hold);
                 let mut park = ctx.conn.prepare_cached(
                     "UPDATE delivery SET parked = 1, claim_until = ?4 \
                      WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
@@ -164,7 +164,7 @@ impl DeliveryQueue for SqliteStore {
         let owner = lease.owner.clone();
         self.writer
             .run_fast(move |ctx| {
-                let until = ctx.now()? + ttl_ms(hold);
+                let until = after(ctx.now()?, hold);
                 let mut renew = ctx.conn.prepare_cached(
                     "UPDATE delivery SET claim_until = ?3 \
                      WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2",
@@ -223,7 +223,8 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     }
     let mut lapsed = conn.prepare_cached(
         "SELECT id, next_attempt_at FROM delivery \
-         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND next_attempt_at <= ?1 LIMIT ?2",
+         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND next_attempt_at <= ?1 \
+         ORDER BY next_attempt_at LIMIT ?2",
     )?;
     for row in lapsed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
         rows.push(row?);
@@ -253,7 +254,7 @@ fn claim_rows(conn: &Connection, lease: &Lease, now: i64, ids: Vec<i64>, max_byt
         "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1, parked = 0 WHERE id = ?1 \
          RETURNING fence",
     )?;
-    let until = now + ttl_ms(lease.ttl);
+    let until = after(now, lease.ttl);
     // Deliveries of one message share one copy of its payload, counted once.
     let mut payloads: HashMap<String, Bytes> = HashMap::new();
     let mut bytes = 0usize;
@@ -324,10 +325,13 @@ fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Re
             )?
             .execute(params![id, fence, owner, tried, status, now, started])?
         }
-        DeliveryState::Retry { after, keep_claim } => {
-            let at = now + ttl_ms(*after);
+        DeliveryState::Retry {
+            after: wait,
+            keep_claim,
+        } => {
+            let at = after(now, *wait);
             let (claimed_by, until) = if *keep_claim {
-                (Some(owner), Some(at + ttl_ms(lease.ttl)))
+                (Some(owner), Some(after(at, lease.ttl)))
             } else {
                 (None, None)
             };

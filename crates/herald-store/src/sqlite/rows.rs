@@ -44,6 +44,12 @@ pub(crate) fn ttl_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// `d` after the time `at` (milliseconds), saturating: a lease or a wait of
+/// `Duration::MAX` means never, not a time that wrapped into the past.
+pub(crate) fn after(at: i64, d: Duration) -> i64 {
+    at.saturating_add(ttl_ms(d))
+}
+
 /// A stored time; `col` names the column when it is out of range.
 pub(crate) fn time_at(r: &Row, col: usize) -> rusqlite::Result<DateTime<Utc>> {
     from_ms(r.get(col)?).ok_or_else(|| bad_column(col, "time out of range"))

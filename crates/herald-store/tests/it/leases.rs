@@ -454,7 +454,6 @@ async fn a_delivery_recorded_twice_in_one_batch_is_recorded_once() {
 /// "Earliest first" holds for lapsed claims too: among due deliveries whose
 /// claims lapsed, the one due first is taken first, whenever its claim lapsed.
 #[tokio::test]
-#[ignore = "store bug: claim_due's lapsed-claims query (sqlite/queue.rs) has no ORDER BY next_attempt_at before its LIMIT, so lapsed work comes back in claim_until order"]
 async fn lapsed_claims_are_taken_earliest_due_first() {
     each_backend(|b| async move {
         let s = &b.store;
@@ -487,7 +486,6 @@ async fn lapsed_claims_are_taken_earliest_due_first() {
 /// A lease TTL too large to add to the database's clock (a caller's
 /// "forever") must neither take the store down nor wrap into the past.
 #[tokio::test]
-#[ignore = "store bug: `now + ttl_ms(ttl)` overflows for Duration::MAX (sqlite/ingest.rs, queue.rs): the writer thread panics and the store is shut down"]
 async fn a_lease_of_duration_max_holds_and_keeps_the_store_up() {
     each_backend(|b| async move {
         let s = &b.store;
@@ -510,7 +508,6 @@ async fn a_lease_of_duration_max_holds_and_keeps_the_store_up() {
 /// A retry wait too large to add to the database's clock must neither take
 /// the store down nor make the retry due at once.
 #[tokio::test]
-#[ignore = "store bug: `now + ttl_ms(after)` overflows for Duration::MAX (sqlite/queue.rs record_outcome): the writer thread panics and the store is shut down"]
 async fn a_retry_wait_of_duration_max_is_never_due() {
     each_backend(|b| async move {
         let s = &b.store;
