@@ -136,8 +136,13 @@ pub(crate) enum Event {
     AppDeleted(AppId),
     /// Changes were missed: every cached target is stale.
     Resync,
-    /// A parked delivery claimed for an open circuit's probe (or none).
-    Probed(EndpointId, Vec<Job>),
+    /// Parked deliveries taken back for a probe or a refill (`asked` was
+    /// the most wanted).
+    Claimed {
+        endpoint: EndpointId,
+        jobs: Vec<Job>,
+        asked: usize,
+    },
 }
 
 /// Counters for `/metrics`; monotonic unless noted.

@@ -38,6 +38,9 @@ pub(crate) enum Record {
     Release(Vec<(Held, Job)>),
     /// An endpoint's parked claims, released (its circuit closed).
     Unpark(EndpointId),
+    /// An endpoint's unclaimed backlog, parked where it lies (its circuit
+    /// is open).
+    ParkBacklog(EndpointId),
 }
 
 /// What the renewer keeps alive: every claim held in memory, and the
@@ -57,7 +60,12 @@ pub(crate) async fn record(
     let mut buf = Vec::with_capacity(1024);
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(1024);
     let mut leaving: Vec<Job> = Vec::new();
+    let mut parks: Vec<(Held, Job)> = Vec::new();
+    let mut rest: Vec<Record> = Vec::new();
     while rx.recv_many(&mut buf, 1024).await > 0 {
+        // One write for all outcomes, one for all parks, then the rest in
+        // order. Outcomes go first: a retry that keeps its claim is then
+        // parked, and the park must see the claim the outcome kept.
         let mut handed_back = false;
         for record in buf.drain(..) {
             match record {
@@ -66,26 +74,37 @@ pub(crate) async fn record(
                     leaving.extend(job);
                     outcomes.push(outcome);
                 }
-                Record::Park(parked) => {
-                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
-                    let held = parked.iter().map(|(h, _)| *h).collect();
-                    match store.park(&lease, PARK_HOLD, held).await {
-                        Ok(results) => warn_lost(&results, "parking"),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not park deliveries; they are taken up again when their claims lapse")
-                        }
-                    }
+                Record::Park(parked) => parks.extend(parked),
+                other => rest.push(other),
+            }
+        }
+        flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
+        if !parks.is_empty() {
+            let held = parks.iter().map(|(h, _)| *h).collect();
+            match store.park(&lease, PARK_HOLD, held).await {
+                Ok(results) => warn_lost(&results, "parking"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not park deliveries; they are taken up again when their claims lapse")
                 }
+            }
+            parks.clear();
+        }
+        for record in rest.drain(..) {
+            match record {
+                Record::Outcome { .. } | Record::Park(_) => {}
                 Record::Release(released) => {
-                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
                     let held = released.iter().map(|(h, _)| *h).collect();
                     if let Err(e) = store.release(&lease, held).await {
                         tracing::error!(error = %e, "could not return claims; they are taken up again when they lapse");
                     }
                     handed_back = true;
                 }
+                Record::ParkBacklog(endpoint) => match store.park_endpoint(&lease, PARK_HOLD, endpoint).await {
+                    Ok(n) if n > 0 => tracing::debug!(deliveries = n, "parked an unreachable endpoint's backlog"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not park an unreachable endpoint's backlog"),
+                },
                 Record::Unpark(endpoint) => {
-                    flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
                     if let Err(e) = store.unpark(&lease, endpoint).await {
                         tracing::warn!(error = %e, "could not release parked deliveries; they are taken up again when their hold lapses");
                     }
@@ -93,7 +112,6 @@ pub(crate) async fn record(
                 }
             }
         }
-        flush(&store, &lease, &events, &mut outcomes, &mut leaving).await;
         if handed_back {
             shared.wake_loader.notify_one();
         }

@@ -179,6 +179,10 @@ pub trait DeliveryQueue: Send + Sync {
     /// until the hold lapses unrenewed (the holder died), when they are
     /// claimable again. One answer per delivery, in order.
     async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
+    /// Parks every unclaimed pending delivery to `endpoint` under the
+    /// caller's claim for `hold`, without reading a payload: the backlog an
+    /// open circuit holds, swept out of everyone's due work in one write.
+    async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64>;
     /// Claims up to `limit` of the caller's parked deliveries to `endpoint`
     /// whose next attempt is due, earliest first, under a fresh claim (a new
     /// fence, the lease's TTL): an open circuit's probe.

@@ -140,6 +140,23 @@ impl DeliveryQueue for SqliteStore {
             .await
     }
 
+    async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64> {
+        let owner = lease.owner.clone();
+        self.writer
+            .run_fast(move |ctx| {
+                let until = after(ctx.now()?, hold);
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE delivery SET parked = 1, claimed_by = ?2, claim_until = ?3 \
+                         WHERE endpoint_id = ?1 AND status = 1 AND claim_until IS NULL",
+                    )?
+                    .execute(params![endpoint.as_str(), owner.as_str(), until])?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
     async fn claim_parked(&self, lease: &Lease, endpoint: EndpointId, limit: usize) -> Result<Vec<DeliveryJob>> {
         let lease = lease.clone();
         self.writer

@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod delivery;
 mod hardening;
+mod isolation;
 mod sdk;
 mod signing;
 mod transform;

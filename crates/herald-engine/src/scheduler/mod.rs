@@ -13,8 +13,10 @@
 //! - an open circuit's work waits parked in the store, not in memory, and
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+mod parking;
+mod timers;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -31,6 +33,7 @@ use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
 use crate::transport::Transport;
 use crate::{EngineConfig, Event};
+use timers::{Timers, Wake};
 
 /// Endpoint targets kept in memory; past this the cache starts over, which
 /// costs one batched read per active endpoint.
@@ -52,41 +55,11 @@ struct LaneState {
     in_ready: bool,
     /// This node has deliveries of this endpoint parked in the store.
     parked: bool,
-    /// A probe's claim on a parked delivery is under way.
-    probing: bool,
+    /// Parked deliveries are being taken back (a probe or a refill).
+    claiming: bool,
     /// Counted in `Scheduler::active` / `Scheduler::wanting`.
     active: bool,
     wanting: bool,
-}
-
-enum Wake {
-    /// A retry held in memory is due.
-    Retry(Job),
-    /// An open circuit may probe.
-    Probe(EndpointId),
-}
-
-struct Timed {
-    at: Instant,
-    seq: u64,
-    wake: Wake,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 type TargetsLoaded = (Vec<EndpointId>, Vec<DeliveryTarget>);
@@ -104,11 +77,10 @@ pub(crate) struct Scheduler {
     /// Lanes that want a slot and did not get one, in arrival order.
     ready: VecDeque<EndpointId>,
     targets: HashMap<EndpointId, TargetEntry>,
-    timers: BinaryHeap<Reverse<Timed>>,
+    timers: Timers,
     /// Every delivery held in memory (queued, waiting, in flight, or sent
     /// and awaiting its durable record) with the fence of its newest claim.
     held: HashMap<i64, i64>,
-    seq: u64,
     in_flight: usize,
     /// Lanes holding or wanting slots, and lanes wanting one.
     active: usize,
@@ -148,9 +120,8 @@ impl Scheduler {
             lanes: HashMap::new(),
             ready: VecDeque::new(),
             targets: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             held: HashMap::new(),
-            seq: 0,
             in_flight: 0,
             active: 0,
             wanting: 0,
@@ -167,7 +138,7 @@ impl Scheduler {
         let mut renew = tokio::time::interval_at(Instant::now() + every, every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_timer = self.timers.peek().map(|Reverse(t)| t.at);
+            let next_timer = self.timers.next_at();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = renew.tick() => self.renew_claims(),
@@ -232,7 +203,7 @@ impl Scheduler {
                     self.endpoint_deleted(&id);
                 }
             }
-            Event::Probed(id, jobs) => self.on_probed(id, jobs),
+            Event::Claimed { endpoint, jobs, asked } => self.on_claimed(endpoint, jobs, asked),
             Event::Resync => {
                 self.targets.clear();
                 let ids: Vec<EndpointId> = self.lanes.keys().cloned().collect();
@@ -243,50 +214,38 @@ impl Scheduler {
         }
     }
 
-    /// A job into its lane; an open circuit parks it unless it can be the probe.
+    /// A job into its lane. An open circuit parks it unless it can be the
+    /// probe; a lane over its share of memory parks it.
     fn enqueue(&mut self, job: Job) {
         let id = job.job.endpoint_id.clone();
         let now = Instant::now();
+        let cap = self.lane_cap();
         let ls = self.lanes.entry(id.clone()).or_insert_with(|| LaneState {
             lane: Lane::new(&self.lane_cfg),
             app_id: job.job.app_id.clone(),
             cancel: CancellationToken::new(),
             in_ready: false,
             parked: false,
-            probing: false,
+            claiming: false,
             active: false,
             wanting: false,
         });
-        let probe_due = ls.lane.probe_at().is_some_and(|at| now >= at);
-        if ls.lane.is_open() && !(probe_due && ls.lane.queued() == 0 && ls.lane.in_flight() == 0) {
-            ls.parked = true;
-            let held = self.held_of(&job);
-            self.held.remove(&held.id);
-            let _ = self.records.send(Record::Park(vec![(held, job)]));
+        let lane = &ls.lane;
+        let may_probe = lane.probe_at().is_some_and(|at| now >= at) && lane.queued() == 0 && lane.in_flight() == 0;
+        let held = lane.queued() + lane.in_flight();
+        if (lane.is_open() && !may_probe) || (!lane.is_open() && held >= cap) {
+            self.park(&id, vec![job]);
             return;
         }
         ls.lane.push(job);
         self.refresh(&id);
     }
 
-    fn schedule(&mut self, wake: Wake, at: Instant) {
-        self.seq += 1;
-        self.timers.push(Reverse(Timed {
-            at,
-            seq: self.seq,
-            wake,
-        }));
-    }
-
     fn fire_timers(&mut self) {
         let now = Instant::now();
         let mut touched = Vec::new();
-        while let Some(Reverse(t)) = self.timers.peek() {
-            if t.at > now {
-                break;
-            }
-            let Some(Reverse(t)) = self.timers.pop() else { break };
-            match t.wake {
+        while let Some(wake) = self.timers.pop_due(now) {
+            match wake {
                 Wake::Retry(job) => {
                     touched.push(job.job.endpoint_id.clone());
                     self.enqueue(job);
@@ -299,54 +258,6 @@ impl Scheduler {
             self.pump(&id);
         }
         self.serve_ready();
-    }
-
-    /// An open circuit's probe time: send what is queued, or claim the
-    /// earliest-due parked delivery to probe with.
-    fn probe(&mut self, id: &EndpointId) {
-        let Some(ls) = self.lanes.get_mut(id) else { return };
-        if !ls.lane.is_open() || ls.lane.in_flight() > 0 {
-            return;
-        }
-        self.refresh(id);
-        let Some(ls) = self.lanes.get_mut(id) else { return };
-        if ls.lane.queued() > 0 {
-            self.pump(id);
-            return;
-        }
-        if ls.probing {
-            return;
-        }
-        ls.probing = true;
-        let (store, lease, shared, events, id) = (
-            self.store.clone(),
-            self.cfg.lease(),
-            self.shared.clone(),
-            self.events.clone(),
-            id.clone(),
-        );
-        tokio::spawn(async move {
-            let jobs = match store.claim_parked(&lease, id.clone(), 1).await {
-                Ok(jobs) => shared.admit(jobs),
-                Err(e) => {
-                    tracing::warn!(error = %e, endpoint_id = %id, "could not claim a delivery to probe with");
-                    Vec::new()
-                }
-            };
-            let _ = events.send(Event::Probed(id, jobs));
-        });
-    }
-
-    fn on_probed(&mut self, id: EndpointId, jobs: Vec<Job>) {
-        let Some(ls) = self.lanes.get_mut(&id) else { return };
-        ls.probing = false;
-        if jobs.is_empty() {
-            // Nothing parked is due yet: look again at the next probe time.
-            let at = ls.lane.probe_at().unwrap_or_else(Instant::now) + self.lane_cfg.first_probe;
-            self.schedule(Wake::Probe(id), at);
-            return;
-        }
-        self.on_event(Event::Jobs(jobs));
     }
 
     /// Recomputes whether a lane holds or wants slots, for the fair share.
@@ -468,6 +379,7 @@ impl Scheduler {
             self.refresh(id);
         }
         self.refresh(id);
+        self.refill(id);
     }
 
     /// Gives freed slots to lanes that were waiting, in order.
@@ -488,16 +400,8 @@ impl Scheduler {
     /// canceled its deliveries, so nothing is recorded for them.
     fn endpoint_deleted(&mut self, id: &EndpointId) {
         self.targets.insert(id.clone(), TargetEntry::Gone);
-        let timers = std::mem::take(&mut self.timers);
-        let (gone, kept): (Vec<_>, Vec<_>) = timers.into_iter().partition(|Reverse(t)| match &t.wake {
-            Wake::Retry(job) => &job.job.endpoint_id == id,
-            Wake::Probe(ep) => ep == id,
-        });
-        self.timers = kept.into_iter().collect();
-        for Reverse(t) in gone {
-            if let Wake::Retry(job) = t.wake {
-                self.held.remove(&job.job.delivery_id);
-            }
+        for job in self.timers.remove_endpoint(id) {
+            self.held.remove(&job.job.delivery_id);
         }
         let Some(ls) = self.lanes.get_mut(id) else { return };
         ls.cancel.cancel();
@@ -539,7 +443,7 @@ impl Scheduler {
         if self
             .lanes
             .get(id)
-            .is_some_and(|l| l.lane.is_idle() && !l.in_ready && !l.parked && !l.probing)
+            .is_some_and(|l| l.lane.is_idle() && !l.in_ready && !l.parked && !l.claiming)
         {
             self.remove_lane(id);
         }
@@ -663,7 +567,7 @@ impl Scheduler {
                         self.held.remove(&held.id);
                         let _ = self.records.send(Record::Park(vec![(held, job)]));
                     } else {
-                        self.schedule(Wake::Retry(job), now + wait);
+                        self.timers.schedule(Wake::Retry(job), now + wait);
                     }
                 }
             }
@@ -679,43 +583,13 @@ impl Scheduler {
                     .filter(|l| l.lane.in_flight() == 0)
                     .and_then(|l| l.lane.probe_at())
                 {
-                    self.schedule(Wake::Probe(id.clone()), at);
+                    self.timers.schedule(Wake::Probe(id.clone()), at);
                 }
             }
         }
         self.pump(&id);
         self.forget_idle_lane(&id);
         self.serve_ready();
-    }
-
-    fn circuit_opened(&mut self, id: &EndpointId) {
-        self.shared.stats.circuits_open.fetch_add(1, Ordering::Relaxed);
-        let Some(ls) = self.lanes.get_mut(id) else { return };
-        tracing::info!(endpoint_id = %id, "endpoint unreachable; circuit open, its deliveries wait in the store");
-        let jobs: Vec<Job> = ls.lane.drain().collect();
-        let at = ls.lane.probe_at();
-        if !jobs.is_empty() {
-            ls.parked = true;
-            let parked: Vec<(Held, Job)> = jobs.into_iter().map(|j| (self.held_of(&j), j)).collect();
-            for (h, _) in &parked {
-                self.held.remove(&h.id);
-            }
-            let _ = self.records.send(Record::Park(parked));
-        }
-        if let Some(at) = at {
-            self.schedule(Wake::Probe(id.clone()), at);
-        }
-        self.refresh(id);
-    }
-
-    fn circuit_closed(&mut self, id: &EndpointId) {
-        self.shared.stats.circuits_open.fetch_sub(1, Ordering::Relaxed);
-        tracing::info!(endpoint_id = %id, "endpoint answers again; circuit closed");
-        if let Some(ls) = self.lanes.get_mut(id)
-            && std::mem::take(&mut ls.parked)
-        {
-            let _ = self.records.send(Record::Unpark(id.clone()));
-        }
     }
 
     /// Shutdown: start nothing new, let requests in flight finish within the
@@ -735,18 +609,14 @@ impl Scheduler {
         events.close();
         let mut unsent: Vec<Job> = Vec::new();
         while let Ok(event) = events.try_recv() {
-            if let Event::Jobs(jobs) | Event::Probed(_, jobs) = event {
+            if let Event::Jobs(jobs) | Event::Claimed { jobs, .. } = event {
                 unsent.extend(jobs);
             }
         }
         for ls in self.lanes.values_mut() {
             unsent.extend(ls.lane.drain());
         }
-        for Reverse(t) in std::mem::take(&mut self.timers) {
-            if let Wake::Retry(job) = t.wake {
-                unsent.push(job);
-            }
-        }
+        unsent.extend(self.timers.drain_retries());
         if !unsent.is_empty() {
             tracing::info!(deliveries = unsent.len(), "returning unsent deliveries to the store");
             let released = unsent.into_iter().map(|j| (self.held_of(&j), j)).collect();
