@@ -51,6 +51,7 @@ async fn create_message(
         channels: parse_channels(body.channels, "channels")?,
         tags: body.tags,
         payload: Bytes::copy_from_slice(raw.as_bytes()),
+        payload_retention: None,
         lease: None,
     };
     let ingested = s.engine.ingest(msg).await?;

@@ -28,6 +28,7 @@ mod durability;
 mod messages;
 mod paging;
 mod resources;
+mod retention;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -245,6 +246,7 @@ pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
+        payload_retention: None,
         claim_until: None,
     }
 }
