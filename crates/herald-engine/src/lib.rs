@@ -13,6 +13,7 @@
 
 mod dispatch;
 mod request;
+pub mod retention;
 pub mod transport;
 
 use std::sync::Arc;
