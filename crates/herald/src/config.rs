@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
@@ -66,6 +67,12 @@ pub struct ServeArgs {
     /// 1 KB with a small payload, and 10,000 keep a full-speed engine busy.
     #[arg(long, env = "HERALD_MAX_RESIDENT", default_value_t = 10_000)]
     pub max_resident: usize,
+    /// Days of history kept: older messages, their attempts and idempotency
+    /// keys are pruned in the background (never a message still pending
+    /// delivery). A decimal number, so tests can use a tiny period
+    /// (0.0001 is about 9 s); pruning runs every tenth of it, at most hourly.
+    #[arg(long, env = "HERALD_RETENTION_DAYS", default_value_t = 30.0, value_name = "DAYS")]
+    pub retention_days: f64,
 }
 
 pub fn init_logging(filter: &str) {
@@ -105,6 +112,15 @@ pub fn time_scale() -> anyhow::Result<f64> {
             _ => bail!("HERALD_TIME_SCALE must be a positive number, got '{v}'"),
         },
     }
+}
+
+/// `--retention-days` as a duration: positive and representable.
+pub fn retention(args: &ServeArgs) -> anyhow::Result<Duration> {
+    let days = args.retention_days;
+    if !(days.is_finite() && days > 0.0) {
+        bail!("--retention-days must be a positive number of days, got {days}");
+    }
+    Duration::try_from_secs_f64(days * 86_400.0).map_err(|_| anyhow::anyhow!("--retention-days {days} is too large"))
 }
 
 /// Writes a secret file readable by its owner only.

@@ -9,6 +9,7 @@ mod bench;
 mod config;
 mod crash;
 mod delivery;
+mod retention;
 mod sdk;
 mod signing;
 mod transform;
