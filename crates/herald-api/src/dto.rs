@@ -310,8 +310,9 @@ pub struct MessageIn {
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
-    /// Accepted for compatibility; retention is configured server-wide.
+    /// Days until the payload is expunged (5 to 90; absent: 90).
     pub payload_retention_period: Option<i64>,
+    /// Accepted for compatibility with newer SDKs and ignored.
     pub payload_retention_hours: Option<i64>,
 }
 
@@ -334,15 +335,24 @@ fn empty_object() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).expect("'{}' is valid JSON")
 }
 
+/// What an expunged payload reads as: Svix's marker, an object so typed
+/// SDKs still parse it.
+fn expired_payload() -> Box<RawValue> {
+    RawValue::from_string(r#"{"expired":true}"#.to_owned()).expect("the marker is valid JSON")
+}
+
 impl MessageOut {
     pub fn new(m: Message, with_content: bool) -> Self {
-        let payload = if with_content {
+        let payload = if !with_content {
+            empty_object()
+        } else if m.payload.is_empty() {
+            // The store empties an expunged payload; no posted one is empty.
+            expired_payload()
+        } else {
             String::from_utf8(m.payload.to_vec())
                 .ok()
                 .and_then(|s| RawValue::from_string(s).ok())
                 .unwrap_or_else(empty_object)
-        } else {
-            empty_object()
         };
         Self {
             id: m.id.to_string(),
@@ -405,6 +415,23 @@ impl From<Attempt> for MessageAttemptOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expunged_payload_reads_as_expired_under_retention() {
+        let msg = |payload: &'static [u8]| Message {
+            id: herald_core::MessageId::new(),
+            app_id: herald_core::AppId::new(),
+            event_type: herald_core::validate::EventTypeName::parse("a.b").unwrap(),
+            event_id: None,
+            channels: None,
+            tags: None,
+            payload: bytes::Bytes::from_static(payload),
+            created_at: chrono::Utc::now(),
+        };
+        assert_eq!(MessageOut::new(msg(b""), true).payload.get(), r#"{"expired":true}"#);
+        assert_eq!(MessageOut::new(msg(b""), false).payload.get(), "{}");
+        assert_eq!(MessageOut::new(msg(br#"{"a":1}"#), true).payload.get(), r#"{"a":1}"#);
+    }
 
     #[test]
     fn datetimes_in_every_sdk_style_parse() {

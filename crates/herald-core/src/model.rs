@@ -124,7 +124,8 @@ pub struct Message {
     pub event_id: Option<Uid>,
     pub channels: Option<Vec<Channel>>,
     pub tags: Option<Vec<String>>,
-    /// The payload JSON exactly as posted; `None` once expunged.
+    /// The payload JSON exactly as posted; empty once expunged (its
+    /// `payloadRetentionPeriod` passed).
     pub payload: Bytes,
     pub created_at: DateTime<Utc>,
 }

@@ -18,6 +18,7 @@ mod lane;
 mod loader;
 mod recorder;
 mod request;
+pub mod retention;
 mod scheduler;
 mod ticket;
 pub mod transport;

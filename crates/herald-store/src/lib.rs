@@ -1,7 +1,7 @@
 //! Herald's storage: the traits the API and the delivery engine talk to, and
 //! their implementations. This is the only crate that knows SQL.
 //!
-//! [`Store`] is three contracts and a change feed:
+//! [`Store`] is four contracts and a change feed:
 //! - [`ResourceStore`]: applications, endpoints, event types, and the read
 //!   side of messages and attempts;
 //! - [`DeliveryQueue`]: ingest with fan-out (so an implementation can
@@ -9,6 +9,8 @@
 //!   renewed, recorded and released under owned, fenced leases whose expiry
 //!   the database's clock decides;
 //! - [`IdempotencyStore`]: responses saved for `idempotency-key`s;
+//! - [`RetentionStore`]: history pruned and payloads expunged in small
+//!   batches, never what is still to be delivered;
 //! - [`Store::changes`]: endpoint and application changes, announced after
 //!   they commit, for every node's engine.
 
@@ -19,6 +21,7 @@ mod crypto;
 mod idempotency;
 mod queue;
 mod resources;
+mod retention;
 pub mod sqlite;
 
 pub use changes::{CHANGE_BUFFER, Change};
@@ -30,6 +33,7 @@ pub use queue::{
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
 };
+pub use retention::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, PrunedMessages, RetentionStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,7 +60,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait::async_trait]
-pub trait Store: ResourceStore + DeliveryQueue + IdempotencyStore + 'static {
+pub trait Store: ResourceStore + DeliveryQueue + IdempotencyStore + RetentionStore + 'static {
     /// Changes committed from now on, on this node and (for a shared
     /// database) every other.
     fn changes(&self) -> broadcast::Receiver<Change>;

@@ -75,6 +75,10 @@ pub struct NewMessage {
     pub channels: Option<Vec<Channel>>,
     pub tags: Option<Vec<String>>,
     pub payload: Bytes,
+    /// How long the payload is kept (`payloadRetentionPeriod`); `None` is
+    /// [`crate::DEFAULT_PAYLOAD_RETENTION`]. The message itself stays until
+    /// the retention period prunes it.
+    pub payload_retention: Option<Duration>,
     /// Claim the fanned-out deliveries under this lease, so the engine can
     /// send them straight from memory without reading them back. `None`
     /// leaves them for whichever node claims due work next.

@@ -87,6 +87,12 @@ pub struct ServeArgs {
     /// Seconds a connection may stay open with no request in progress.
     #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
+    /// Days of history kept: older messages, their attempts and idempotency
+    /// keys are pruned in the background (never a message still pending
+    /// delivery). A decimal number, so tests can use a tiny period
+    /// (0.0001 is about 9 s); pruning runs every tenth of it, at most hourly.
+    #[arg(long, env = "HERALD_RETENTION_DAYS", default_value_t = 30.0, value_name = "DAYS")]
+    pub retention_days: f64,
 }
 
 /// File descriptors the default connection cap leaves for everything else:
@@ -167,6 +173,15 @@ pub fn time_scale() -> anyhow::Result<f64> {
             _ => bail!("HERALD_TIME_SCALE must be a positive number, got '{v}'"),
         },
     }
+}
+
+/// `--retention-days` as a duration: positive and representable.
+pub fn retention(args: &ServeArgs) -> anyhow::Result<Duration> {
+    let days = args.retention_days;
+    if !(days.is_finite() && days > 0.0) {
+        bail!("--retention-days must be a positive number of days, got {days}");
+    }
+    Duration::try_from_secs_f64(days * 86_400.0).map_err(|_| anyhow::anyhow!("--retention-days {days} is too large"))
 }
 
 /// Writes a secret file readable by its owner only.

@@ -1,13 +1,15 @@
-//! `herald serve`: opens the store, starts the engine and the API, and
-//! shuts them down in order on SIGTERM or Ctrl-C: first the API stops
-//! taking requests, then the engine finishes or hands back its work, then the
-//! store commits what is queued and closes.
+//! `herald serve`: opens the store, starts the engine, the retention task
+//! and the API, and shuts them down in order on SIGTERM or Ctrl-C: first the
+//! API stops taking requests, then the engine finishes or hands back its work
+//! (and retention stops after its current batch), then the store commits what
+//! is queued and closes.
 
 use std::fs;
 use std::sync::Arc;
 
 use anyhow::Context;
 use herald_api::{ApiConfig, AppState};
+use herald_engine::retention::{self, RetentionConfig};
 use herald_engine::{Engine, EngineConfig};
 use herald_store::Store;
 use herald_store::sqlite::SqliteStore;
@@ -35,6 +37,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let connections = config::connection_limits(&args, open_files);
     let private_targets = config::private_targets(&args)?;
     let time_scale = config::time_scale()?;
+    let retention_period = config::retention(&args)?;
     let key = config::encryption_key(&args)?;
     let (admin_token, generated) = config::admin_token(&args)?;
     let db_path = config::sqlite_path(&args.storage)?;
@@ -58,6 +61,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine_stop.clone(),
     )
     .await?;
+
+    let retention_stop = CancellationToken::new();
+    let retention_task = tokio::spawn(retention::run(
+        store.clone(),
+        RetentionConfig::for_period(retention_period, herald_api::IDEMPOTENCY_WINDOW),
+        retention_stop.clone(),
+    ));
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -100,7 +110,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: finishing deliveries in flight");
     engine_stop.cancel();
+    retention_stop.cancel();
     engine.stopped().await;
+    if let Err(e) = retention_task.await {
+        tracing::error!(error = %e, "retention task failed");
+    }
     store.close().await;
     drop(lock);
     tracing::info!("stopped");

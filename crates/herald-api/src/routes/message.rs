@@ -1,6 +1,13 @@
 //! Messages: `/api/v1/app/{app_id}/msg`. Creating one is the hot path: the
 //! handler validates, then the engine commits it with its fan-out (group
 //! commit) and delivers from memory.
+//!
+//! `payloadRetentionPeriod` (days, 5 to 90, default 90 as in Svix) says when
+//! the payload is expunged; the message and its attempts stay until the
+//! server's retention period. An expunged payload reads back as
+//! `{"expired": true}`, the shape Svix uses (see `MessageOut::new`).
+
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,6 +24,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 
 const MAX_TAGS: usize = 5;
+/// Svix's bounds on `payloadRetentionPeriod`, in days.
+const PAYLOAD_RETENTION_DAYS: std::ops::RangeInclusive<i64> = 5..=90;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -44,6 +53,7 @@ async fn create_message(
             format!("at most {MAX_TAGS} tags are allowed"),
         ));
     }
+    let payload_retention = payload_retention(body.payload_retention_period)?;
     let msg = NewMessage {
         app: AppRef(app_id),
         event_type,
@@ -51,6 +61,7 @@ async fn create_message(
         channels: parse_channels(body.channels, "channels")?,
         tags: body.tags,
         payload: Bytes::copy_from_slice(raw.as_bytes()),
+        payload_retention,
         lease: None,
     };
     let ingested = s.engine.ingest(msg).await?;
@@ -58,6 +69,23 @@ async fn create_message(
         StatusCode::ACCEPTED,
         Json(MessageOut::new(ingested.message, with_content)),
     ))
+}
+
+/// `payloadRetentionPeriod` as a duration; absent is the store's default.
+fn payload_retention(days: Option<i64>) -> ApiResult<Option<Duration>> {
+    match days {
+        None => Ok(None),
+        Some(d) if PAYLOAD_RETENTION_DAYS.contains(&d) => Ok(Some(Duration::from_secs(d.unsigned_abs() * 86_400))),
+        Some(_) => Err(ApiError::invalid_msg(
+            &["body", "payloadRetentionPeriod"],
+            "value_error.number.not_in_range",
+            format!(
+                "payloadRetentionPeriod must be between {} and {} days",
+                PAYLOAD_RETENTION_DAYS.start(),
+                PAYLOAD_RETENTION_DAYS.end()
+            ),
+        )),
+    }
 }
 
 async fn list_messages(

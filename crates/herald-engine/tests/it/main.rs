@@ -117,6 +117,7 @@ fn message(app: &str, n: usize) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
+        payload_retention: None,
         lease: None,
     }
 }

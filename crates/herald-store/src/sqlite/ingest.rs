@@ -9,7 +9,7 @@ use rusqlite::params;
 
 use super::rows::{after, conflict, from_ms, opt_json};
 use super::writer::WriterCtx;
-use crate::{DeliveryJob, Ingested, NewMessage, Result, StoreError};
+use crate::{DEFAULT_PAYLOAD_RETENTION, DeliveryJob, Ingested, NewMessage, Result, StoreError};
 
 /// Runs without a savepoint (the hot path): every way it can fail alone
 /// (an unknown application, a duplicate `eventId`) comes before its first
@@ -24,8 +24,8 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
     let channels_json = opt_json(&msg.channels)?;
     ctx.conn
         .prepare_cached(
-            "INSERT INTO message (id, app_id, event_type, event_id, channels, tags, payload, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO message (id, app_id, event_type, event_id, channels, tags, payload, created_at, \
+             payload_expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             id.as_str(),
@@ -35,7 +35,8 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
             channels_json,
             tags_json,
             &msg.payload[..],
-            now_ms
+            now_ms,
+            after(now_ms, msg.payload_retention.unwrap_or(DEFAULT_PAYLOAD_RETENTION))
         ])
         .map_err(|e| conflict(e, "a message with this eventId already exists"))?;
 

@@ -9,7 +9,8 @@
 //!
 //! By concern: `resources.rs` (applications, endpoints, event types, lists),
 //! `ingest.rs` (message and fan-out), `queue.rs` (claims under leases,
-//! outcomes), `idempotency.rs`, `rows.rs` (row mapping), `paging.rs`.
+//! outcomes), `idempotency.rs`, `retention.rs` (pruning in small batches),
+//! `rows.rs` (row mapping), `paging.rs`.
 //!
 //! The SQLite store serves a single node, but implements the multi-node
 //! queue contract all the same: claims are owned and fenced, and a node
@@ -21,6 +22,7 @@ mod paging;
 mod queue;
 mod read_pool;
 mod resources;
+mod retention;
 mod rows;
 mod schema;
 mod writer;

@@ -179,6 +179,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE delivery ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX delivery_parked ON delivery (endpoint_id, next_attempt_at) WHERE status = 1 AND parked = 1;
     UPDATE delivery SET claim_until = NULL WHERE claim_until IS NOT NULL;",
+    // 5: retention. `payload_expires_at` is when the payload is expunged
+    // (`payloadRetentionPeriod`); messages from before get Svix's default of
+    // 90 days. Expunging empties the payload and clears the time, so the
+    // partial index holds only payloads still to expunge and the background
+    // walks only those that are due. Pruning by age needs no index: the
+    // message and idempotency tables are rowid tables, rowids grow with
+    // insertion, so walking them in rowid order reaches the oldest rows first
+    // and stops at the first one too young (see `retention.rs`).
+    "ALTER TABLE message ADD COLUMN payload_expires_at INTEGER;
+    UPDATE message SET payload_expires_at = created_at + 7776000000;
+    CREATE INDEX message_payload_expiry ON message (payload_expires_at) WHERE payload_expires_at IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -196,6 +207,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::rows;
     use super::*;
 
     fn index_names(conn: &Connection) -> Vec<String> {
@@ -277,9 +289,18 @@ mod tests {
         }
         // The event id stays unique within an application.
         let dup = conn.execute(
-            "INSERT INTO message VALUES ('msg_3', 'app_1', 'a.b', 'ev1', NULL, NULL, X'7B7D', 12)",
+            "INSERT INTO message (id, app_id, event_type, event_id, channels, tags, payload, created_at) \
+             VALUES ('msg_3', 'app_1', 'a.b', 'ev1', NULL, NULL, X'7B7D', 12)",
             [],
         );
-        assert!(dup.is_err());
+        assert!(rows::is_unique_violation(&dup.unwrap_err()));
+        // Messages from before migration 5 keep their payload for Svix's default 90 days.
+        let expires: i64 = conn
+            .query_row("SELECT payload_expires_at FROM message WHERE id = 'msg_1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(expires, 10 + 90 * 86_400_000);
+        assert!(index_names(&conn).contains(&"message_payload_expiry".to_owned()));
     }
 }

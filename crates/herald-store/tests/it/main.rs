@@ -32,6 +32,7 @@ mod leases;
 mod messages;
 mod paging;
 mod resources;
+mod retention;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -253,6 +254,7 @@ pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
         tags: None,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
         lease: None,
+        payload_retention: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod hardening;
 mod isolation;
+mod retention;
 mod sdk;
 mod signing;
 mod transform;

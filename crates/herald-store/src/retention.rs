@@ -1,0 +1,63 @@
+//! Retention: what lets history be pruned in the background (SPEC §3
+//! History) without ever stalling ingest.
+//!
+//! Every method does one small batch and says how much it did, so the caller
+//! (the engine's retention task) decides the pace: a batch is one short write
+//! (on SQLite one savepoint inside a group commit), and between batches
+//! ingest has the writer to itself. A backend must never prune a message
+//! that still has a pending delivery: accepted data still to be delivered is
+//! never lost, however old it is.
+
+use std::time::Duration;
+
+use crate::Result;
+
+/// How long a payload is kept when the message did not say
+/// (`payloadRetentionPeriod` defaults to 90 days in Svix).
+pub const DEFAULT_PAYLOAD_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Where a walk over old messages goes on from. A pass starts at
+/// [`PruneCursor::default`] (the oldest message) and follows
+/// [`PrunedMessages::next`], so messages kept because they are still pending
+/// are looked at once per pass, not once per batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCursor(i64);
+
+impl PruneCursor {
+    pub(crate) fn at(position: i64) -> Self {
+        Self(position)
+    }
+    pub(crate) fn position(self) -> i64 {
+        self.0
+    }
+}
+
+/// What one batch of [`RetentionStore::prune_messages`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrunedMessages {
+    pub messages: u64,
+    pub attempts: u64,
+    /// Where the next batch goes on from; `None` once the walk reached
+    /// messages too young to prune (the pass is done).
+    pub next: Option<PruneCursor>,
+}
+
+#[async_trait::async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes up to `batch` messages created more than `max_age` ago (by the
+    /// database's clock), oldest first from `from`, with their deliveries and
+    /// attempts; a message with a pending delivery is kept. One batch also
+    /// looks at no more than a few times `batch` messages, so a run of pending
+    /// ones cannot make it long.
+    async fn prune_messages(&self, max_age: Duration, batch: usize, from: PruneCursor) -> Result<PrunedMessages>;
+    /// Expunges the payloads of up to `batch` messages whose payload
+    /// retention has passed: the message and its attempts stay, its payload
+    /// becomes empty (which no posted payload is: they are JSON objects). A
+    /// message with a pending delivery keeps its payload until it is sent.
+    /// Returns how many; fewer than `batch` means nothing more is due now.
+    async fn expunge_payloads(&self, batch: usize) -> Result<u64>;
+    /// Deletes up to `batch` responses saved for idempotency keys more than
+    /// `max_age` ago (oldest first); returns how many, fewer than `batch`
+    /// once nothing more is due.
+    async fn prune_idempotency(&self, max_age: Duration, batch: usize) -> Result<u64>;
+}
