@@ -26,6 +26,9 @@ use crate::ticket::{Job, Shared};
 pub(crate) const PARK_HOLD: Duration = Duration::from_secs(600);
 
 /// What the recorder writes.
+// Outcomes are nearly every record; boxing them would cost an allocation
+// per delivery to save space on the rare others.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Record {
     Outcome {
         outcome: Outcome,
