@@ -193,12 +193,16 @@ impl Scheduler {
             }
             Event::EndpointDeleted(id) => self.endpoint_deleted(&id),
             Event::AppDeleted(app_id) => {
-                let gone: Vec<EndpointId> = self
+                // A lane may be gone while its retries wait in the timers.
+                let mut gone: Vec<EndpointId> = self
                     .lanes
                     .iter()
                     .filter(|(_, l)| l.app_id == app_id)
                     .map(|(id, _)| id.clone())
+                    .chain(self.timers.endpoints_of_app(&app_id))
                     .collect();
+                gone.sort();
+                gone.dedup();
                 for id in gone {
                     self.endpoint_deleted(&id);
                 }

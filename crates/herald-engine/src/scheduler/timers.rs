@@ -85,6 +85,17 @@ impl Timers {
         retries(gone.into_iter().map(|Reverse(t)| t.wake))
     }
 
+    /// The endpoints of an application with retries waiting here.
+    pub fn endpoints_of_app(&self, app_id: &herald_core::AppId) -> Vec<EndpointId> {
+        self.heap
+            .iter()
+            .filter_map(|Reverse(t)| match &t.wake {
+                Wake::Retry(job) if &job.job.app_id == app_id => Some(job.job.endpoint_id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Every retry still waiting (shutdown).
     pub fn drain_retries(&mut self) -> Vec<Job> {
         retries(std::mem::take(&mut self.heap).into_iter().map(|Reverse(t)| t.wake))

@@ -78,3 +78,86 @@ async fn backlog_beyond_memory_stays_in_the_store_and_drains() {
     );
     assert!(server.metric("herald_deliveries_resident").await <= RESIDENT + 2);
 }
+
+/// The server's resident set now and at its peak, in MiB, from /proc.
+fn rss_mib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/status"))
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 2,000 messages of 512 KiB (a gigabyte) backlogged while the receiver is
+/// down: memory is bounded by bytes, not by count (10,000 deliveries would
+/// be 5 GB), and everything drains once the receiver is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gigabyte_of_large_payloads_backlogged_stays_within_memory_and_drains() {
+    const MESSAGES: usize = 2000;
+    let dir = temp_dir();
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(5.0));
+    let port = crate::harness::refused_port().await;
+    let app = server.create_app("large").await;
+    server
+        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{port}/large")}))
+        .await;
+    let filler = "x".repeat(512 * 1024 - 64);
+    let mut ids = HashSet::new();
+    let mut peak_during = 0;
+    let mut producers = Vec::new();
+    let url = server.api(&format!("/app/{app}/msg/"));
+    for worker in 0..4 {
+        let (http, url, filler) = (server.http.clone(), url.clone(), filler.clone());
+        producers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..MESSAGES / 4 {
+                let body = json!({"eventType": "large.test", "payload": {"w": worker, "n": n, "data": filler}});
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(crate::harness::TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                let v: serde_json::Value = resp.json().await.unwrap();
+                ids.push(v["id"].as_str().unwrap().to_owned());
+            }
+            ids
+        }));
+    }
+    while !producers.iter().all(|p| p.is_finished()) {
+        peak_during = peak_during.max(rss_mib(server.pid()).0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in producers {
+        ids.extend(p.await.unwrap());
+    }
+    assert_eq!(ids.len(), MESSAGES);
+    let (_, peak) = rss_mib(server.pid());
+    eprintln!("1 GB of 512 KiB payloads backlogged: server RSS peak {peak} MiB (sampled {peak_during} MiB)");
+    assert!(peak <= 200, "server RSS peaked at {peak} MiB with a 1 GB backlog");
+
+    let seen = crate::harness::counting_receiver(port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while seen.lock().unwrap().len() < MESSAGES && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got: HashSet<String> = seen.lock().unwrap().keys().cloned().collect();
+    assert!(
+        ids.is_subset(&got),
+        "{} of {MESSAGES} large messages never arrived",
+        ids.difference(&got).count()
+    );
+    let (_, peak) = rss_mib(server.pid());
+    eprintln!("after draining: server RSS peak {peak} MiB");
+    assert!(
+        peak <= 200,
+        "server RSS peaked at {peak} MiB while draining a 1 GB backlog"
+    );
+}

@@ -1,6 +1,7 @@
 //! Test harness: the real `herald` binary on a random loopback port, and a
 //! real HTTP receiver in the test process that records what arrived.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -424,4 +425,43 @@ pub fn temp_dir() -> tempfile::TempDir {
         .prefix("herald-it-")
         .tempdir()
         .expect("temp dir")
+}
+
+/// A loopback port with nothing listening on it (connections are refused),
+/// below Linux's ephemeral range so that no outgoing connection is given it
+/// before the test listens on it again.
+pub async fn refused_port() -> u16 {
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2_000;
+        if tokio::net::TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A receiver on a given port that answers 200 at once and only counts
+/// arrivals by `webhook-id` (it keeps no bodies, however large).
+pub async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> {
+    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counts = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let counts = counts.clone();
+        async move {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            *counts.lock().unwrap().entry(id).or_default() += 1;
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebinding the endpoint's port");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    seen
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::harness::{Receiver, Server, ServerOptions, temp_dir};
+use crate::harness::{Receiver, Server, ServerOptions, counting_receiver, refused_port, temp_dir};
 
 /// Listeners that accept connections and never answer; they hold every
 /// socket until dropped.
@@ -29,45 +29,6 @@ async fn hanging_endpoints(n: usize) -> (Vec<String>, Vec<tokio::task::JoinHandl
         }));
     }
     (urls, tasks)
-}
-
-/// A loopback port with nothing listening on it (connections are refused),
-/// below Linux's ephemeral range so that no outgoing connection is given it
-/// before the test listens on it again.
-async fn refused_port() -> u16 {
-    use std::sync::atomic::AtomicU16;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_000;
-        if TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A receiver on a given port that answers 200 at once and only counts
-/// arrivals by `webhook-id` (it keeps no bodies, however large).
-async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> {
-    let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let counts = seen.clone();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let counts = counts.clone();
-        async move {
-            let id = headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            *counts.lock().unwrap().entry(id).or_default() += 1;
-            "ok"
-        }
-    });
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("rebinding the endpoint's port");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    seen
 }
 
 async fn wait_metric(server: &Server, name: &str, within: Duration, done: impl Fn(u64) -> bool) -> u64 {

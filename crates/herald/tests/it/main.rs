@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod hardening;
 mod isolation;
+mod lifecycle;
 mod retention;
 mod sdk;
 mod signing;
