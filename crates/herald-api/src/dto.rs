@@ -194,20 +194,21 @@ pub struct EndpointOut {
 
 impl From<Endpoint> for EndpointOut {
     fn from(e: Endpoint) -> Self {
-        let types: Option<Vec<String>> = e.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
+        let s = e.settings;
+        let types: Option<Vec<String>> = s.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
         Self {
             id: e.id.to_string(),
             uid: e.uid.map(|u| u.into_string()),
-            url: e.url.as_str().to_owned(),
-            description: e.description,
-            metadata: e.metadata,
-            disabled: e.disabled,
+            url: s.url.as_str().to_owned(),
+            description: s.description,
+            metadata: s.metadata,
+            disabled: s.disabled,
             filter_types: types.clone(),
             event_types: types,
-            channels: e.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
-            throttle_rate: e.throttle_rate,
-            timeout_secs: e.timeout.as_secs_f64(),
-            payload_template: e
+            channels: s.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            throttle_rate: s.throttle_rate,
+            timeout_secs: s.timeout.as_secs_f64(),
+            payload_template: s
                 .payload_template
                 .and_then(|t| RawValue::from_string(t.source().to_owned()).ok()),
             version: 1,
