@@ -31,6 +31,7 @@ mod durability;
 mod leases;
 mod messages;
 mod paging;
+mod parking;
 mod resources;
 
 use std::collections::BTreeSet;
