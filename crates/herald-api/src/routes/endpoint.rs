@@ -106,7 +106,7 @@ async fn list_endpoints(
         .store
         .list_endpoints(&app.id, page_request(&q, Order::Ascending)?)
         .await?;
-    Ok(Json(ListResponse::from_page(page, EndpointOut::from)))
+    Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }
 
 async fn create_endpoint(
@@ -117,7 +117,7 @@ async fn create_endpoint(
     let app = s.store.get_app(&app_id).await?;
     let new = new_endpoint(body)?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
-    Ok((StatusCode::CREATED, Json(ep.into())))
+    Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
 
 fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
@@ -165,7 +165,7 @@ async fn get_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
-    Ok(Json(find(&s, &app_id, &endpoint_id).await?.into()))
+    Ok(Json(find(&s, &app_id, &endpoint_id).await?.try_into()?))
 }
 
 pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiResult<Endpoint> {
@@ -188,7 +188,7 @@ async fn upsert_endpoint(
             ep.uid = new.uid;
             ep.settings = new.settings;
             let ep = s.store.update_endpoint(ep).await?;
-            Ok((StatusCode::OK, Json(ep.into())))
+            Ok((StatusCode::OK, Json(ep.try_into()?)))
         }
         Err(StoreError::NotFound(_)) => {
             let mut new = new_endpoint(body)?;
@@ -196,7 +196,7 @@ async fn upsert_endpoint(
                 new.uid = parse_uid(Some(endpoint_id), "uid")?;
             }
             let ep = s.store.create_endpoint(&app.id, new).await?;
-            Ok((StatusCode::CREATED, Json(ep.into())))
+            Ok((StatusCode::CREATED, Json(ep.try_into()?)))
         }
         Err(e) => Err(e.into()),
     }
@@ -240,7 +240,7 @@ async fn patch_endpoint(
         set.payload_template = parse_template(template)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
-    Ok(Json(ep.into()))
+    Ok(Json(ep.try_into()?))
 }
 
 async fn delete_endpoint(
