@@ -13,6 +13,8 @@ use herald_store::Page;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
+use crate::error::ApiError;
+
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -61,6 +63,16 @@ impl<T> ListResponse<T> {
             prev_iterator: page.prev_iterator,
             done: page.done,
         }
+    }
+
+    /// [`ListResponse::from_page`] for a conversion that can fail.
+    pub fn try_from_page<U, E>(page: Page<U>, f: impl FnMut(U) -> Result<T, E>) -> Result<Self, E> {
+        Ok(Self {
+            data: page.data.into_iter().map(f).collect::<Result<_, E>>()?,
+            iterator: page.iterator,
+            prev_iterator: page.prev_iterator,
+            done: page.done,
+        })
     }
 }
 
@@ -192,28 +204,38 @@ pub struct EndpointOut {
     pub updated_at: String,
 }
 
-impl From<Endpoint> for EndpointOut {
-    fn from(e: Endpoint) -> Self {
-        let types: Option<Vec<String>> = e.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
-        Self {
+/// Fails only if a stored template's source is not JSON, which parsing it
+/// rules out: an endpoint is never shown without the template it sends.
+impl TryFrom<Endpoint> for EndpointOut {
+    type Error = ApiError;
+
+    fn try_from(e: Endpoint) -> Result<Self, ApiError> {
+        let s = e.settings;
+        let payload_template = s
+            .payload_template
+            .map(|t| {
+                RawValue::from_string(t.source().to_owned())
+                    .map_err(|err| ApiError::Internal(format!("endpoint {}: payload template: {err}", e.id)))
+            })
+            .transpose()?;
+        let types: Option<Vec<String>> = s.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
+        Ok(Self {
             id: e.id.to_string(),
             uid: e.uid.map(|u| u.into_string()),
-            url: e.url.as_str().to_owned(),
-            description: e.description,
-            metadata: e.metadata,
-            disabled: e.disabled,
+            url: s.url.as_str().to_owned(),
+            description: s.description,
+            metadata: s.metadata,
+            disabled: s.disabled,
             filter_types: types.clone(),
             event_types: types,
-            channels: e.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
-            throttle_rate: e.throttle_rate,
-            timeout_secs: e.timeout.as_secs_f64(),
-            payload_template: e
-                .payload_template
-                .and_then(|t| RawValue::from_string(t.source().to_owned()).ok()),
+            channels: s.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
+            throttle_rate: s.throttle_rate,
+            timeout_secs: s.timeout.as_secs_f64(),
+            payload_template,
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),
-        }
+        })
     }
 }
 

@@ -47,8 +47,13 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         return e.into_response();
     }
     if req.method() == Method::POST
-        && let Some(key) = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok())
+        && let Some(key) = req.headers().get("idempotency-key")
     {
+        // A key we cannot read must not quietly turn the request into one
+        // that may run twice.
+        let Ok(key) = key.to_str() else {
+            return ApiError::bad_request("the idempotency-key header must be visible ASCII").into_response();
+        };
         let id = idempotency_id(&req, key);
         return idempotent(state, id, req, next).await;
     }
@@ -186,8 +191,12 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// A saved status that is not one is corrupt data: replaying it as some
+/// other status (say 200) would tell the client something never answered.
 fn saved_to_response(saved: SavedResponse) -> Response {
-    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+    let Ok(status) = StatusCode::from_u16(saved.status) else {
+        return ApiError::Internal(format!("saved idempotent response has status {}", saved.status)).into_response();
+    };
     let mut resp = (status, Body::from(saved.body)).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -201,4 +210,23 @@ pub async fn not_found(req: Request) -> Response {
         "not_found",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_response_is_replayed_with_its_status_or_not_at_all() {
+        let saved = |status| SavedResponse {
+            status,
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        assert_eq!(saved_to_response(saved(202)).status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            saved_to_response(saved(1000)).status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a corrupt status must not replay as a success"
+        );
+    }
 }

@@ -5,13 +5,12 @@
 //!
 //! `cargo bench -p herald-core`; results are recorded in BENCHMARKS.md.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, subscribers};
+use herald_core::model::{Endpoint, EndpointSettings, subscribers};
 use herald_core::signing::{EndpointSecret, signature_header, verify_signature};
 use herald_core::transform::{PayloadTemplate, RenderContext};
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName};
@@ -58,28 +57,23 @@ fn signing(c: &mut Criterion) {
 
 fn endpoint(i: usize, filter_types: Option<Vec<&str>>, channels: Option<Vec<&str>>) -> Endpoint {
     let now = Utc::now();
+    let mut settings =
+        EndpointSettings::new(EndpointUrl::parse(&format!("https://hooks.example.com/{i}")).expect("valid URL"));
+    settings.filter_types = filter_types.map(|t| {
+        t.into_iter()
+            .map(|n| EventTypeName::parse(n.to_owned()).expect("valid event type"))
+            .collect()
+    });
+    settings.channels = channels.map(|c| {
+        c.into_iter()
+            .map(|n| Channel::parse(n.to_owned()).expect("valid channel"))
+            .collect()
+    });
     Endpoint {
         id: EndpointId::new(),
         app_id: AppId::new(),
         uid: None,
-        url: EndpointUrl::parse(&format!("https://hooks.example.com/{i}")).expect("valid URL"),
-        description: String::new(),
-        metadata: Default::default(),
-        disabled: false,
-        filter_types: filter_types.map(|t| {
-            t.into_iter()
-                .map(|n| EventTypeName::parse(n.to_owned()).expect("valid event type"))
-                .collect()
-        }),
-        channels: channels.map(|c| {
-            c.into_iter()
-                .map(|n| Channel::parse(n.to_owned()).expect("valid channel"))
-                .collect()
-        }),
-        throttle_rate: None,
-        headers: BTreeMap::new(),
-        timeout: DEFAULT_ENDPOINT_TIMEOUT,
-        payload_template: None,
+        settings,
         created_at: now,
         updated_at: now,
     }

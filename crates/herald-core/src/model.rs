@@ -26,11 +26,33 @@ pub struct Application {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An endpoint: its identity, what its owner set on it, and when.
+///
+/// `uid` stays out of [`EndpointSettings`] because it is an identity, not a
+/// setting: requests address the endpoint by it, and the store must keep it
+/// unique within the application (an indexed column), so it cannot live
+/// inside an opaque settings document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
     pub id: EndpointId,
     pub app_id: AppId,
     pub uid: Option<Uid>,
+    pub settings: EndpointSettings,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything a user sets on an endpoint, in one place: creating, replacing
+/// (PUT) and storing an endpoint all move this struct whole, so a new
+/// setting is a field here, its validation in the API and its DTO mapping.
+///
+/// The store keeps it as one JSON document, in this serde shape. A field
+/// added later needs `#[serde(default)]` (or a migration that fills it in)
+/// so rows written before it still load; nothing that fails to load is ever
+/// replaced by a default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSettings {
     pub url: EndpointUrl,
     pub description: String,
     pub metadata: Metadata,
@@ -43,12 +65,77 @@ pub struct Endpoint {
     /// Extra headers sent with every delivery to this endpoint.
     pub headers: BTreeMap<String, String>,
     /// Herald extension: per-endpoint request timeout.
+    #[serde(rename = "timeoutMs", with = "stored::millis")]
     pub timeout: Duration,
     /// Herald extension: the body is built from this template instead of
     /// being the payload as posted (SPEC §5).
+    #[serde(with = "stored::template")]
     pub payload_template: Option<PayloadTemplate>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+}
+
+impl EndpointSettings {
+    /// Settings for `url` with everything else at its default: no filters,
+    /// enabled, [`DEFAULT_ENDPOINT_TIMEOUT`].
+    pub fn new(url: EndpointUrl) -> Self {
+        Self {
+            url,
+            description: String::new(),
+            metadata: Metadata::new(),
+            disabled: false,
+            filter_types: None,
+            channels: None,
+            throttle_rate: None,
+            headers: BTreeMap::new(),
+            timeout: DEFAULT_ENDPOINT_TIMEOUT,
+            payload_template: None,
+        }
+    }
+}
+
+/// How settings that have no natural JSON form are stored: a duration as
+/// whole milliseconds, a template as its source text, parsed again on load.
+mod stored {
+    pub mod millis {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(u64::try_from(d.as_millis()).map_err(serde::ser::Error::custom)?)
+        }
+
+        /// Zero is refused: an endpoint with no time to answer is corrupt
+        /// data, not a setting.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            match u64::deserialize(d)? {
+                0 => Err(D::Error::custom("timeout must be positive")),
+                ms => Ok(Duration::from_millis(ms)),
+            }
+        }
+    }
+
+    pub mod template {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        use crate::transform::PayloadTemplate;
+
+        pub fn serialize<S: Serializer>(t: &Option<PayloadTemplate>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_some(t.source()),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// A stored template that no longer parses is an error, never a
+        /// silent fall back to the payload as posted.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PayloadTemplate>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|source| {
+                    PayloadTemplate::parse(&source).map_err(|e| D::Error::custom(format!("payload template: {e}")))
+                })
+                .transpose()
+        }
+    }
 }
 
 /// The default time an endpoint has to answer before the attempt counts as
@@ -60,15 +147,16 @@ impl Endpoint {
     /// (if any) names its event type and whose channels (if any) share at
     /// least one channel with the message.
     pub fn subscribes(&self, event_type: &str, message_channels: Option<&[Channel]>) -> bool {
-        if self.disabled {
+        let s = &self.settings;
+        if s.disabled {
             return false;
         }
-        if let Some(types) = self.filter_types.as_deref().filter(|t| !t.is_empty())
+        if let Some(types) = s.filter_types.as_deref().filter(|t| !t.is_empty())
             && !types.iter().any(|t| t.as_str() == event_type)
         {
             return false;
         }
-        match self.channels.as_deref().filter(|c| !c.is_empty()) {
+        match s.channels.as_deref().filter(|c| !c.is_empty()) {
             None => true,
             Some(wanted) => message_channels.is_some_and(|have| have.iter().any(|c| wanted.contains(c))),
         }
@@ -101,6 +189,32 @@ pub struct DeliveryTarget {
     pub retry: RetrySchedule,
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
+}
+
+impl DeliveryTarget {
+    /// The engine's view of `ep`: only what sending needs, taken from its
+    /// settings.
+    pub fn new(ep: Endpoint, secrets: Vec<EndpointSecret>, retry: RetrySchedule) -> Self {
+        let EndpointSettings {
+            url,
+            disabled,
+            headers,
+            timeout,
+            payload_template,
+            ..
+        } = ep.settings;
+        Self {
+            endpoint_id: ep.id,
+            app_id: ep.app_id,
+            url,
+            disabled,
+            secrets,
+            headers,
+            timeout,
+            retry,
+            payload_template,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -248,20 +362,14 @@ mod tests {
 
     fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>) -> Endpoint {
         let now = Utc::now();
+        let mut settings = EndpointSettings::new(EndpointUrl::parse("https://example.com/").unwrap());
+        settings.filter_types = types.map(|t| t.iter().map(|s| EventTypeName::parse(*s).unwrap()).collect());
+        settings.channels = channels.map(|c| c.iter().map(|s| Channel::parse(*s).unwrap()).collect());
         Endpoint {
             id: EndpointId::new(),
             app_id: AppId::new(),
             uid: None,
-            url: EndpointUrl::parse("https://example.com/").unwrap(),
-            description: String::new(),
-            metadata: Metadata::new(),
-            disabled: false,
-            filter_types: types.map(|t| t.iter().map(|s| EventTypeName::parse(*s).unwrap()).collect()),
-            channels: channels.map(|c| c.iter().map(|s| Channel::parse(*s).unwrap()).collect()),
-            throttle_rate: None,
-            headers: BTreeMap::new(),
-            timeout: DEFAULT_ENDPOINT_TIMEOUT,
-            payload_template: None,
+            settings,
             created_at: now,
             updated_at: now,
         }
@@ -299,7 +407,7 @@ mod tests {
     #[test]
     fn disabled_endpoints_receive_nothing() {
         let mut ep = endpoint(None, None);
-        ep.disabled = true;
+        ep.settings.disabled = true;
         assert!(!ep.subscribes("a", None));
     }
 
@@ -309,5 +417,39 @@ mod tests {
         let text = truncate_response(&body);
         assert!(text.len() <= RESPONSE_BODY_LIMIT + 3);
         assert!(text.starts_with("éé"));
+    }
+
+    #[test]
+    fn settings_store_as_camel_case_json_with_ms_and_template_source() {
+        let mut s = EndpointSettings::new(EndpointUrl::parse("https://example.com/h").unwrap());
+        s.timeout = Duration::from_millis(2500);
+        s.throttle_rate = Some(7);
+        s.filter_types = Some(vec![EventTypeName::parse("a.b").unwrap()]);
+        s.payload_template = Some(PayloadTemplate::parse(r#"{"id": "{{msg.id}}"}"#).unwrap());
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["timeoutMs"], 2500);
+        assert_eq!(json["throttleRate"], 7);
+        assert_eq!(json["filterTypes"], serde_json::json!(["a.b"]));
+        assert_eq!(json["channels"], serde_json::Value::Null);
+        assert_eq!(json["payloadTemplate"], r#"{"id": "{{msg.id}}"}"#);
+        let back: EndpointSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn stored_settings_that_do_not_load_are_errors() {
+        let good = serde_json::to_value(EndpointSettings::new(EndpointUrl::parse("https://e.com/").unwrap())).unwrap();
+        let with = |key: &str, v: serde_json::Value| {
+            let mut j = good.clone();
+            j[key] = v;
+            serde_json::from_value::<EndpointSettings>(j)
+        };
+        assert!(with("payloadTemplate", "{not json".into()).is_err());
+        assert!(with("payloadTemplate", "\"scalar\"".into()).is_err());
+        assert!(with("timeoutMs", 0.into()).is_err());
+        assert!(with("timeoutMs", (-5).into()).is_err());
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("url");
+        assert!(serde_json::from_value::<EndpointSettings>(missing).is_err());
     }
 }

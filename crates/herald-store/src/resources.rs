@@ -1,16 +1,12 @@
 //! Applications, endpoints, event types, and the read side of messages and
 //! attempts: what the API reads and writes.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use herald_core::model::{
-    Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, Metadata,
+    Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EndpointSettings, EventType, Message, Metadata,
 };
 use herald_core::signing::EndpointSecret;
-use herald_core::transform::PayloadTemplate;
-use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
+use herald_core::validate::Uid;
 use herald_core::{AppId, EndpointId, MessageId};
 
 use crate::Result;
@@ -50,16 +46,7 @@ pub struct NewApplication {
 /// An endpoint as the API hands it to the store; the store adds ids and times.
 pub struct NewEndpoint {
     pub uid: Option<Uid>,
-    pub url: EndpointUrl,
-    pub description: String,
-    pub metadata: Metadata,
-    pub disabled: bool,
-    pub filter_types: Option<Vec<EventTypeName>>,
-    pub channels: Option<Vec<Channel>>,
-    pub throttle_rate: Option<u32>,
-    pub headers: BTreeMap<String, String>,
-    pub timeout: Duration,
-    pub payload_template: Option<PayloadTemplate>,
+    pub settings: EndpointSettings,
     pub secret: EndpointSecret,
 }
 
@@ -108,6 +95,8 @@ pub trait ResourceStore: Send + Sync {
     async fn create_endpoint(&self, app_id: &AppId, ep: NewEndpoint) -> Result<Endpoint>;
     async fn get_endpoint(&self, app_id: &AppId, id_or_uid: &str) -> Result<Endpoint>;
     async fn list_endpoints(&self, app_id: &AppId, page: PageRequest) -> Result<Page<Endpoint>>;
+    /// Replaces the uid and the settings; the id, application and creation
+    /// time stay.
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()>;
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret>;

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint};
+use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_core::transform::PayloadTemplate;
 use herald_core::validate::EndpointUrl;
@@ -106,7 +106,7 @@ async fn list_endpoints(
         .store
         .list_endpoints(&app.id, page_request(&q, Order::Ascending)?)
         .await?;
-    Ok(Json(ListResponse::from_page(page, EndpointOut::from)))
+    Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }
 
 async fn create_endpoint(
@@ -117,17 +117,27 @@ async fn create_endpoint(
     let app = s.store.get_app(&app_id).await?;
     let new = new_endpoint(body)?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
-    Ok((StatusCode::CREATED, Json(ep.into())))
+    Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
 
-fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
-    let secret = match body.secret {
+fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
+    let secret = match body.secret.take() {
         Some(text) => EndpointSecret::parse(&text)
             .map_err(|e| ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string()))?,
         None => EndpointSecret::generate_symmetric(),
     };
+    let uid = parse_uid(body.uid.take(), "uid")?;
     Ok(NewEndpoint {
-        uid: parse_uid(body.uid, "uid")?,
+        uid,
+        settings: settings(body)?,
+        secret,
+    })
+}
+
+/// Every setting a create or a PUT gives, validated; what the body leaves
+/// out takes its default.
+fn settings(body: EndpointIn) -> ApiResult<EndpointSettings> {
+    Ok(EndpointSettings {
         url: parse_url(&body.url)?,
         description: body.description.unwrap_or_default(),
         metadata: body.metadata.unwrap_or_default(),
@@ -138,7 +148,6 @@ fn new_endpoint(body: EndpointIn) -> ApiResult<NewEndpoint> {
         headers: parse_headers(body.headers)?,
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
         payload_template: parse_template(body.payload_template)?,
-        secret,
     })
 }
 
@@ -156,7 +165,7 @@ async fn get_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<EndpointOut>> {
-    Ok(Json(find(&s, &app_id, &endpoint_id).await?.into()))
+    Ok(Json(find(&s, &app_id, &endpoint_id).await?.try_into()?))
 }
 
 pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiResult<Endpoint> {
@@ -175,19 +184,11 @@ async fn upsert_endpoint(
     match s.store.get_endpoint(&app.id, &endpoint_id).await {
         Ok(mut ep) => {
             let new = new_endpoint(body)?;
+            // The secret is kept: PUT replaces settings, not credentials.
             ep.uid = new.uid;
-            ep.url = new.url;
-            ep.description = new.description;
-            ep.metadata = new.metadata;
-            ep.disabled = new.disabled;
-            ep.filter_types = new.filter_types;
-            ep.channels = new.channels;
-            ep.throttle_rate = new.throttle_rate;
-            ep.headers = new.headers;
-            ep.timeout = new.timeout;
-            ep.payload_template = new.payload_template;
+            ep.settings = new.settings;
             let ep = s.store.update_endpoint(ep).await?;
-            Ok((StatusCode::OK, Json(ep.into())))
+            Ok((StatusCode::OK, Json(ep.try_into()?)))
         }
         Err(StoreError::NotFound(_)) => {
             let mut new = new_endpoint(body)?;
@@ -195,7 +196,7 @@ async fn upsert_endpoint(
                 new.uid = parse_uid(Some(endpoint_id), "uid")?;
             }
             let ep = s.store.create_endpoint(&app.id, new).await?;
-            Ok((StatusCode::CREATED, Json(ep.into())))
+            Ok((StatusCode::CREATED, Json(ep.try_into()?)))
         }
         Err(e) => Err(e.into()),
     }
@@ -207,38 +208,39 @@ async fn patch_endpoint(
     JsonBody(body): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
     let mut ep = find(&s, &app_id, &endpoint_id).await?;
-    if let Some(url) = body.url {
-        ep.url = parse_url(&url)?;
-    }
-    if let Some(description) = body.description {
-        ep.description = description;
-    }
     if let Some(uid) = body.uid {
         ep.uid = parse_uid(uid, "uid")?;
     }
+    let set = &mut ep.settings;
+    if let Some(url) = body.url {
+        set.url = parse_url(&url)?;
+    }
+    if let Some(description) = body.description {
+        set.description = description;
+    }
     if let Some(disabled) = body.disabled {
-        ep.disabled = disabled;
+        set.disabled = disabled;
     }
     if let Some(types) = body.event_types {
-        ep.filter_types = parse_event_types(types, "eventTypes")?;
+        set.filter_types = parse_event_types(types, "eventTypes")?;
     }
     if let Some(channels) = body.channels {
-        ep.channels = parse_channels(channels, "channels")?;
+        set.channels = parse_channels(channels, "channels")?;
     }
     if let Some(metadata) = body.metadata {
-        ep.metadata = metadata;
+        set.metadata = metadata;
     }
     if let Some(rate) = body.throttle_rate {
-        ep.throttle_rate = rate;
+        set.throttle_rate = rate;
     }
     if let Some(timeout) = parse_timeout(body.timeout_secs)? {
-        ep.timeout = timeout;
+        set.timeout = timeout;
     }
     if let Some(template) = body.payload_template {
-        ep.payload_template = parse_template(template)?;
+        set.payload_template = parse_template(template)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
-    Ok(Json(ep.into()))
+    Ok(Json(ep.try_into()?))
 }
 
 async fn delete_endpoint(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use herald_core::model::DEFAULT_ENDPOINT_TIMEOUT;
+use herald_core::model::EndpointSettings;
 use herald_core::signing::EndpointSecret;
 use herald_core::ssrf::PrivateTargets;
 use herald_core::validate::{EndpointUrl, EventTypeName};
@@ -91,16 +91,7 @@ async fn app_with_endpoint(f: &Fixture) -> (String, herald_core::EndpointId) {
             &app.id,
             NewEndpoint {
                 uid: None,
-                url: EndpointUrl::parse(&format!("{}/hook", f.receiver)).unwrap(),
-                description: String::new(),
-                metadata: Default::default(),
-                disabled: false,
-                filter_types: None,
-                channels: None,
-                throttle_rate: None,
-                headers: Default::default(),
-                timeout: DEFAULT_ENDPOINT_TIMEOUT,
-                payload_template: None,
+                settings: EndpointSettings::new(EndpointUrl::parse(&format!("{}/hook", f.receiver)).unwrap()),
                 secret: EndpointSecret::generate_symmetric(),
             },
         )

@@ -6,7 +6,6 @@ use chrono::Utc;
 use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
-use herald_core::transform::PayloadTemplate;
 use herald_core::validate::Uid;
 use herald_core::{AppId, EndpointId, MessageId};
 use rusqlite::types::Value;
@@ -138,40 +137,21 @@ impl ResourceStore for SqliteStore {
                     id: EndpointId::new(),
                     app_id: app_id.clone(),
                     uid: ep.uid,
-                    url: ep.url,
-                    description: ep.description,
-                    metadata: ep.metadata,
-                    disabled: ep.disabled,
-                    filter_types: ep.filter_types,
-                    channels: ep.channels,
-                    throttle_rate: ep.throttle_rate,
-                    headers: ep.headers,
-                    timeout: ep.timeout,
-                    payload_template: ep.payload_template,
+                    settings: ep.settings,
                     created_at: now,
                     updated_at: now,
                 };
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO endpoint ({EP_COLS}, secret) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                     ))?
                     .execute(params![
                         out.id.as_str(),
                         out.app_id.as_str(),
                         out.uid.as_ref().map(Uid::as_str),
-                        out.url.as_str(),
-                        out.description,
-                        to_json(&out.metadata)?,
-                        out.disabled,
-                        opt_json(&out.filter_types)?,
-                        opt_json(&out.channels)?,
-                        out.throttle_rate,
-                        to_json(&out.headers)?,
-                        out.timeout.as_millis() as i64,
+                        to_json(&out.settings)?,
                         ms(now),
                         ms(now),
-                        out.payload_template.as_ref().map(PayloadTemplate::source),
                         sealed
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -204,25 +184,14 @@ impl ResourceStore for SqliteStore {
                 let n = ctx
                     .conn
                     .prepare_cached(
-                        "UPDATE endpoint SET uid = ?3, url = ?4, description = ?5, metadata = ?6, disabled = ?7, \
-                         filter_types = ?8, channels = ?9, throttle_rate = ?10, headers = ?11, timeout_ms = ?12, \
-                         updated_at = ?13, payload_template = ?14 WHERE id = ?1 AND app_id = ?2",
+                        "UPDATE endpoint SET uid = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1 AND app_id = ?2",
                     )?
                     .execute(params![
                         ep.id.as_str(),
                         ep.app_id.as_str(),
                         ep.uid.as_ref().map(Uid::as_str),
-                        ep.url.as_str(),
-                        ep.description,
-                        to_json(&ep.metadata)?,
-                        ep.disabled,
-                        opt_json(&ep.filter_types)?,
-                        opt_json(&ep.channels)?,
-                        ep.throttle_rate,
-                        to_json(&ep.headers)?,
-                        ep.timeout.as_millis() as i64,
-                        ms(ep.updated_at),
-                        ep.payload_template.as_ref().map(PayloadTemplate::source)
+                        to_json(&ep.settings)?,
+                        ms(ep.updated_at)
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
                 if n == 0 {
@@ -287,17 +256,11 @@ impl ResourceStore for SqliteStore {
                     .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
                     .optional()?;
                 if let Some((ep, sealed)) = row {
-                    out.push(DeliveryTarget {
-                        endpoint_id: ep.id,
-                        app_id: ep.app_id,
-                        url: ep.url,
-                        disabled: ep.disabled,
-                        secrets: vec![decrypt_secret(&key, &sealed)?],
-                        headers: ep.headers,
-                        timeout: ep.timeout,
-                        retry: RetrySchedule::standard(),
-                        payload_template: ep.payload_template,
-                    });
+                    out.push(DeliveryTarget::new(
+                        ep,
+                        vec![decrypt_secret(&key, &sealed)?],
+                        RetrySchedule::standard(),
+                    ));
                 }
             }
             Ok(out)

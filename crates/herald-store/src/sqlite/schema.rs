@@ -190,6 +190,39 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE message ADD COLUMN payload_expires_at INTEGER;
     UPDATE message SET payload_expires_at = created_at + 7776000000;
     CREATE INDEX message_payload_expiry ON message (payload_expires_at) WHERE payload_expires_at IS NOT NULL;",
+    // 6: an endpoint's settings become one JSON document (the serde shape
+    // of `EndpointSettings`), so a new setting needs no column. Only what a
+    // query looks up by stays a column: nothing in SQL filters on `disabled`
+    // or any other setting (fan-out matches in Rust). `json()` refuses a
+    // stored value that is not JSON, failing the migration rather than
+    // losing it; `disabled` becomes a JSON boolean, an absent template null.
+    // Keep this migration last when merging branches that add others.
+    "CREATE TABLE endpoint2 (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        uid TEXT,
+        settings TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    INSERT INTO endpoint2 (id, app_id, uid, settings, secret, created_at, updated_at)
+        SELECT id, app_id, uid, json_object(
+            'url', url,
+            'description', description,
+            'metadata', json(metadata),
+            'disabled', json(CASE WHEN disabled THEN 'true' ELSE 'false' END),
+            'filterTypes', json(filter_types),
+            'channels', json(channels),
+            'throttleRate', throttle_rate,
+            'headers', json(headers),
+            'timeoutMs', timeout_ms,
+            'payloadTemplate', payload_template
+        ), secret, created_at, updated_at FROM endpoint ORDER BY id;
+    DROP TABLE endpoint;
+    ALTER TABLE endpoint2 RENAME TO endpoint;
+    CREATE INDEX endpoint_app ON endpoint (app_id, id);
+    CREATE UNIQUE INDEX endpoint_app_uid ON endpoint (app_id, uid) WHERE uid IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -302,5 +335,137 @@ mod tests {
             .unwrap();
         assert_eq!(expires, 10 + 90 * 86_400_000);
         assert!(index_names(&conn).contains(&"message_payload_expiry".to_owned()));
+    }
+
+    /// A database written by version 4 (endpoint settings in columns) keeps
+    /// every endpoint value once settings become one JSON document.
+    #[test]
+    fn version_4_endpoints_keep_every_setting_in_the_settings_document() {
+        use std::time::Duration;
+
+        use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Metadata};
+
+        use crate::sqlite::rows::{EP_COLS, EP_SECRET_COL, ep_row};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v4.db")).unwrap();
+        configure(&conn).unwrap();
+        // The migrations as they stood when settings were columns; any
+        // added since (whatever their number) run in `migrate` below.
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO endpoint (id, app_id, uid, url, description, metadata, disabled, filter_types, channels,
+                   throttle_rate, headers, timeout_ms, secret, created_at, updated_at, payload_template)
+               VALUES ('ep_1', 'app_1', 'billing', 'https://a.example.com/h', 'billing hooks', '{"owner":"team-a"}',
+                   1, '["invoice.paid","user.created"]', '["eu"]', 25, '{"x-custom":"yes"}', 2500, X'0102',
+                   10, 20, '{"id": "{{msg.id}}"}');
+               INSERT INTO endpoint (id, app_id, uid, url, description, metadata, disabled, filter_types, channels,
+                   throttle_rate, headers, timeout_ms, secret, created_at, updated_at, payload_template)
+               VALUES ('ep_2', 'app_1', NULL, 'https://b.example.com/', '', '{}', 0, NULL, NULL, NULL, '{}',
+                   15000, X'03', 11, 12, NULL);"#,
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let rows: Vec<(herald_core::model::Endpoint, Vec<u8>)> = conn
+            .prepare(&format!("SELECT {EP_COLS}, secret FROM endpoint ORDER BY id"))
+            .unwrap()
+            .query_map([], |r| Ok((ep_row(r)?, r.get(EP_SECRET_COL)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2);
+
+        let (full, secret) = &rows[0];
+        assert_eq!(secret, &vec![1u8, 2]);
+        assert_eq!((full.id.as_str(), full.app_id.as_str()), ("ep_1", "app_1"));
+        assert_eq!(full.uid.as_ref().map(|u| u.as_str()), Some("billing"));
+        assert_eq!(
+            (full.created_at.timestamp_millis(), full.updated_at.timestamp_millis()),
+            (10, 20)
+        );
+        let s = &full.settings;
+        assert_eq!(s.url.as_str(), "https://a.example.com/h");
+        assert_eq!(s.description, "billing hooks");
+        assert_eq!(s.metadata, Metadata::from([("owner".to_owned(), "team-a".to_owned())]));
+        assert!(s.disabled);
+        assert_eq!(
+            s.filter_types
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>(),
+            ["invoice.paid", "user.created"]
+        );
+        assert_eq!(
+            s.channels
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>(),
+            ["eu"]
+        );
+        assert_eq!(s.throttle_rate, Some(25));
+        assert_eq!(s.headers.get("x-custom").map(String::as_str), Some("yes"));
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert_eq!(
+            s.payload_template.as_ref().map(|t| t.source()),
+            Some(r#"{"id": "{{msg.id}}"}"#)
+        );
+
+        let (bare, secret) = &rows[1];
+        assert_eq!(secret, &vec![3u8]);
+        assert_eq!(bare.uid, None);
+        let s = &bare.settings;
+        assert_eq!((s.url.as_str(), s.description.as_str()), ("https://b.example.com/", ""));
+        assert!(!s.disabled && s.metadata.is_empty() && s.headers.is_empty());
+        assert_eq!((&s.filter_types, &s.channels, s.throttle_rate), (&None, &None, None));
+        assert_eq!(s.timeout, DEFAULT_ENDPOINT_TIMEOUT);
+        assert_eq!(s.payload_template, None);
+
+        let indexes = index_names(&conn);
+        for kept in ["endpoint_app", "endpoint_app_uid"] {
+            assert!(indexes.contains(&kept.to_owned()), "{kept} missing: {indexes:?}");
+        }
+        // The uid stays unique within an application.
+        let dup = conn.execute(
+            "INSERT INTO endpoint (id, app_id, uid, settings, secret, created_at, updated_at) \
+             VALUES ('ep_3', 'app_1', 'billing', '{}', X'00', 1, 1)",
+            [],
+        );
+        assert!(dup.is_err());
+    }
+
+    /// A stored value that is not JSON stops the migration instead of being
+    /// carried over as something else.
+    #[test]
+    fn endpoint_settings_migration_refuses_bad_json() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO endpoint (id, app_id, uid, url, description, metadata, disabled, filter_types, channels,
+                 throttle_rate, headers, timeout_ms, secret, created_at, updated_at, payload_template)
+             VALUES ('ep_1', 'app_1', NULL, 'https://a.example.com/', '', 'not json', 0, NULL, NULL, NULL, '{}',
+                 1000, X'00', 1, 1, NULL);",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_err());
+        let count: i64 = conn
+            .query_row("SELECT COUNT(*) FROM endpoint WHERE metadata = 'not json'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(count, 1, "the failed migration rolled back");
     }
 }

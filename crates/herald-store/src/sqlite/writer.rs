@@ -235,7 +235,11 @@ fn run(mut ctx: WriterCtx, mut rx: mpsc::Receiver<Job>) {
         commit_batch(&mut ctx, &mut batch, &mut finishers);
     }
     // Fold the WAL back into the main file so a clean stop leaves one file.
-    let _ = ctx.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    // Failing leaves the WAL beside the database, which the next open
+    // replays: worth a warning, not a failed close.
+    if let Err(e) = ctx.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "could not fold the WAL back at close");
+    }
 }
 
 fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<Finish>) {
@@ -286,7 +290,13 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         Err(msg) => {
             ctx.changes.clear();
             tracing::error!(error = %msg, "group commit failed");
-            let _ = ctx.conn.execute_batch("ROLLBACK");
+            match ctx.conn.execute_batch("ROLLBACK") {
+                Ok(()) => {}
+                // SQLite ended the transaction itself (some errors do).
+                Err(_) if ctx.conn.is_autocommit() => {}
+                // The next batch would begin inside this one's remains.
+                Err(e) => tracing::error!(error = %e, "could not roll back a failed batch"),
+            }
             // What the caches learned inside the rolled-back batch may be false.
             ctx.forget_everything();
             finishers.drain(..).for_each(|f| f(Some(&msg)));

@@ -27,7 +27,7 @@ async fn endpoint_and_app_changes_are_announced_in_order() {
         let mut rx = s.changes();
 
         let mut ep = s.get_endpoint(&a, ep1.as_str()).await.unwrap();
-        ep.description = "changed".into();
+        ep.settings.description = "changed".into();
         s.update_endpoint(ep).await.unwrap();
         s.delete_endpoint(&a, &ep2).await.unwrap();
         s.delete_app(&a).await.unwrap();

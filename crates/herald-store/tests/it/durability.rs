@@ -15,7 +15,7 @@ use herald_store::{
 
 use crate::{
     AtMs, all_messages, app_with_endpoints, chans, claim, each_backend, et, event_type, held, ids, meta, msg, new_app,
-    new_endpoint, new_msg, node, page, record_all, uid,
+    new_endpoint_with, new_msg, node, page, record_all, uid,
 };
 
 #[tokio::test]
@@ -37,10 +37,11 @@ async fn everything_survives_close_and_reopen() {
                 &app.id,
                 NewEndpoint {
                     uid: Some(uid("ep-1")),
-                    filter_types: Some(vec![et("order.created")]),
-                    channels: Some(chans(&["eu"])),
                     secret: secret.clone(),
-                    ..new_endpoint("https://durable.example/hook")
+                    ..new_endpoint_with("https://durable.example/hook", |s| {
+                        s.filter_types = Some(vec![et("order.created")]);
+                        s.channels = Some(chans(&["eu"]));
+                    })
                 },
             )
             .await
@@ -70,7 +71,7 @@ async fn everything_survives_close_and_reopen() {
             msg_id: retried.message.id.clone(),
             endpoint_id: ep.id.clone(),
             app_id: app.id.clone(),
-            url: ep.url.as_str().to_owned(),
+            url: ep.settings.url.as_str().to_owned(),
             response_status_code: 502,
             response: "bad gateway".into(),
             response_duration_ms: 31,

@@ -31,10 +31,11 @@ mod durability;
 mod leases;
 mod messages;
 mod paging;
+mod parking;
 mod resources;
 mod retention;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +44,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use herald_core::model::{
-    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EventType, Message, Metadata, TriggerType,
+    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EndpointSettings, EventType, Message, Metadata,
+    TriggerType,
 };
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
@@ -225,18 +227,22 @@ pub async fn app(store: &Arc<dyn Store>, name: &str) -> AppId {
 pub fn new_endpoint(url: &str) -> NewEndpoint {
     NewEndpoint {
         uid: None,
-        url: EndpointUrl::parse(url).unwrap(),
-        description: String::new(),
-        metadata: Metadata::new(),
-        disabled: false,
-        filter_types: None,
-        channels: None,
-        throttle_rate: None,
-        headers: BTreeMap::new(),
-        timeout: Duration::from_secs(15),
-        payload_template: None,
+        settings: EndpointSettings::new(EndpointUrl::parse(url).unwrap()),
         secret: EndpointSecret::generate_symmetric(),
     }
+}
+
+/// [`new_endpoint`] with its settings changed by `f`.
+pub fn new_endpoint_with(url: &str, f: impl FnOnce(&mut EndpointSettings)) -> NewEndpoint {
+    let mut ep = new_endpoint(url);
+    f(&mut ep.settings);
+    ep
+}
+
+/// `ep` with its settings changed by `f`, to hand to `update_endpoint`.
+pub fn changed(mut ep: Endpoint, f: impl FnOnce(&mut EndpointSettings)) -> Endpoint {
+    f(&mut ep.settings);
+    ep
 }
 
 /// Creates an endpoint and returns its id.

@@ -5,11 +5,11 @@ use std::collections::{BTreeSet, HashSet};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
 use herald_core::{AppId, EndpointId};
-use herald_store::{AppRef, Ingested, MessageFilter, NewEndpoint, Order, StoreError};
+use herald_store::{AppRef, Ingested, MessageFilter, Order, StoreError};
 
 use crate::{
-    AtMs, all_messages, app, chans, each_backend, endpoint, et, msg_ids, new_app, new_endpoint, new_msg, page, page_at,
-    tick, uid,
+    AtMs, all_messages, app, changed, chans, each_backend, endpoint, et, msg_ids, new_app, new_endpoint,
+    new_endpoint_with, new_msg, page, page_at, tick, uid,
 };
 
 /// An event type, the message's channels, and the endpoints it must reach.
@@ -29,11 +29,12 @@ async fn ingest_fans_out_to_subscribed_endpoints_only() {
         let s = &b.store;
         let a = s.create_app(new_app("A", Some("shop"))).await.unwrap().id;
         let other = app(s, "Other").await;
-        let ep = |filter: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool| NewEndpoint {
-            filter_types: filter.map(|f| f.iter().map(|t| et(t)).collect()),
-            channels: channels.map(chans),
-            disabled,
-            ..new_endpoint("https://hooks.example/")
+        let ep = |filter: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool| {
+            new_endpoint_with("https://hooks.example/", |s| {
+                s.filter_types = filter.map(|f| f.iter().map(|t| et(t)).collect());
+                s.channels = channels.map(chans);
+                s.disabled = disabled;
+            })
         };
         let all = endpoint(s, &a, ep(None, None, false)).await;
         let empty = endpoint(s, &a, ep(Some(&[]), Some(&[]), false)).await;
@@ -123,31 +124,21 @@ async fn fan_out_follows_endpoint_changes() {
         let second = s
             .create_endpoint(
                 &a,
-                NewEndpoint {
-                    filter_types: Some(vec![et("x.y")]),
-                    ..new_endpoint("https://2.example/")
-                },
+                new_endpoint_with("https://2.example/", |s| s.filter_types = Some(vec![et("x.y")])),
             )
             .await
             .unwrap();
         assert_eq!(send("x.y", None).await, set(&[&first.id, &second.id]));
         assert_eq!(send("z.z", None).await, set(&[&first.id]));
 
-        let first = s
-            .update_endpoint(herald_core::model::Endpoint {
-                disabled: true,
-                ..first
-            })
-            .await
-            .unwrap();
+        let first = s.update_endpoint(changed(first, |s| s.disabled = true)).await.unwrap();
         assert_eq!(send("x.y", None).await, set(&[&second.id]), "after disabling");
 
         let second = s
-            .update_endpoint(herald_core::model::Endpoint {
-                filter_types: None,
-                channels: Some(chans(&["c"])),
-                ..second
-            })
+            .update_endpoint(changed(second, |s| {
+                s.filter_types = None;
+                s.channels = Some(chans(&["c"]));
+            }))
             .await
             .unwrap();
         assert_eq!(send("z.z", None).await, set(&[]), "channel filter, no channel");
@@ -157,13 +148,7 @@ async fn fan_out_follows_endpoint_changes() {
             "channel filter, matching channel"
         );
 
-        let first = s
-            .update_endpoint(herald_core::model::Endpoint {
-                disabled: false,
-                ..first
-            })
-            .await
-            .unwrap();
+        let first = s.update_endpoint(changed(first, |s| s.disabled = false)).await.unwrap();
         s.delete_endpoint(&a, &second.id).await.unwrap();
         assert_eq!(
             send("z.z", Some(&["c"])).await,

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_core::AppId;
-use herald_core::model::Application;
+use herald_core::model::{Application, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::EndpointUrl;
 use herald_store::{EncryptionKey, NewApplication, Order, StoreError};
 
 use crate::{
-    AtMs, app, chans, each_backend, endpoint, et, event_type, meta, new_app, new_endpoint, new_msg, page, page_at,
-    tick, uid,
+    AtMs, app, changed, chans, each_backend, endpoint, et, event_type, meta, new_app, new_endpoint, new_endpoint_with,
+    new_msg, page, page_at, tick, uid,
 };
 
 // ---------- applications ----------
@@ -349,16 +349,20 @@ async fn endpoint_create_get_update_delete() {
                 &app_id,
                 herald_store::NewEndpoint {
                     uid: Some(uid("billing")),
-                    url: EndpointUrl::parse("https://hooks.example.com/in?x=1").unwrap(),
-                    description: "billing hooks".into(),
-                    metadata: meta(&[("owner", "team-a")]),
-                    disabled: false,
-                    filter_types: Some(vec![et("invoice.paid"), et("invoice.failed")]),
-                    channels: Some(chans(&["eu", "us"])),
-                    throttle_rate: Some(10),
-                    headers: BTreeMap::from([("X-Custom".to_owned(), "yes".to_owned())]),
-                    timeout: Duration::from_millis(2500),
-                    payload_template: Some(template(r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#)),
+                    settings: EndpointSettings {
+                        url: EndpointUrl::parse("https://hooks.example.com/in?x=1").unwrap(),
+                        description: "billing hooks".into(),
+                        metadata: meta(&[("owner", "team-a")]),
+                        disabled: false,
+                        filter_types: Some(vec![et("invoice.paid"), et("invoice.failed")]),
+                        channels: Some(chans(&["eu", "us"])),
+                        throttle_rate: Some(10),
+                        headers: BTreeMap::from([("X-Custom".to_owned(), "yes".to_owned())]),
+                        timeout: Duration::from_millis(2500),
+                        payload_template: Some(template(
+                            r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#,
+                        )),
+                    },
                     secret: secret.clone(),
                 },
             )
@@ -369,26 +373,26 @@ async fn endpoint_create_get_update_delete() {
         assert!(created.id.as_str().starts_with("ep_"), "id {}", created.id);
         assert_eq!(created.app_id, app_id);
         assert_eq!(created.uid, Some(uid("billing")));
-        assert_eq!(created.url.as_str(), "https://hooks.example.com/in?x=1");
-        assert_eq!(created.description, "billing hooks");
-        assert_eq!(created.metadata, meta(&[("owner", "team-a")]));
-        assert!(!created.disabled);
+        assert_eq!(created.settings.url.as_str(), "https://hooks.example.com/in?x=1");
+        assert_eq!(created.settings.description, "billing hooks");
+        assert_eq!(created.settings.metadata, meta(&[("owner", "team-a")]));
+        assert!(!created.settings.disabled);
         assert_eq!(
-            created.filter_types,
+            created.settings.filter_types,
             Some(vec![et("invoice.paid"), et("invoice.failed")])
         );
-        assert_eq!(created.channels, Some(chans(&["eu", "us"])));
-        assert_eq!(created.throttle_rate, Some(10));
-        assert_eq!(created.headers["X-Custom"], "yes");
-        assert_eq!(created.timeout, Duration::from_millis(2500));
+        assert_eq!(created.settings.channels, Some(chans(&["eu", "us"])));
+        assert_eq!(created.settings.throttle_rate, Some(10));
+        assert_eq!(created.settings.headers["X-Custom"], "yes");
+        assert_eq!(created.settings.timeout, Duration::from_millis(2500));
         assert_eq!(
-            created.payload_template.as_ref().map(|t| t.source()),
+            created.settings.payload_template.as_ref().map(|t| t.source()),
             Some(r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#)
         );
         crate::assert_between(created.created_at, before, after, "created_at");
         let targets = s.delivery_targets(vec![created.id.clone()]).await.unwrap();
         assert_eq!(
-            targets[0].payload_template, created.payload_template,
+            targets[0].payload_template, created.settings.payload_template,
             "the engine sees the template"
         );
 
@@ -406,16 +410,18 @@ async fn endpoint_create_get_update_delete() {
         let updated = s
             .update_endpoint(herald_core::model::Endpoint {
                 uid: Some(uid("billing-v2")),
-                url: EndpointUrl::parse("http://other.example/hook").unwrap(),
-                description: "changed".into(),
-                metadata: Default::default(),
-                disabled: true,
-                filter_types: None,
-                channels: Some(chans(&["asia"])),
-                throttle_rate: None,
-                headers: BTreeMap::new(),
-                timeout: Duration::from_secs(30),
-                payload_template: Some(template(r#"["{{msg.id}}"]"#)),
+                settings: EndpointSettings {
+                    url: EndpointUrl::parse("http://other.example/hook").unwrap(),
+                    description: "changed".into(),
+                    metadata: Default::default(),
+                    disabled: true,
+                    filter_types: None,
+                    channels: Some(chans(&["asia"])),
+                    throttle_rate: None,
+                    headers: BTreeMap::new(),
+                    timeout: Duration::from_secs(30),
+                    payload_template: Some(template(r#"["{{msg.id}}"]"#)),
+                },
                 ..by_id.clone()
             })
             .await
@@ -424,23 +430,21 @@ async fn endpoint_create_get_update_delete() {
         let got = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
         assert_eq!(got.clone().at_ms(), updated.at_ms(), "read back after update");
         assert_eq!(got.uid, Some(uid("billing-v2")));
-        assert_eq!(got.url.as_str(), "http://other.example/hook");
-        assert!(got.disabled);
-        assert_eq!(got.filter_types, None);
-        assert_eq!(got.channels, Some(chans(&["asia"])));
-        assert_eq!(got.timeout, Duration::from_secs(30));
-        assert_eq!(got.payload_template, Some(template(r#"["{{msg.id}}"]"#)));
+        assert_eq!(got.settings.url.as_str(), "http://other.example/hook");
+        assert!(got.settings.disabled);
+        assert_eq!(got.settings.filter_types, None);
+        assert_eq!(got.settings.channels, Some(chans(&["asia"])));
+        assert_eq!(got.settings.timeout, Duration::from_secs(30));
+        assert_eq!(got.settings.payload_template, Some(template(r#"["{{msg.id}}"]"#)));
         let raw_again = s
-            .update_endpoint(herald_core::model::Endpoint {
-                payload_template: None,
-                ..got.clone()
-            })
+            .update_endpoint(changed(got.clone(), |s| s.payload_template = None))
             .await
             .unwrap();
         assert_eq!(
             s.get_endpoint(&app_id, created.id.as_str())
                 .await
                 .unwrap()
+                .settings
                 .payload_template,
             None,
             "back to the raw payload"
@@ -692,12 +696,11 @@ async fn endpoint_secret_round_trips_exactly() {
         let disabled = s
             .create_endpoint(
                 &a,
-                herald_store::NewEndpoint {
-                    disabled: true,
-                    headers: BTreeMap::from([("X-A".to_owned(), "1".to_owned())]),
-                    timeout: Duration::from_secs(3),
-                    ..new_endpoint("https://disabled.example/")
-                },
+                new_endpoint_with("https://disabled.example/", |s| {
+                    s.disabled = true;
+                    s.headers = BTreeMap::from([("X-A".to_owned(), "1".to_owned())]);
+                    s.timeout = Duration::from_secs(3);
+                }),
             )
             .await
             .unwrap();
@@ -814,7 +817,7 @@ async fn endpoint_secret_needs_the_same_key() {
         );
         // Everything that is not secret stays readable.
         assert_eq!(
-            wrong.get_endpoint(&a, ep.as_str()).await.unwrap().url.as_str(),
+            wrong.get_endpoint(&a, ep.as_str()).await.unwrap().settings.url.as_str(),
             "https://x.example/"
         );
         wrong.close().await;
