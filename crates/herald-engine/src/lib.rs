@@ -293,9 +293,10 @@ impl Engine {
     pub async fn stopped(&self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().await);
         for t in tasks {
-            let _ = t.await;
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "an engine task failed; its unsent work is recovered at the next start");
+            }
         }
-        let _ = &self.store;
     }
 }
 

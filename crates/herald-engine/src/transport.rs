@@ -36,6 +36,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum TransportError {
     #[error("could not set up TLS certificate verification: {0}")]
     Tls(std::io::Error),
+    #[error("the user agent {0:?} is not a valid header value")]
+    UserAgent(String),
 }
 
 /// A request the engine wants sent.
@@ -155,7 +157,8 @@ impl Transport {
         Ok(Self {
             client,
             policy,
-            user_agent: HeaderValue::from_str(user_agent).unwrap_or(HeaderValue::from_static("Herald")),
+            user_agent: HeaderValue::from_str(user_agent)
+                .map_err(|_| TransportError::UserAgent(user_agent.to_owned()))?,
         })
     }
 
@@ -173,9 +176,10 @@ impl Transport {
                 format!("{ip} is an address deliveries may not reach"),
             );
         }
-        let mut request = Request::post(req.uri.clone())
-            .body(Full::new(req.body))
-            .unwrap_or_default();
+        let mut request = match Request::post(req.uri.clone()).body(Full::new(req.body)) {
+            Ok(r) => r,
+            Err(e) => return fail(AttemptErrorKind::Other, format!("could not build the request: {e}")),
+        };
         *request.headers_mut() = req.headers;
         request
             .headers_mut()

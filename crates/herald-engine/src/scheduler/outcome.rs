@@ -1,0 +1,131 @@
+//! What a finished attempt changes: the lane's limits and circuit, the
+//! delivery's state (succeeded, retried from memory or from the store,
+//! parked behind an open circuit, or given up), and its record.
+
+use std::sync::atomic::Ordering;
+
+use herald_store::{DeliveryState, Outcome};
+use tokio::time::Instant;
+
+use super::Scheduler;
+use super::timers::Wake;
+use crate::attempt::{self, Done};
+use crate::lane::Transition;
+use crate::recorder::Record;
+
+impl Scheduler {
+    pub(super) fn on_done(&mut self, done: Done) {
+        self.in_flight -= 1;
+        self.shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let id = done.job.job.endpoint_id.clone();
+        let now = Instant::now();
+        let Some(reply) = done.reply.clone() else {
+            // Canceled: the endpoint is gone, and so is the delivery.
+            self.held.remove(&done.job.job.delivery_id);
+            if let Some(ls) = self.lanes.get_mut(&id) {
+                ls.lane.abandoned(now);
+            }
+            self.refresh(&id);
+            self.forget_idle_lane(&id);
+            self.serve_ready();
+            return;
+        };
+        let answer = attempt::answer(&reply, done.target.spec.timeout);
+        let transition = match self.lanes.get_mut(&id) {
+            Some(ls) => ls.lane.finished(&self.lane_cfg, now, answer),
+            None => Transition::None,
+        };
+        let open = self.lanes.get(&id).is_some_and(|l| l.lane.is_open());
+        let stats = &self.shared.stats;
+        let record = attempt::record(&done, &reply);
+        let number = record.attempt_number;
+        let success = reply.is_success();
+        let counter = if success {
+            &stats.attempts_succeeded
+        } else {
+            &stats.attempts_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if !success {
+            tracing::debug!(msg_id = %record.msg_id, endpoint_id = %id, status = reply.status,
+                error = ?reply.error, attempt = number, "delivery attempt failed");
+        }
+        let Done {
+            mut job,
+            target,
+            started_at,
+            ..
+        } = done;
+        let held = self.held_of(&job);
+        let delay = (!success)
+            .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
+            .flatten();
+        match (success, delay) {
+            (true, _) => self.record(
+                Outcome {
+                    held,
+                    attempt: Some(record),
+                    state: DeliveryState::Succeeded,
+                },
+                Some(job),
+            ),
+            (false, None) => {
+                stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
+                self.record(
+                    Outcome {
+                        held,
+                        attempt: Some(record),
+                        state: DeliveryState::Failed,
+                    },
+                    Some(job),
+                );
+            }
+            (false, Some(wait)) => {
+                let keep = open || (wait <= self.cfg.retry_horizon && !self.stopping);
+                let outcome = Outcome {
+                    held,
+                    attempt: Some(record),
+                    state: DeliveryState::Retry {
+                        after: wait,
+                        keep_claim: keep,
+                    },
+                };
+                if !keep {
+                    self.record(outcome, Some(job));
+                } else {
+                    self.record(outcome, None);
+                    job.job.attempts = number;
+                    job.job.first_attempt_at.get_or_insert(started_at);
+                    if open {
+                        // Waits parked for its own next attempt.
+                        if let Some(ls) = self.lanes.get_mut(&id) {
+                            ls.parked = true;
+                        }
+                        self.held.remove(&held.id);
+                        let _ = self.records.send(Record::Park(vec![(held, job)]));
+                    } else {
+                        self.timers.schedule(Wake::Retry(job), now + wait);
+                    }
+                }
+            }
+        }
+        match transition {
+            Transition::Opened => self.circuit_opened(&id),
+            Transition::Closed => self.circuit_closed(&id),
+            Transition::None => {
+                // A failed probe: the next one is due at the lane's new probe time.
+                if let Some(at) = self
+                    .lanes
+                    .get(&id)
+                    .filter(|l| l.lane.in_flight() == 0)
+                    .and_then(|l| l.lane.probe_at())
+                {
+                    self.timers.schedule(Wake::Probe(id.clone()), at);
+                }
+            }
+        }
+        self.pump(&id);
+        self.forget_idle_lane(&id);
+        self.serve_ready();
+    }
+}
