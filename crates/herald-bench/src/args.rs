@@ -1,0 +1,58 @@
+//! The command-line arguments of `herald bench`, apart from the run itself so
+//! the binary can embed them in its clap tree and the defaults read in one place.
+
+use crate::ReceiverMode;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Base URL of the server under test.
+    #[arg(long, env = "HERALD_BENCH_URL", default_value = "http://127.0.0.1:8071")]
+    pub url: String,
+    /// API token for the server under test.
+    #[arg(long, env = "HERALD_BENCH_TOKEN")]
+    pub token: Option<String>,
+    /// Messages to send (default 10,000 when no --duration is given).
+    #[arg(long, conflicts_with = "duration")]
+    pub messages: Option<u64>,
+    /// Seconds to keep sending.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Messages per second; full speed when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Endpoints per application, all pointing at the sink.
+    #[arg(long, default_value_t = 1)]
+    pub fanout: u32,
+    /// Payload size in bytes (approximate; at least the sequence field).
+    #[arg(long, default_value_t = 256)]
+    pub payload_bytes: usize,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Process id of the server, to report its memory and CPU.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Also measure plain loopback POST/s (of --payload-bytes) from the
+    /// producers' client to a sink like the one deliveries go to: the
+    /// ceiling the machine allows.
+    #[arg(long)]
+    pub raw: bool,
+    /// How the sink behaves until every message has been sent: `up` answers
+    /// at once; `down` refuses connections (a receiver outage: the server
+    /// retries on its schedule); `stalled` takes requests in but answers
+    /// none (deliveries wait, so sending measures ingest alone). After
+    /// sending, it answers everything and the drain is measured.
+    #[arg(long, value_enum, default_value_t = ReceiverMode::Up)]
+    pub receiver: ReceiverMode,
+    /// How long to wait for deliveries after the last message was sent
+    /// (default 60 s; 900 s with `--receiver down`, since retries come on
+    /// the server's schedule).
+    #[arg(long)]
+    pub drain_timeout: Option<f64>,
+    /// Print one JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The sink answers on this address (a free loopback port by default).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub sink_listen: String,
+}
