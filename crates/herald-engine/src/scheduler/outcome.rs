@@ -120,7 +120,7 @@ impl Scheduler {
                     .filter(|l| l.lane.in_flight() == 0)
                     .and_then(|l| l.lane.probe_at())
                 {
-                    self.timers.schedule(Wake::Probe(id.clone()), at);
+                    self.schedule_probe(id.clone(), at);
                 }
             }
         }

@@ -28,6 +28,16 @@ use crate::recorder::Record;
 use crate::ticket::Job;
 
 impl Scheduler {
+    /// Schedules an open circuit's next probe at `at`, plus up to a fifth of
+    /// the wait again, so endpoints that failed together are not all probed
+    /// in the same instant ever after.
+    pub(super) fn schedule_probe(&mut self, id: EndpointId, at: Instant) {
+        use rand::Rng;
+        let wait = at.saturating_duration_since(Instant::now());
+        let spread = wait.mul_f64(rand::rng().random_range(0.0..0.2));
+        self.timers.schedule(Wake::Probe(id), at + spread);
+    }
+
     /// How many jobs a lane may hold in memory, queued or in flight: its
     /// fair share of the resident budget, over the active lanes and one
     /// more, so a lane that turns up next finds room.
@@ -114,7 +124,7 @@ impl Scheduler {
             if jobs.is_empty() {
                 // Nothing parked is due yet: look again a probe interval on.
                 let at = ls.lane.probe_at().unwrap_or_else(Instant::now) + self.lane_cfg.first_probe;
-                self.timers.schedule(Wake::Probe(id), at);
+                self.schedule_probe(id, at);
                 return;
             }
         } else if short {
@@ -135,7 +145,7 @@ impl Scheduler {
         ls.parked = true;
         self.park(id, jobs);
         if let Some(at) = at {
-            self.timers.schedule(Wake::Probe(id.clone()), at);
+            self.schedule_probe(id.clone(), at);
         }
         // The backlog in the store is parked where it lies, payloads unread.
         let _ = self.records.send(Record::ParkBacklog(id.clone()));
