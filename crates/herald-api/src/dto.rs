@@ -363,8 +363,11 @@ fn expired_payload() -> Box<RawValue> {
     RawValue::from_string(r#"{"expired":true}"#.to_owned()).expect("the marker is valid JSON")
 }
 
+/// Fails only if a stored payload is neither empty (expunged) nor JSON, which
+/// ingest rules out: bad bytes answer a 500 with the cause logged rather than
+/// reading back as a plausible but made-up payload.
 impl MessageOut {
-    pub fn new(m: Message, with_content: bool) -> Self {
+    pub fn new(m: Message, with_content: bool) -> Result<Self, ApiError> {
         let payload = if !with_content {
             empty_object()
         } else if m.payload.is_empty() {
@@ -372,11 +375,11 @@ impl MessageOut {
             expired_payload()
         } else {
             String::from_utf8(m.payload.to_vec())
-                .ok()
-                .and_then(|s| RawValue::from_string(s).ok())
-                .unwrap_or_else(empty_object)
+                .map_err(|err| err.to_string())
+                .and_then(|s| RawValue::from_string(s).map_err(|err| err.to_string()))
+                .map_err(|err| ApiError::Internal(format!("message {}: stored payload is not JSON: {err}", m.id)))?
         };
-        Self {
+        Ok(Self {
             id: m.id.to_string(),
             event_type: m.event_type.into_string(),
             payload,
@@ -384,7 +387,7 @@ impl MessageOut {
             channels: m.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             tags: m.tags,
             timestamp: fmt_time(&m.created_at),
-        }
+        })
     }
 }
 
@@ -438,9 +441,8 @@ impl From<Attempt> for MessageAttemptOut {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_expunged_payload_reads_as_expired_under_retention() {
-        let msg = |payload: &'static [u8]| Message {
+    fn msg(payload: &'static [u8]) -> Message {
+        Message {
             id: herald_core::MessageId::new(),
             app_id: herald_core::AppId::new(),
             event_type: herald_core::validate::EventTypeName::parse("a.b").unwrap(),
@@ -449,10 +451,37 @@ mod tests {
             tags: None,
             payload: bytes::Bytes::from_static(payload),
             created_at: chrono::Utc::now(),
-        };
-        assert_eq!(MessageOut::new(msg(b""), true).payload.get(), r#"{"expired":true}"#);
-        assert_eq!(MessageOut::new(msg(b""), false).payload.get(), "{}");
-        assert_eq!(MessageOut::new(msg(br#"{"a":1}"#), true).payload.get(), r#"{"a":1}"#);
+        }
+    }
+
+    #[test]
+    fn an_expunged_payload_reads_as_expired_under_retention() {
+        assert_eq!(
+            MessageOut::new(msg(b""), true).unwrap().payload.get(),
+            r#"{"expired":true}"#
+        );
+        assert_eq!(MessageOut::new(msg(b""), false).unwrap().payload.get(), "{}");
+        assert_eq!(
+            MessageOut::new(msg(br#"{"a":1}"#), true).unwrap().payload.get(),
+            r#"{"a":1}"#
+        );
+    }
+
+    #[test]
+    fn a_corrupt_stored_payload_is_an_internal_error_not_an_empty_object() {
+        for corrupt in [&b"{\"a\":"[..], b"not json", b"\xff\xfe"] {
+            let m = msg(corrupt);
+            let id = m.id.to_string();
+            match MessageOut::new(m, true) {
+                Err(ApiError::Internal(cause)) => {
+                    assert!(cause.contains(&id) && cause.contains("not JSON"), "{cause}");
+                }
+                Err(other) => panic!("{corrupt:?}: want Internal, got {other:?}"),
+                Ok(out) => panic!("{corrupt:?} read back as {}", out.payload.get()),
+            }
+        }
+        // Without content the payload is not looked at, so nothing is shown or claimed.
+        assert_eq!(MessageOut::new(msg(b"not json"), false).unwrap().payload.get(), "{}");
     }
 
     #[test]

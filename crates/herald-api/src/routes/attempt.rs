@@ -72,7 +72,7 @@ async fn respond(
     if with_msg {
         for (dto, attempt) in out.data.iter_mut().zip(page.data) {
             if let Ok(m) = s.store.get_message(&attempt.app_id, attempt.msg_id.as_str()).await {
-                dto.msg = Some(MessageOut::new(m, with_content));
+                dto.msg = Some(MessageOut::new(m, with_content)?);
             }
         }
     }

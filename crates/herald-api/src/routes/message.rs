@@ -67,7 +67,7 @@ async fn create_message(
     let ingested = s.engine.ingest(msg).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(MessageOut::new(ingested.message, with_content)),
+        Json(MessageOut::new(ingested.message, with_content)?),
     ))
 }
 
@@ -106,9 +106,9 @@ async fn list_messages(
         .store
         .list_messages(&app.id, filter, page_request(&q, Order::Descending)?)
         .await?;
-    Ok(Json(ListResponse::from_page(page, |m| {
+    Ok(Json(ListResponse::try_from_page(page, |m| {
         MessageOut::new(m, with_content)
-    })))
+    })?))
 }
 
 async fn get_message(
@@ -118,5 +118,5 @@ async fn get_message(
 ) -> ApiResult<Json<MessageOut>> {
     let app = s.store.get_app(&app_id).await?;
     let msg = s.store.get_message(&app.id, &msg_id).await?;
-    Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)))
+    Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)?))
 }
