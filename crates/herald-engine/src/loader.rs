@@ -15,7 +15,7 @@ use crate::{EngineConfig, Event};
 /// How many due deliveries the loader claims per round.
 const LOAD_BATCH: usize = 1000;
 /// Payload bytes one claim may read, so no transaction reads a gigabyte.
-const LOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const LOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long the loader sleeps at most when it knows of no due work: a
 /// safety net for lapsed claims, not the mechanism.
 const LOADER_MAX_SLEEP: Duration = Duration::from_secs(30);

@@ -189,8 +189,16 @@ pub trait DeliveryQueue: Send + Sync {
     async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64>;
     /// Claims up to `limit` of the caller's parked deliveries to `endpoint`
     /// whose next attempt is due, earliest first, under a fresh claim (a new
-    /// fence, the lease's TTL): an open circuit's probe.
-    async fn claim_parked(&self, lease: &Lease, endpoint: EndpointId, limit: usize) -> Result<Vec<DeliveryJob>>;
+    /// fence, the lease's TTL), stopping once their payloads reach
+    /// `max_bytes` (at least one is taken): an open circuit's probe, or a
+    /// lane taking its backlog back.
+    async fn claim_parked(
+        &self,
+        lease: &Lease,
+        endpoint: EndpointId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<DeliveryJob>>;
     /// Extends the caller's parked claims on these endpoints' deliveries to
     /// `hold` from now: one write per endpoint, however large its backlog.
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64>;

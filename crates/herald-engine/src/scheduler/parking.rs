@@ -100,7 +100,9 @@ impl Scheduler {
             id.clone(),
         );
         tokio::spawn(async move {
-            let jobs = match store.claim_parked(&lease, id.clone(), limit).await {
+            // Within the memory left, and never a gigabyte in one transaction.
+            let max_bytes = shared.room().1.clamp(1, crate::loader::LOAD_MAX_BYTES);
+            let jobs = match store.claim_parked(&lease, id.clone(), limit, max_bytes).await {
                 Ok(jobs) => shared.admit(jobs),
                 Err(e) => {
                     tracing::warn!(error = %e, endpoint_id = %id, "could not take parked deliveries back");

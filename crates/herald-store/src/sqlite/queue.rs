@@ -157,7 +157,13 @@ impl DeliveryQueue for SqliteStore {
             .await
     }
 
-    async fn claim_parked(&self, lease: &Lease, endpoint: EndpointId, limit: usize) -> Result<Vec<DeliveryJob>> {
+    async fn claim_parked(
+        &self,
+        lease: &Lease,
+        endpoint: EndpointId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<DeliveryJob>> {
         let lease = lease.clone();
         self.writer
             .run_fast(move |ctx| {
@@ -172,7 +178,7 @@ impl DeliveryQueue for SqliteStore {
                         |r| r.get(0),
                     )?
                     .collect::<rusqlite::Result<Vec<i64>>>()?;
-                claim_rows(&ctx.conn, &lease, now, ids, usize::MAX)
+                claim_rows(&ctx.conn, &lease, now, ids, max_bytes)
             })
             .await
     }

@@ -85,15 +85,18 @@ async fn claim_parked_takes_the_callers_earliest_due_of_that_endpoint_under_a_ne
 
         let other = node("b");
         assert!(
-            s.claim_parked(&other, eps[0].clone(), 10).await.unwrap().is_empty(),
+            s.claim_parked(&other, eps[0].clone(), 10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty(),
             "another node took the owner's parked work"
         );
 
-        let probe = s.claim_parked(&n, eps[0].clone(), 1).await.unwrap();
+        let probe = s.claim_parked(&n, eps[0].clone(), 1, usize::MAX).await.unwrap();
         assert_eq!(probe.len(), 1);
         assert_eq!(probe[0].delivery_id, ep0[1].delivery_id, "the earliest due comes first");
         assert!(probe[0].fence > ep0[1].fence, "a probe is a new claim with a new fence");
-        let rest = s.claim_parked(&n, eps[0].clone(), 10).await.unwrap();
+        let rest = s.claim_parked(&n, eps[0].clone(), 10, usize::MAX).await.unwrap();
         assert_eq!(
             rest.iter().map(|j| j.delivery_id).collect::<Vec<_>>(),
             vec![ep0[2].delivery_id, ep0[0].delivery_id],
@@ -110,7 +113,7 @@ async fn claim_parked_takes_the_callers_earliest_due_of_that_endpoint_under_a_ne
             "only the delivery not yet due was still parked"
         );
 
-        let ep1_probe = s.claim_parked(&n, eps[1].clone(), 10).await.unwrap();
+        let ep1_probe = s.claim_parked(&n, eps[1].clone(), 10, usize::MAX).await.unwrap();
         assert_eq!(
             ids(&ep1_probe),
             ids(&ep1),
@@ -195,7 +198,7 @@ async fn an_unrenewed_park_hold_lapses_and_renew_parked_extends_it() {
             "a new claim, a new fence"
         );
         assert_eq!(
-            s.claim_parked(&n, eps[0].clone(), 10).await.unwrap().len(),
+            s.claim_parked(&n, eps[0].clone(), 10, usize::MAX).await.unwrap().len(),
             0,
             "the lapsed owner cannot probe work another node took"
         );
@@ -225,7 +228,10 @@ async fn recover_releases_the_owners_parked_claims_too() {
         let got = claim(s, &other).await;
         assert_eq!(ids(&got), ids(&jobs), "recovered parked work is claimable at once");
         assert!(
-            s.claim_parked(&n, eps[0].clone(), 10).await.unwrap().is_empty(),
+            s.claim_parked(&n, eps[0].clone(), 10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty(),
             "recovered work is no longer parked"
         );
     })
@@ -272,14 +278,48 @@ async fn parking_a_delivery_of_a_deleted_endpoint_is_finished() {
             vec![Finished, Done],
             "one answer per delivery, in order"
         );
-        assert!(s.claim_parked(&n, eps[0].clone(), 10).await.unwrap().is_empty());
+        assert!(
+            s.claim_parked(&n, eps[0].clone(), 10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(s.unpark(&n, eps[0].clone()).await.unwrap(), 0);
 
         // Deleted while parked: nothing comes back for it either.
         s.delete_endpoint(&a, &eps[1]).await.unwrap();
-        assert!(s.claim_parked(&n, eps[1].clone(), 10).await.unwrap().is_empty());
+        assert!(
+            s.claim_parked(&n, eps[1].clone(), 10, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(s.unpark(&n, eps[1].clone()).await.unwrap(), 0);
         assert!(claim(s, &node("b")).await.is_empty());
+    })
+    .await;
+}
+
+/// Taking parked work back reads payloads only up to the byte budget, so
+/// a large backlog never comes back in one gigabyte-sized transaction.
+#[tokio::test]
+async fn claim_parked_stops_at_the_byte_budget() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        let n = node("a");
+        let big = bytes::Bytes::from(format!(r#"{{"data":"{}"}}"#, "x".repeat(100 * 1024)));
+        let mut parked = Vec::new();
+        for _ in 0..3 {
+            let mut m = msg(&a, Some(n.clone()));
+            m.payload = big.clone();
+            parked.extend(s.ingest(m).await.unwrap().deliveries);
+        }
+        assert_eq!(s.park(&n, LONG, held(&parked)).await.unwrap(), vec![Done, Done, Done]);
+        let first = s.claim_parked(&n, eps[0].clone(), 10, 250 * 1024).await.unwrap();
+        assert_eq!(first.len(), 2, "two 100 KiB payloads fit a 250 KiB budget");
+        let rest = s.claim_parked(&n, eps[0].clone(), 10, 1).await.unwrap();
+        assert_eq!(rest.len(), 1, "a budget below one payload still takes one");
     })
     .await;
 }
