@@ -424,3 +424,58 @@ async fn idempotency_key_survives_a_client_that_hangs_up() {
     assert_eq!(status, 200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// At the file-descriptor limit `accept` fails: the server says so, backs
+/// off, and serves again as soon as descriptors free up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_is_logged_and_survived() {
+    let dir = temp_dir();
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            // A hard limit the server cannot raise, and a connection cap
+            // above it, so it is the descriptors that run out.
+            wrapper: vec!["prlimit".into(), "--nofile=128:128".into(), "--".into()],
+            extra_args: vec!["--max-connections".into(), "1000".into()],
+            ..ServerOptions::default()
+        },
+    );
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.stderr().contains("accepting a connection failed") && Instant::now() < deadline {
+        // The kernel completes handshakes into the listen backlog whether or
+        // not the server can accept them.
+        for _ in 0..20 {
+            if let Ok(Ok(c)) = timeout(Duration::from_secs(1), connect_raw(&server)).await {
+                held.push(c);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.stderr().contains("accepting a connection failed"),
+        "no accept failure was logged with {} connections open: {}",
+        held.len(),
+        server.stderr()
+    );
+    drop(held);
+    // Freed descriptors: the server is back within its backoff.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = timeout(Duration::from_secs(2), server.http.get(server.api("/health/")).send())
+            .await
+            .is_ok_and(|r| r.is_ok_and(|r| r.status() == 200));
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not serve again after descriptors were freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn connect_raw(server: &Server) -> std::io::Result<TcpStream> {
+    TcpStream::connect(server.url.trim_start_matches("http://")).await
+}

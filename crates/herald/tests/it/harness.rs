@@ -34,6 +34,8 @@ pub struct ServerOptions {
     /// `None`: no `--admin-token`, so the server uses or generates its own.
     pub admin_token: Option<String>,
     pub env: Vec<(String, String)>,
+    /// A command the server runs under (e.g. `prlimit --nofile=...`).
+    pub wrapper: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +46,7 @@ impl Default for ServerOptions {
             extra_args: Vec::new(),
             admin_token: Some(TOKEN.to_owned()),
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -70,7 +73,14 @@ impl Server {
             .append(true)
             .open(&stderr_log)
             .expect("stderr log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut cmd = match opts.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_herald"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_herald")),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
