@@ -71,8 +71,12 @@ async fn respond(
     let mut out = ListResponse::from_page(page.clone(), MessageAttemptOut::from);
     if with_msg {
         for (dto, attempt) in out.data.iter_mut().zip(page.data) {
-            if let Ok(m) = s.store.get_message(&attempt.app_id, attempt.msg_id.as_str()).await {
-                dto.msg = Some(MessageOut::new(m, with_content)?);
+            // A message pruned under its attempts has none to show; any
+            // other failure is the request's.
+            match s.store.get_message(&attempt.app_id, attempt.msg_id.as_str()).await {
+                Ok(m) => dto.msg = Some(MessageOut::new(m, with_content)?),
+                Err(herald_store::StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
