@@ -57,12 +57,9 @@ impl DeliveryQueue for SqliteStore {
                 let mut renew = ctx.conn.prepare_cached(
                     "UPDATE delivery SET claim_until = ?4 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
-                let mut results = Vec::with_capacity(held.len());
-                for h in held {
-                    let n = renew.execute(params![h.id, h.fence, lease.owner.as_str(), until])?;
-                    results.push(if n == 1 { LeaseResult::Done } else { why_not(&ctx.conn, h.id)? });
-                }
-                Ok(results)
+                per_delivery(&ctx.conn, held, |h| {
+                    renew.execute(params![h.id, h.fence, lease.owner.as_str(), until])
+                })
             })
             .await
     }
@@ -89,16 +86,9 @@ impl DeliveryQueue for SqliteStore {
                     "UPDATE delivery SET claimed_by = NULL, claim_until = NULL \
                      WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
-                let mut results = Vec::with_capacity(held.len());
-                for h in held {
-                    let n = release.execute(params![h.id, h.fence, owner.as_str()])?;
-                    results.push(if n == 1 {
-                        LeaseResult::Done
-                    } else {
-                        why_not(&ctx.conn, h.id)?
-                    });
-                }
-                Ok(results)
+                per_delivery(&ctx.conn, held, |h| {
+                    release.execute(params![h.id, h.fence, owner.as_str()])
+                })
             })
             .await
     }
@@ -126,16 +116,9 @@ impl DeliveryQueue for SqliteStore {
                     "UPDATE delivery SET parked = 1, claim_until = ?4 \
                      WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
-                let mut results = Vec::with_capacity(held.len());
-                for h in held {
-                    let n = park.execute(params![h.id, h.fence, owner.as_str(), until])?;
-                    results.push(if n == 1 {
-                        LeaseResult::Done
-                    } else {
-                        why_not(&ctx.conn, h.id)?
-                    });
-                }
-                Ok(results)
+                per_delivery(&ctx.conn, held, |h| {
+                    park.execute(params![h.id, h.fence, owner.as_str(), until])
+                })
             })
             .await
     }
@@ -216,6 +199,24 @@ impl DeliveryQueue for SqliteStore {
             })
             .await
     }
+}
+
+/// Runs a write guarded by owner and fence for each delivery and answers
+/// per delivery: `Done` when it touched the row, else why not.
+fn per_delivery(
+    conn: &Connection,
+    held: Vec<Held>,
+    mut write: impl FnMut(&Held) -> rusqlite::Result<usize>,
+) -> Result<Vec<LeaseResult>> {
+    let mut results = Vec::with_capacity(held.len());
+    for h in held {
+        results.push(if write(&h)? == 1 {
+            LeaseResult::Done
+        } else {
+            why_not(conn, h.id)?
+        });
+    }
+    Ok(results)
 }
 
 /// Why a guarded write touched no row: the delivery is finished (or gone),
