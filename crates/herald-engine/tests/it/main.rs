@@ -1,6 +1,8 @@
 //! The engine in-process over a real SQLite store, against a real receiver.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod slow_store;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -216,4 +218,58 @@ async fn shutdown_returns_claims_on_unsent_work() {
     // What was not sent is claimable again at once, without a restart.
     let back = f.store.claim_due(&other_node(), 100, usize::MAX).await.unwrap();
     assert_eq!(back.len(), 10 - sent, "{sent} sent, {} handed back", back.len());
+}
+
+/// While an outcome is not yet durable its delivery stays held, and its
+/// claim is renewed on time although the outcome write takes longer than
+/// the lease: nobody else can claim it, and it is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_stays_held_while_its_outcome_is_written_and_renewal_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("h.db"), EncryptionKey::generate()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(slow_store::SlowRecords {
+        inner: sqlite.clone(),
+        delay: Duration::from_millis(1500),
+    });
+    let (receiver, arrivals) = receiver(Duration::ZERO).await;
+    let stop = CancellationToken::new();
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            private_targets: PrivateTargets::AllowAll,
+            claim_ttl: Duration::from_millis(300),
+            ..EngineConfig::default()
+        },
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let f = Fixture {
+        store,
+        engine,
+        stop,
+        arrivals,
+        receiver,
+        _dir: dir,
+    };
+    let (app, _) = app_with_endpoint(&f).await;
+    f.engine.ingest(message(&app, 0)).await.unwrap();
+    wait_for(&f, 1, Duration::from_secs(5)).await;
+    // The outcome is being written for 1.5 s, five leases long.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stolen = sqlite.claim_due(&other_node(), 10, usize::MAX).await.unwrap();
+        assert!(
+            stolen.is_empty(),
+            "a delivery whose outcome was being written was claimed by another node"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let arrivals = f.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 1);
+    assert!(arrivals.values().all(|&n| n == 1), "sent twice: {arrivals:?}");
+    assert_eq!(f.engine.resident(), 0, "it left memory once its outcome was written");
+    f.stop.cancel();
+    f.engine.stopped().await;
 }
