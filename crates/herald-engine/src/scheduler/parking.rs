@@ -2,7 +2,7 @@
 //! node, out of memory, due for no one, costing nothing.
 //!
 //! Two things park a lane's work:
-//! - **backpressure**: a lane holds at most its fair share of memory
+//! - **backpressure**: a lane holds at most its share of memory
 //!   ([`Scheduler::lane_cap`]); beyond it, new jobs are parked, and they
 //!   come back earliest-due first as the lane's queue drains below half.
 //!   A hanging endpoint so fills its share of memory, not everyone's.
@@ -38,11 +38,14 @@ impl Scheduler {
         self.timers.schedule(Wake::Probe(id), at + spread);
     }
 
-    /// How many jobs a lane may hold in memory, queued or in flight: its
-    /// fair share of the resident budget, over the active lanes and one
-    /// more, so a lane that turns up next finds room.
+    /// How many jobs a lane may hold in memory, queued or in flight: the
+    /// resident budget less a reserve for the next lane to turn up (its fair
+    /// share, but never more than a tenth of the budget, so that a lone busy
+    /// endpoint keeps most of it), split over the active lanes.
     pub(super) fn lane_cap(&self) -> usize {
-        (self.cfg.max_resident / (self.active + 1)).max(1)
+        let max = self.cfg.max_resident;
+        let reserve = (max / (self.active + 1)).min(max / 10);
+        ((max - reserve) / self.active.max(1)).max(1)
     }
 
     /// Parks jobs this lane will not hold in memory.
