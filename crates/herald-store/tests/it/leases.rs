@@ -21,7 +21,7 @@ async fn a_claim_is_owned_until_its_lease_lapses() {
         let s = &b.store;
         let (a, eps) = app_with_endpoints(s, 1).await;
         let m = s.ingest(msg(&a, None)).await.unwrap().message.id;
-        let ttl = Duration::from_millis(200);
+        let ttl = Duration::from_millis(500);
         let node_a = lease("a", ttl);
         let node_b = node("b");
         let claimed = Instant::now();
@@ -127,14 +127,16 @@ async fn renew_extends_a_live_claim() {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 2).await;
         s.ingest(msg(&a, None)).await.unwrap();
-        let ttl = Duration::from_millis(300);
+        // Generous against a loaded machine: a renewal that itself took
+        // longer than the TTL would fail the test for the wrong reason.
+        let ttl = Duration::from_millis(1000);
         let node_a = lease("a", ttl);
         let jobs = claim(s, &node_a).await;
         assert_eq!(jobs.len(), 2);
         let node_b = node("b");
-        // Renewed every 200 ms, the 300 ms claim outlives its first TTL twice over.
+        // Renewed every 600 ms, the 1 s claim outlives its first TTL.
         for round in 0..3 {
-            sleep_ms(200).await;
+            sleep_ms(600).await;
             if round < 2 {
                 assert_eq!(
                     s.renew(&node_a, held(&jobs)).await.unwrap(),
@@ -329,11 +331,11 @@ async fn retry_keeping_the_claim_holds_it_past_the_retry() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 1).await;
-        let ttl = Duration::from_millis(300);
+        let ttl = Duration::from_millis(1000);
         let node_a = lease("a", ttl);
         let ingested = s.ingest(msg(&a, Some(node_a.clone()))).await.unwrap();
         let job = &ingested.deliveries[0];
-        let after = Duration::from_millis(100);
+        let after = Duration::from_millis(200);
         let recorded = Instant::now();
         record_all(
             s,
@@ -349,7 +351,7 @@ async fn retry_keeping_the_claim_holds_it_past_the_retry() {
         )
         .await;
         assert_eq!(s.next_due().await.unwrap(), None, "a retry its node holds is not due");
-        sleep_ms(200).await;
+        sleep_ms(500).await;
         assert!(claim(s, &node("b")).await.is_empty(), "the retry is due but still A's");
         // The holder goes on under the same fence.
         assert_eq!(s.renew(&node_a, vec![job.held()]).await.unwrap(), vec![Done]);

@@ -306,7 +306,7 @@ async fn huge_filter_type_lists_cost_linear_time() {
     // Loose: other test processes share the two cores; the quadratic code
     // held both workers for well over ten seconds.
     let worst = probe.await.unwrap();
-    assert!(worst < Duration::from_secs(1), "health took {worst:?} meanwhile");
+    assert!(worst < Duration::from_secs(2), "health took {worst:?} meanwhile");
 
     let (status, got) = server
         .get(&format!("/app/{app}/endpoint/{}/", ep["id"].as_str().unwrap()))
