@@ -129,6 +129,19 @@ impl<J> Lane<J> {
         }
     }
 
+    /// An open circuit's probe time came and nothing held was due to probe
+    /// with: wait as a failed probe would, so an idle open circuit costs
+    /// one look per interval, not a busy loop.
+    pub fn probe_found_nothing(&mut self, cfg: &LaneConfig, now: Instant) {
+        if let Circuit::Open { backoff, .. } = self.circuit {
+            let backoff = (backoff * 2).min(cfg.max_probe);
+            self.circuit = Circuit::Open {
+                probe_at: now + backoff,
+                backoff,
+            };
+        }
+    }
+
     /// Nothing queued, nothing in flight, nothing to remember.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight == 0 && self.circuit == Circuit::Closed { failures: 0 }
@@ -357,6 +370,25 @@ mod tests {
             );
         }
         assert!(l.is_open());
+    }
+
+    #[test]
+    fn a_probe_time_with_nothing_to_send_backs_off_like_a_failed_probe() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(3, 3);
+        for _ in 0..3 {
+            l.finished(&c, t0, Answer::Unreachable);
+        }
+        let mut now = l.probe_at().unwrap();
+        for expected in [2, 4, 8, 8] {
+            l.probe_found_nothing(&c, now);
+            assert_eq!(l.probe_at(), Some(now + Duration::from_secs(expected)));
+            now = l.probe_at().unwrap();
+        }
+        assert!(l.is_open(), "still open: nothing answered");
+        let mut closed = lane(1, 0);
+        closed.probe_found_nothing(&c, t0);
+        assert_eq!(closed.probe_at(), None, "a closed circuit has no probe time");
     }
 
     #[test]

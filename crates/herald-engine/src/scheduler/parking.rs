@@ -127,9 +127,12 @@ impl Scheduler {
         let short = jobs.len() < asked;
         if ls.lane.is_open() {
             if jobs.is_empty() {
-                // Nothing parked is due yet: look again a probe interval on.
-                let at = ls.lane.probe_at().unwrap_or_else(Instant::now) + self.lane_cfg.first_probe;
-                self.schedule_probe(id, at);
+                // Nothing parked is due yet: look again a (longer) probe
+                // interval from now.
+                ls.lane.probe_found_nothing(&self.lane_cfg, Instant::now());
+                if let Some(at) = ls.lane.probe_at() {
+                    self.schedule_probe(id, at);
+                }
                 return;
             }
         } else if short {
