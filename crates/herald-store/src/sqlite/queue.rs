@@ -125,19 +125,18 @@ impl DeliveryQueue for SqliteStore {
 
     async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64> {
         let owner = lease.owner.clone();
-        self.writer
-            .run_fast(move |ctx| {
-                let until = after(ctx.now()?, hold);
-                let n = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE delivery SET parked = 1, claimed_by = ?2, claim_until = ?3 \
-                         WHERE endpoint_id = ?1 AND status = 1 AND claim_until IS NULL",
-                    )?
-                    .execute(params![endpoint.as_str(), owner.as_str(), until])?;
-                Ok(n as u64)
-            })
-            .await
+        self.in_batches(move |ctx| {
+            let until = after(ctx.now()?, hold);
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE delivery SET parked = 1, claimed_by = ?2, claim_until = ?3 WHERE id IN \
+                     (SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND claim_until IS NULL LIMIT ?4)",
+                )?
+                .execute(params![endpoint.as_str(), owner.as_str(), until, BULK_BATCH as i64])?;
+            Ok(n as u64)
+        })
+        .await
     }
 
     async fn claim_parked(
@@ -167,37 +166,66 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
-        let owner = lease.owner.clone();
-        self.writer
-            .run_fast(move |ctx| {
-                let until = after(ctx.now()?, hold);
-                let mut renew = ctx.conn.prepare_cached(
-                    "UPDATE delivery SET claim_until = ?3 \
-                     WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2",
-                )?;
-                let mut n = 0;
-                for ep in endpoints {
-                    n += renew.execute(params![ep.as_str(), owner.as_str(), until])?;
-                }
-                Ok(n as u64)
-            })
-            .await
+        // One `until` for every batch (by the database's clock), so a row
+        // renewed in one batch is not picked again by the next.
+        let until = after(self.read(db_now_ms).await?, hold);
+        let mut total = 0;
+        for ep in endpoints {
+            let owner = lease.owner.clone();
+            total += self
+                .in_batches(move |ctx| {
+                    let n = ctx
+                        .conn
+                        .prepare_cached(
+                            "UPDATE delivery SET claim_until = ?3 WHERE id IN (SELECT id FROM delivery \
+                             WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2 \
+                             AND claim_until < ?3 LIMIT ?4)",
+                        )?
+                        .execute(params![ep.as_str(), owner.as_str(), until, BULK_BATCH as i64])?;
+                    Ok(n as u64)
+                })
+                .await?;
+        }
+        Ok(total)
     }
 
     async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64> {
         let owner = lease.owner.clone();
-        self.writer
-            .run_fast(move |ctx| {
-                let n = ctx
-                    .conn
-                    .prepare_cached(
-                        "UPDATE delivery SET parked = 0, claimed_by = NULL, claim_until = NULL \
-                         WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2",
-                    )?
-                    .execute(params![endpoint.as_str(), owner.as_str()])?;
-                Ok(n as u64)
-            })
-            .await
+        self.in_batches(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE delivery SET parked = 0, claimed_by = NULL, claim_until = NULL WHERE id IN \
+                     (SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
+                     AND claimed_by = ?2 LIMIT ?3)",
+                )?
+                .execute(params![endpoint.as_str(), owner.as_str(), BULK_BATCH as i64])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+/// Rows one bulk write (parking or releasing an endpoint's backlog) touches
+/// per transaction: one statement over a million rows kept its whole undo
+/// in memory (a 280 MB peak), and held the writer from everyone else.
+const BULK_BATCH: usize = 10_000;
+
+impl SqliteStore {
+    /// Runs `write` (which touches at most [`BULK_BATCH`] rows) as one
+    /// writer job after another until a job touches fewer; the total.
+    async fn in_batches(
+        &self,
+        write: impl Fn(&mut super::writer::WriterCtx) -> Result<u64> + Clone + Send + Sync + 'static,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.writer.run_fast(write.clone()).await?;
+            total += n;
+            if n < BULK_BATCH as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 
