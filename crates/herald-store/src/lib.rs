@@ -29,6 +29,7 @@ pub use crypto::{EncryptionKey, KeyError};
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
+    RetryHold,
 };
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
