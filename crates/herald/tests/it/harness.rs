@@ -437,24 +437,34 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// A loopback port with nothing listening on it (connections are refused),
-/// below Linux's ephemeral range so that no outgoing connection is given it
-/// before the test listens on it again.
-pub async fn refused_port() -> u16 {
-    use std::sync::atomic::AtomicU16;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2_000;
-        if tokio::net::TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
-            return port;
-        }
+/// A loopback port that refuses connections and that nobody else can take:
+/// a socket bound to it that does not listen. Ports picked by number and
+/// freed again were shared between tests running at once (one test's
+/// receiver got another's deliveries).
+pub struct RefusedPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+pub fn refused_port() -> RefusedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("binding a loopback port");
+    let port = socket.local_addr().expect("the bound port").port();
+    RefusedPort { socket, port }
+}
+
+impl RefusedPort {
+    /// Starts listening on the port, which was never free in between.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(1024).expect("listening on the refused port")
     }
 }
 
-/// A receiver on a given port that answers 200 at once and only counts
-/// arrivals by `webhook-id` (it keeps no bodies, however large).
-pub async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> {
+/// A receiver on `port` (refusing until now) that answers 200 at once and
+/// only counts arrivals by `webhook-id` (it keeps no bodies, however large).
+pub fn counting_receiver(port: RefusedPort) -> Arc<Mutex<HashMap<String, usize>>> {
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counts = seen.clone();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
@@ -469,9 +479,7 @@ pub async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> 
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("rebinding the endpoint's port");
+    let listener = port.listen();
     tokio::spawn(async move { axum::serve(listener, app).await });
     seen
 }
