@@ -12,6 +12,8 @@ mod delivery;
 mod hardening;
 mod isolation;
 mod lifecycle;
+mod listen;
+mod listener;
 mod retention;
 mod sdk;
 mod signing;
