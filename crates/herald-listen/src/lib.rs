@@ -18,8 +18,10 @@ pub mod history;
 pub mod inspector;
 mod page;
 pub mod record;
+pub mod relay;
 pub mod terminal;
 
+use std::future::IntoFuture as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,8 @@ pub enum ListenError {
     History(#[from] history::HistoryError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
 }
 
 /// What every route shares.
@@ -110,14 +114,34 @@ impl Listen {
         self.state.inspector.clone()
     }
 
-    /// Serves the capture route, the page and the API on `listener` until
-    /// the shutdown token is cancelled.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), ListenError> {
+    /// Serves the capture route, the page and the API on `listener` (and,
+    /// with `relay`, the relay channel's requests) until the shutdown token
+    /// is cancelled, or the relay refuses this listener.
+    pub async fn serve(self, listener: TcpListener, relay: Option<relay::RelayConfig>) -> Result<(), ListenError> {
         let shutdown = self.state.shutdown.clone();
-        axum::serve(listener, router(self.state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
-        Ok(())
+        let inspector = self.state.inspector.clone();
+        let server = axum::serve(listener, router(self.state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        let Some(relay) = relay else {
+            server.await?;
+            return Ok(());
+        };
+        let relayed = relay::run(inspector, relay, shutdown.clone());
+        tokio::pin!(server, relayed);
+        tokio::select! {
+            served = &mut server => {
+                served?;
+                Ok(())
+            }
+            relayed = &mut relayed => {
+                // Refused or replaced: stop serving too, and say why.
+                shutdown.cancel();
+                let _ = server.await;
+                relayed?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use herald_listen::relay::RelayConfig;
 use herald_listen::{Listen, ListenConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -90,9 +91,26 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     if let Some(target) = &args.forward {
         println!("forwarding to {target}");
     }
-    let server = tokio::spawn(listen.serve(listener));
-    crate::serve::shutdown_signal().await;
-    shutdown.cancel();
-    server.await.context("the listener task failed")??;
+    let relay = match (&args.relay, &args.token, &args.channel) {
+        (Some(base_url), Some(token), Some(channel)) => Some(RelayConfig {
+            base_url: base_url.clone(),
+            token: token.clone(),
+            channel: channel.clone(),
+        }),
+        // clap requires all three together.
+        _ => None,
+    };
+    if let Some(relay) = &relay {
+        relay.socket_url()?;
+        println!("relay: {} → this listener", relay.public_url());
+    }
+    let mut server = tokio::spawn(listen.serve(listener, relay));
+    tokio::select! {
+        () = crate::serve::shutdown_signal() => {
+            shutdown.cancel();
+            server.await.context("the listener task failed")??;
+        }
+        ended = &mut server => ended.context("the listener task failed")??,
+    }
     Ok(())
 }

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// A command the server runs under (e.g. `prlimit --nofile=...`).
     pub wrapper: Vec<String>,
+    /// `--listen`; `None` for a random loopback port.
+    pub listen: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +48,7 @@ impl Default for ServerOptions {
             admin_token: Some(TOKEN.to_owned()),
             env: Vec::new(),
             wrapper: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -78,7 +81,7 @@ impl Server {
         };
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(&opts.extra_args)
@@ -322,6 +325,22 @@ impl Process {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("herald did not exit within {within:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -63,6 +63,24 @@ impl Listener {
         self.process.stderr()
     }
 
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.process.wait_exit(Duration::from_secs(15))
+    }
+
+    /// How many terminal lines contain `text`.
+    pub fn lines_with(&self, text: &str) -> usize {
+        self.stdout
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
     pub async fn api_get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http

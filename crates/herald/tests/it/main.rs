@@ -14,6 +14,7 @@ mod isolation;
 mod lifecycle;
 mod listen;
 mod listener;
+mod relay;
 mod retention;
 mod sdk;
 mod signing;
