@@ -6,6 +6,7 @@ mod harness;
 mod api;
 mod backlog;
 mod bench;
+mod browser;
 mod config;
 mod crash;
 mod delivery;
