@@ -19,7 +19,7 @@ use herald_core::relay::{RelayFrame, decode_body, encode_body};
 use serde_json::json;
 
 use crate::AppState;
-use crate::body::read_limited;
+use crate::body::{read_limited, refuse_declared_too_large};
 use crate::error::ApiError;
 use crate::relay::{Dispatch, serve_listener};
 use crate::routes::RouteBoth;
@@ -99,6 +99,8 @@ async fn relay(state: AppState, params: Vec<(String, String)>, req: Request) -> 
     if !state.relay.key.check(&channel) {
         return Err(unknown_channel());
     }
+    let limit = state.config.max_payload_bytes;
+    let req = refuse_declared_too_large(req, limit).await?;
     let (parts, body) = req.into_parts();
     let prefix_len = "/relay/".len() + channel.len();
     let rest = parts.uri.path().get(prefix_len..).unwrap_or("");
@@ -107,16 +109,6 @@ async fn relay(state: AppState, params: Vec<(String, String)>, req: Request) -> 
     } else {
         rest.to_owned()
     };
-    let limit = state.config.max_payload_bytes;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        let drained = crate::body::drain(body, crate::body::DRAIN_MAX_BYTES).await;
-        return Err(ApiError::too_large(limit).closing_if(!drained));
-    }
     let body = read_limited(body, limit).await?;
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {

@@ -6,12 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::harness::{Receiver, temp_dir};
-use crate::listener::Listener;
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+use crate::listener::{Listener, SECRET, signed};
 
 struct Browser {
     chromium: PathBuf,
@@ -42,26 +40,15 @@ async fn the_listen_page_shows_requests_live_and_replays_them() {
     let Some(browser) = browser() else { return };
     let target = Receiver::start().await;
     let dir = temp_dir();
-    let listener = Listener::start(&dir.path().join("h.db"), &["--forward", &target.url, "--secret", SECRET]);
+    let listener = Listener::start(
+        &dir.path().join("h.db"),
+        &["--forward", &target.url, "--secret", SECRET],
+    );
 
     // One request before the page opens (signed, so it shows as verified).
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let body = r#"{"type":"invoice.created","data":{"id":"inv_41"}}"#;
-    let sig = herald_verify::Webhook::new(SECRET)
-        .unwrap()
-        .sign("msg_before", ts, body.as_bytes())
-        .unwrap();
-    let resp = listener
-        .http
-        .post(format!("{}/webhooks/billing", listener.url))
-        .header("webhook-id", "msg_before")
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/webhooks/billing", listener.url);
+    let resp = signed(&listener.http, &url, "msg_before", body).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 
     let screenshot = std::env::var("HERALD_SCREENSHOT")
@@ -74,7 +61,10 @@ async fn the_listen_page_shows_requests_live_and_replays_them() {
         .env("CHROMIUM", &browser.chromium)
         .env("SCREENSHOT", &screenshot);
     // Blocking, on a thread of its own: the target answers on this runtime.
-    let out = tokio::task::spawn_blocking(move || node.output()).await.unwrap().expect("running node");
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("running node");
     assert!(
         out.status.success(),
         "the page test failed:\n{}{}",

@@ -2,34 +2,14 @@
 //! a real target; what the sender got, what the target got on the wire and
 //! what the history and the terminal say.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::harness::{Receiver, Server, temp_dir};
-use crate::listener::{Listener, listen_command, refused_url, stored_header};
+use crate::listener::{Listener, SECRET, listen_command, refused_url, signed, stored_header};
 
 const WAIT: Duration = Duration::from_secs(10);
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// A request signed with [`SECRET`] the Standard Webhooks way.
-fn signed(http: &reqwest::Client, url: &str, id: &str, body: &str) -> reqwest::RequestBuilder {
-    let ts = now();
-    let sig = herald_verify::Webhook::new(SECRET)
-        .unwrap()
-        .sign(id, ts, body.as_bytes())
-        .unwrap();
-    http.post(url)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-}
 
 #[tokio::test]
 async fn any_method_on_any_path_is_captured_and_answered_with_the_configured_status() {
@@ -147,13 +127,7 @@ async fn history_survives_a_restart_and_the_oldest_are_pruned() {
     let db = dir.path().join("h.db");
     let mut listener = Listener::start(&db, &["--max-requests", "3"]);
     for i in 0..5 {
-        let resp = listener
-            .http
-            .post(format!("{}/n/{i}", listener.url))
-            .body(format!("{i}"))
-            .send()
-            .await
-            .unwrap();
+        let resp = listener.post(&format!("/n/{i}"), format!("{i}")).await;
         assert_eq!(resp.status(), 200);
     }
     assert!(listener.terminate().success(), "{}", listener.stderr());
@@ -250,13 +224,7 @@ async fn with_a_status_and_a_target_the_answer_is_immediate_and_forwarding_goes_
     let dir = temp_dir();
     let listener = Listener::start(&dir.path().join("h.db"), &["--forward", &target.url, "--status", "202"]);
     let started = std::time::Instant::now();
-    let resp = listener
-        .http
-        .post(format!("{}/x", listener.url))
-        .body("b")
-        .send()
-        .await
-        .unwrap();
+    let resp = listener.post("/x", "b").await;
     assert_eq!(resp.status(), 202);
     assert!(
         started.elapsed() < Duration::from_millis(700),
@@ -274,13 +242,7 @@ async fn an_unreachable_target_is_a_502_json_and_is_recorded() {
     let dead = refused_url().await;
     let dir = temp_dir();
     let listener = Listener::start(&dir.path().join("h.db"), &["--forward", &dead]);
-    let resp = listener
-        .http
-        .post(format!("{}/x", listener.url))
-        .body("b")
-        .send()
-        .await
-        .unwrap();
+    let resp = listener.post("/x", "b").await;
     assert_eq!(resp.status(), 502);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "forward_failed");
@@ -299,24 +261,12 @@ async fn an_unreachable_target_is_a_502_json_and_is_recorded() {
 async fn bodies_over_the_cap_are_refused_with_413_json_and_not_stored() {
     let dir = temp_dir();
     let listener = Listener::start(&dir.path().join("h.db"), &["--max-body-bytes", "100"]);
-    let resp = listener
-        .http
-        .post(format!("{}/big", listener.url))
-        .body("x".repeat(101))
-        .send()
-        .await
-        .unwrap();
+    let resp = listener.post("/big", "x".repeat(101)).await;
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large");
     assert!(body["detail"].as_str().unwrap().contains("100 bytes"));
-    let ok = listener
-        .http
-        .post(format!("{}/small", listener.url))
-        .body("x".repeat(100))
-        .send()
-        .await
-        .unwrap();
+    let ok = listener.post("/small", "x".repeat(100)).await;
     assert_eq!(ok.status(), 200);
     let list = listener.requests().await;
     assert_eq!(list.len(), 1);

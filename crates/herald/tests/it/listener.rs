@@ -81,6 +81,16 @@ impl Listener {
             .count()
     }
 
+    /// POSTs `body` to `path` on the listener (a request to capture).
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .body(body)
+            .send()
+            .await
+            .expect("POST to the listener")
+    }
+
     pub async fn api_get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http
@@ -137,6 +147,27 @@ impl Listener {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The secret the listener tests sign with.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A POST of `body` to `url`, signed with [`SECRET`] the Standard Webhooks way.
+pub fn signed(http: &reqwest::Client, url: &str, id: &str, body: &str) -> reqwest::RequestBuilder {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let sig = herald_verify::Webhook::new(SECRET)
+        .expect("secret")
+        .sign(id, ts, body.as_bytes())
+        .expect("sign");
+    http.post(url)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
 }
 
 /// The value of header `name` in a stored request's JSON.

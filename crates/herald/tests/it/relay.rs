@@ -4,15 +4,14 @@
 //! restarted server, and every refusal.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::harness::{Receiver, Server, ServerOptions, TOKEN, temp_dir};
-use crate::listener::{Listener, listen_command, stored_header};
+use crate::listener::{Listener, SECRET, listen_command, signed, stored_header};
 
 const WAIT: Duration = Duration::from_secs(15);
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn create_channel(server: &Server) -> (String, String) {
     let (status, body) = server.post("/relay/", serde_json::json!({})).await;
@@ -39,19 +38,6 @@ async fn wait_connected(listener: &Listener, times: usize) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn signed(http: &reqwest::Client, url: &str, id: &str, body: &str) -> reqwest::RequestBuilder {
-    let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let sig = herald_verify::Webhook::new(SECRET)
-        .unwrap()
-        .sign(id, ts, body.as_bytes())
-        .unwrap();
-    http.post(url)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(body.to_owned())
 }
 
 #[tokio::test]
