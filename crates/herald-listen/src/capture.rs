@@ -23,12 +23,21 @@ pub(crate) async fn capture(State(state): State<AppState>, req: Request) -> Resp
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let refuse = || {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let reason = format!("body over {limit} bytes");
+        state
+            .inspector
+            .terminal()
+            .print_refused(parts.method.as_str(), target, 413, &reason);
+        too_large(limit)
+    };
     if declared.is_some_and(|n| n > limit) {
-        return too_large(limit);
+        return refuse();
     }
     let body = match read(body, limit).await {
         Ok(body) => body,
-        Err(Unread::TooLarge) => return too_large(limit),
+        Err(Unread::TooLarge) => return refuse(),
         Err(Unread::Broken(e)) => {
             return into_response(json_answer(
                 StatusCode::BAD_REQUEST,

@@ -67,6 +67,10 @@ impl Inspector {
         self.forwarder.as_ref().map(|f| f.target().to_string())
     }
 
+    pub fn terminal(&self) -> Terminal {
+        self.terminal
+    }
+
     pub fn verifies(&self) -> bool {
         self.verifier.is_some()
     }

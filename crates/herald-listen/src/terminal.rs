@@ -39,6 +39,23 @@ impl Terminal {
         let _ = out.flush();
     }
 
+    /// The line for a request refused before it was stored (over the body cap).
+    pub fn print_refused(&self, method: &str, target: &str, status: u16, reason: &str) {
+        let line = self.refused_line(&crate::now_rfc3339(), method, target, status, reason);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    fn refused_line(&self, received_at: &str, method: &str, target: &str, status: u16, reason: &str) -> String {
+        let time = received_at.get(11..19).unwrap_or(received_at);
+        format!(
+            "{time}  {}  {target}  {}",
+            self.paint(BOLD, &format!("{method:<6}")),
+            self.paint(RED, &format!("refused {status}: {reason}"))
+        )
+    }
+
     pub(crate) fn line(&self, stored: &Stored, replay: bool) -> String {
         let r = &stored.request;
         // received_at is RFC 3339 (`2026-12-02T14:03:07.123Z`): show the clock.
@@ -132,6 +149,8 @@ mod tests {
         let line = plain.line(&stored(Verification::Failed("bad".into()), None), true);
         assert_eq!(line, "14:03:07  replay POST    /hooks?x=1  UNVERIFIED (bad)");
         assert!(!line.contains('\x1b'), "no colours off a terminal");
+        let refused = plain.refused_line("2026-12-02T14:03:08.000Z", "PUT", "/big", 413, "body over 100 bytes");
+        assert_eq!(refused, "14:03:08  PUT     /big  refused 413: body over 100 bytes");
         let coloured = Terminal { colour: true }.line(&stored(Verification::Verified, None), false);
         assert!(coloured.contains(GREEN));
     }

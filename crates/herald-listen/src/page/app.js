@@ -123,7 +123,8 @@ function upsert(r) {
 }
 
 async function load() {
-  const resp = await fetch(`${api}/requests?limit=1000`);
+  // The newest 200: each carries its body, and a history can hold large ones.
+  const resp = await fetch(`${api}/requests?limit=200`);
   const list = await resp.json();
   requests.clear();
   for (const r of list) requests.set(r.id, r);

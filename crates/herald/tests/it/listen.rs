@@ -271,6 +271,12 @@ async fn bodies_over_the_cap_are_refused_with_413_json_and_not_stored() {
     let list = listener.requests().await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["path"], "/small");
+    assert!(
+        listener
+            .wait_line(WAIT, &["POST", "/big", "refused 413"])
+            .await
+            .is_some()
+    );
 }
 
 #[tokio::test]
