@@ -11,17 +11,17 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
-use herald_verify::Webhook;
 use tokio::sync::broadcast;
 
 use crate::forward::{Answer, Forwarder};
 use crate::history::{History, HistoryError};
 use crate::record::{Incoming, Stored, Verification};
 use crate::terminal::Terminal;
+use crate::verifier::Verifier;
 
 pub struct Inspector {
     pub(crate) history: History,
-    verifier: Option<Webhook>,
+    verifier: Option<Verifier>,
     forwarder: Option<Forwarder>,
     /// `Some`: answer at once with it; `None`: answer with the target's answer.
     status: Option<StatusCode>,
@@ -43,7 +43,7 @@ pub enum ReplayError {
 impl Inspector {
     pub fn new(
         history: History,
-        verifier: Option<Webhook>,
+        verifier: Option<Verifier>,
         forwarder: Option<Forwarder>,
         status: Option<StatusCode>,
         terminal: Terminal,
@@ -78,7 +78,7 @@ impl Inspector {
     pub async fn handle(self: &Arc<Self>, request: Incoming) -> Result<Answer, HistoryError> {
         let verification = match &self.verifier {
             None => Verification::Unchecked,
-            Some(webhook) => match webhook.verify(&header_map(&request), &request.body) {
+            Some(verifier) => match verifier.verify(&header_map(&request), &request.body) {
                 Ok(_) => Verification::Verified,
                 Err(e) => Verification::Failed(e.to_string()),
             },

@@ -7,7 +7,7 @@
 //!
 //! One concern a file: `capture` (the catch-all route), `inspector` (verify,
 //! store, forward, answer), `history` (SQLite), `forward` (the client),
-//! `record` (what is kept and its JSON), `api` (JSON and live events),
+//! `record` (what is kept and its JSON), `verifier` (which signature style), `api` (JSON and live events),
 //! `page` (the embedded web page), `terminal` (one line per request),
 //! `relay` (the WebSocket client).
 
@@ -20,6 +20,7 @@ mod page;
 pub mod record;
 pub mod relay;
 pub mod terminal;
+pub mod verifier;
 
 use std::future::IntoFuture as _;
 use std::path::PathBuf;
@@ -29,7 +30,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
-use herald_verify::Webhook;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,8 @@ pub struct ListenConfig {
     pub db: PathBuf,
     /// `whsec_`/`whpk_` key(s) to verify Standard Webhooks signatures with.
     pub secrets: Vec<String>,
+    /// Verify `sha256=<hex>` body signatures in this header instead.
+    pub signature_header: Option<String>,
     pub forward: Option<String>,
     /// Answer at once with this status (default 200 without a target; with a
     /// target, the target's answer is passed back unless this is set).
@@ -85,11 +87,7 @@ pub struct Listen {
 impl Listen {
     /// Validates the configuration and opens the history file.
     pub fn new(config: &ListenConfig, shutdown: CancellationToken) -> Result<Self, ListenError> {
-        let verifier = if config.secrets.is_empty() {
-            None
-        } else {
-            Some(Webhook::from_secrets(&config.secrets)?)
-        };
+        let verifier = verifier::Verifier::new(&config.secrets, config.signature_header.as_deref())?;
         let status = config
             .status
             .map(|code| StatusCode::from_u16(code).map_err(|_| ListenError::Status(code)))

@@ -50,6 +50,27 @@ impl BodySignature {
         Self::from_keys([key::decode(b64)?])
     }
 
+    /// A verifier for several secrets (rotation), each read as
+    /// [`from_whsec`](Self::from_whsec) reads it when it starts with `whsec_`
+    /// and as [`new`](Self::new) does otherwise.
+    pub fn from_secrets<I, S>(secrets: I) -> Result<Self, SecretError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = secrets
+            .into_iter()
+            .map(|s| {
+                let text = s.as_ref().trim();
+                match text.strip_prefix(key::HMAC_PREFIX) {
+                    Some(b64) => key::decode(b64),
+                    None => Ok(text.as_bytes().to_vec()),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_keys(keys)
+    }
+
     /// A verifier that accepts a signature by any of `keys` (rotation).
     pub fn from_keys<I: IntoIterator<Item = Vec<u8>>>(keys: I) -> Result<Self, SecretError> {
         let keys: Vec<HmacKey> = keys.into_iter().map(HmacKey).collect();
@@ -173,6 +194,22 @@ mod tests {
         assert!(new.verify_value(&header, b"b").is_ok());
         let both = BodySignature::from_keys([b"old".to_vec(), b"new".to_vec()]).unwrap();
         assert!(both.verify_value(&new.sign(b"b"), b"b").is_ok());
+    }
+
+    #[test]
+    fn secrets_are_decoded_when_whsec_and_taken_as_given_otherwise() {
+        let whsec = BodySignature::from_whsec("whsec_c2VjcmV0").unwrap(); // base64("secret")
+        let both = BodySignature::from_secrets(["whsec_c2VjcmV0", "plain"]).unwrap();
+        assert!(both.verify_value(&whsec.sign(b"b"), b"b").is_ok());
+        assert!(
+            both.verify_value(&BodySignature::new("plain").unwrap().sign(b"b"), b"b")
+                .is_ok()
+        );
+        assert_eq!(whsec.sign(b"b"), BodySignature::new("secret").unwrap().sign(b"b"));
+        assert_eq!(
+            BodySignature::from_secrets(["whsec_!!"]).unwrap_err(),
+            SecretError::Base64
+        );
     }
 
     #[test]

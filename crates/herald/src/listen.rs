@@ -27,6 +27,16 @@ pub struct ListenArgs {
     /// `whpk_...` for ed25519); repeat it while a secret is being rotated.
     #[arg(long, env = "HERALD_LISTEN_SECRET", hide_env_values = true)]
     pub secret: Vec<String>,
+    /// Check `sha256=<hex HMAC of the body>` in this header (e.g.
+    /// X-Webhook-Signature) with --secret instead of Standard Webhooks; a
+    /// `whsec_` secret is base64-decoded, any other is used as given.
+    #[arg(
+        long,
+        env = "HERALD_LISTEN_SIGNATURE_HEADER",
+        value_name = "NAME",
+        requires = "secret"
+    )]
+    pub signature_header: Option<String>,
     /// Send each request on to this URL (its path and query appended) and
     /// answer the sender with the target's answer.
     #[arg(long, env = "HERALD_LISTEN_FORWARD", value_name = "URL")]
@@ -72,6 +82,7 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     let listen_config = ListenConfig {
         db: args.db.clone(),
         secrets: args.secret.clone(),
+        signature_header: args.signature_header.clone(),
         forward: args.forward.clone(),
         status: args.status,
         max_body_bytes: args.max_body_bytes,

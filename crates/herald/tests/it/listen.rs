@@ -101,6 +101,36 @@ async fn signatures_are_verified_and_a_failure_says_why() {
 }
 
 #[tokio::test]
+async fn body_signatures_are_verified_in_the_header_named() {
+    let dir = temp_dir();
+    let listener = Listener::start(
+        &dir.path().join("h.db"),
+        &["--secret", "shared secret", "--signature-header", "X-Webhook-Signature"],
+    );
+    let sign = herald_verify::BodySignature::new("shared secret").unwrap();
+    let body = r#"{"event":"alarm"}"#;
+    for (signature, id) in [(sign.sign(body.as_bytes()), "good"), (sign.sign(b"other"), "bad")] {
+        let resp = listener
+            .http
+            .post(format!("{}/{id}", listener.url))
+            .header("x-webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let list = listener.requests().await;
+    let by_path = |p: &str| list.iter().find(|r| r["path"] == p).unwrap();
+    assert_eq!(by_path("/good")["verified"], true);
+    assert_eq!(by_path("/bad")["verified"], false);
+    assert_eq!(
+        by_path("/bad")["verifyError"],
+        "no signature in the x-webhook-signature header matches"
+    );
+}
+
+#[tokio::test]
 async fn herald_serve_deliveries_verify_at_the_listener() {
     let dir = temp_dir();
     let listener = Listener::start(&dir.path().join("h.db"), &["--secret", SECRET]);
