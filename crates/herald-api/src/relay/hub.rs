@@ -115,12 +115,20 @@ impl RelayHub {
         if let Some(listener) = &state.listener {
             let (tx, rx) = oneshot::channel();
             lock_waiting(&listener.waiting).insert(id, tx);
-            if listener.frames.try_send(frame).is_ok() {
-                return Dispatch::Sent(rx);
+            match listener.frames.try_send(frame) {
+                Ok(()) => return Dispatch::Sent(rx),
+                // Connected but this far behind: refuse rather than queue
+                // behind a listener that may never catch up.
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    lock_waiting(&listener.waiting).remove(&id);
+                    return Dispatch::Full;
+                }
+                // Its socket is gone and the session has not detached yet.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    lock_waiting(&listener.waiting).remove(&id);
+                    state.listener = None;
+                }
             }
-            // Its socket is gone or hopelessly behind: queue instead.
-            lock_waiting(&listener.waiting).remove(&id);
-            state.listener = None;
         }
         if state.queue.len() >= self.limits.max_queued || state.queued_bytes + body_len > self.limits.max_queued_bytes {
             return Dispatch::Full;
@@ -230,6 +238,38 @@ mod tests {
         };
         assert_eq!(a.frames.try_recv().unwrap(), "f5");
         assert!(lock_waiting(&a.waiting).contains_key(&5));
+    }
+
+    #[test]
+    fn a_listener_far_behind_is_not_dropped_and_a_closed_one_is() {
+        let behind = RelayHub::new(
+            ChannelKey::derive(b"k"),
+            RelayLimits {
+                max_queued: 0,
+                ..RelayLimits::default()
+            },
+        );
+        let a = behind.attach("c");
+        // max_queued 0: the listener's buffer holds 256 frames.
+        for id in 0..256 {
+            assert!(matches!(
+                behind.dispatch("c", id, "f".into(), "q".into(), 1),
+                Dispatch::Sent(_)
+            ));
+        }
+        assert!(matches!(
+            behind.dispatch("c", 256, "f".into(), "q".into(), 1),
+            Dispatch::Full
+        ));
+        assert!(!lock_waiting(&a.waiting).contains_key(&256));
+        drop(a);
+        let closed = hub(10, 100);
+        let a = closed.attach("c");
+        drop(a);
+        assert!(
+            matches!(closed.dispatch("c", 1, "f".into(), "q".into(), 1), Dispatch::Queued),
+            "closed: queued"
+        );
     }
 
     #[test]
