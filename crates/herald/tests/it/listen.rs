@@ -354,3 +354,35 @@ async fn bad_flags_fail_at_start_naming_the_flag() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn live_events_carry_each_request_and_end_at_shutdown() {
+    let dir = temp_dir();
+    let mut listener = Listener::start(&dir.path().join("h.db"), &[]);
+    let mut events = listener
+        .http
+        .get(format!("{}/_herald/api/events", listener.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let resp = listener.post("/live/one", "hello").await;
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(WAIT, events.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.starts_with("event: request\ndata: "), "{text}");
+    let json: Value = serde_json::from_str(text.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+    assert_eq!(json["path"], "/live/one");
+    assert_eq!(json["body"], "hello");
+    // An open page must not hold up a shutdown.
+    let status = listener.terminate();
+    assert!(status.success(), "{}", listener.stderr());
+}
