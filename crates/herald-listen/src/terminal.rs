@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::record::{ForwardResult, Stored, Verification};
+use crate::record::{ForwardResult, Source, Stored, Verification};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Terminal {
@@ -74,11 +74,13 @@ impl Terminal {
             None => String::new(),
             Some(f) => format!("  → {}", self.forward(f)),
         };
-        let tag = if replay {
-            self.paint(YELLOW, "replay ")
-        } else {
-            String::new()
-        };
+        let mut tag = String::new();
+        if replay {
+            tag.push_str(&self.paint(YELLOW, "replay "));
+        }
+        if r.source == Source::Relay {
+            tag.push_str(&self.paint(DIM, "relay "));
+        }
         format!(
             "{time}  {tag}{}  {target}  {verification}{forward}",
             self.paint(BOLD, &format!("{:<6}", r.method))
@@ -112,7 +114,7 @@ impl Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Incoming, Source};
+    use crate::record::Incoming;
 
     fn stored(verification: Verification, forward: Option<ForwardResult>) -> Stored {
         Stored {

@@ -75,7 +75,14 @@ async fn listen_relay_channel(
     };
     let hub = state.relay.clone();
     upgrade
-        .max_message_size(state.config.max_payload_bytes * 2 + 64 * 1024)
+        // A frame carries a body as base64 (4/3 of it) plus its headers.
+        .max_message_size(
+            state
+                .config
+                .max_payload_bytes
+                .saturating_mul(2)
+                .saturating_add(64 * 1024),
+        )
         .on_upgrade(move |socket| serve_listener(hub, channel, socket))
 }
 

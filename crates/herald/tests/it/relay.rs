@@ -77,7 +77,7 @@ async fn a_relayed_request_reaches_the_local_target_and_its_answer_reaches_the_s
     assert_eq!(stored["forward"]["status"], 201);
     assert!(
         listener
-            .wait_line(WAIT, &["POST", "/hooks/x?q=1", "verified", "→ 201"])
+            .wait_line(WAIT, &["relay POST", "/hooks/x?q=1", "verified", "→ 201"])
             .await
             .is_some()
     );
