@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 mod extract;
 mod middleware;
+pub mod relay;
 mod routes;
 pub mod server;
 
@@ -31,6 +32,9 @@ pub struct ApiConfig {
     pub max_payload_bytes: usize,
     /// Timeouts and the connection cap of [`serve`].
     pub connections: ConnectionLimits,
+    /// Signs relay channel ids (derived from the encryption key).
+    pub relay_key: relay::ChannelKey,
+    pub relay_limits: relay::RelayLimits,
 }
 
 #[derive(Clone)]
@@ -38,6 +42,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
+    /// Relay channels: connected listeners and queued requests.
+    pub relay: Arc<relay::RelayHub>,
     /// SHA-256 of the admin token, computed once.
     pub(crate) admin_digest: [u8; 32],
     /// Idempotency keys in progress (`None`) or answered and being saved.
@@ -48,9 +54,14 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
         let admin_digest = middleware::digest(config.admin_token.as_bytes());
+        let relay = Arc::new(relay::RelayHub::new(
+            config.relay_key.clone(),
+            config.relay_limits.clone(),
+        ));
         Self {
             store,
             engine,
+            relay,
             config: Arc::new(config),
             admin_digest,
             idempotency: Default::default(),
@@ -65,11 +76,13 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::event_type::router())
         .merge(routes::message::router())
         .merge(routes::attempt::router())
+        .merge(routes::relay::api_router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
     Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
+        .merge(routes::relay::public_router())
         .fallback(middleware::not_found)
         .with_state(state)
 }

@@ -7,6 +7,7 @@ pub mod event_type;
 pub mod health;
 pub mod message;
 pub mod metrics;
+pub mod relay;
 
 use std::collections::HashSet;
 
