@@ -91,6 +91,8 @@ pub(crate) struct Scheduler {
     done_rx: mpsc::UnboundedReceiver<Done>,
     loaded_tx: mpsc::UnboundedSender<TargetsLoaded>,
     loaded_rx: mpsc::UnboundedReceiver<TargetsLoaded>,
+    /// Where probe ticks are counted from (`parking.rs`).
+    epoch: Instant,
 }
 
 pub(crate) struct Channels {
@@ -131,6 +133,7 @@ impl Scheduler {
             done_rx,
             loaded_tx,
             loaded_rx,
+            epoch: Instant::now(),
         }
     }
 

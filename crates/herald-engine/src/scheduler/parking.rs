@@ -16,6 +16,7 @@
 //! earlier or more often because of it.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use herald_core::EndpointId;
 use herald_store::Held;
@@ -39,12 +40,19 @@ enum Take {
 impl Scheduler {
     /// Schedules an open circuit's next probe at `at`, plus up to a fifth of
     /// the wait again, so endpoints that failed together are not all probed
-    /// in the same instant ever after.
+    /// in the same instant ever after; then on the next probe tick (a
+    /// quarter of the first probe interval), so the probes of many dead
+    /// endpoints go out, fail and are recorded together, a write for many
+    /// outcomes rather than one each.
     pub(super) fn schedule_probe(&mut self, id: EndpointId, at: Instant) {
         use rand::Rng;
         let wait = at.saturating_duration_since(Instant::now());
         let spread = wait.mul_f64(rand::rng().random_range(0.0..0.2));
-        self.timers.schedule(Wake::Probe(id), at + spread);
+        let tick = (self.lane_cfg.first_probe / 4).max(Duration::from_millis(1));
+        let since = (at + spread).saturating_duration_since(self.epoch);
+        let rounded = since.as_nanos().div_ceil(tick.as_nanos()) * tick.as_nanos();
+        let on_tick = self.epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX));
+        self.timers.schedule(Wake::Probe(id), on_tick);
     }
 
     /// How many jobs a lane may hold in memory, queued or in flight: the
