@@ -2,6 +2,7 @@
 //! Svix SDKs work unchanged. One router file per resource; handlers validate
 //! input into domain types and call the store or the engine, never SQL.
 
+pub mod access;
 pub mod body;
 pub mod dto;
 pub mod error;
@@ -62,15 +63,20 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(routes::app::router())
         .merge(routes::endpoint::router())
+        .merge(routes::endpoint_tools::router())
         .merge(routes::event_type::router())
         .merge(routes::message::router())
         .merge(routes::attempt::router())
+        .merge(routes::auth::router())
+        .merge(routes::task::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
     Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
+        .merge(routes::auth::portal_router())
         .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
 }
 

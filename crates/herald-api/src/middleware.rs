@@ -43,9 +43,17 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             .closing_if(!drained)
             .into_response();
     }
-    if let Err(e) = authenticate(&state, &req) {
+    let presented = bearer(&req).map(str::to_owned);
+    let caller = match authenticate(&state, presented.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    if let Err(e) = crate::access::authorize(&state, &caller, &method, &path).await {
         return e.into_response();
     }
+    let mut req = req;
+    req.extensions_mut().insert(caller);
     if req.method() == Method::POST
         && let Some(key) = req.headers().get("idempotency-key")
     {
@@ -60,22 +68,23 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// Requires `Authorization: Bearer <admin token>`. Comparing digests keeps
-/// the comparison's timing independent of where the tokens differ.
-fn authenticate(state: &AppState, req: &Request) -> Result<(), ApiError> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+/// Requires `Authorization: Bearer <token>`: the admin token or a live
+/// app-scoped one (see [`crate::access`]).
+async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<crate::access::Caller, ApiError> {
     match presented {
         None => Err(ApiError::unauthorized(
             "missing bearer token in the Authorization header",
         )),
-        Some(token) if digest(token.as_bytes()) == state.admin_digest => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("invalid token")),
+        Some(token) => crate::access::caller(state, token).await,
     }
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
 }
 
 /// The key under which a response is saved: the same key from another token
@@ -201,6 +210,15 @@ fn saved_to_response(saved: SavedResponse) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+pub async fn method_not_allowed(req: Request) -> Response {
+    ApiError::Status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        "method_not_allowed",
+    )
+    .into_response()
 }
 
 pub async fn not_found(req: Request) -> Response {

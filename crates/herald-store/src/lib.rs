@@ -1,13 +1,18 @@
 //! Herald's storage: the traits the API and the delivery engine talk to, and
 //! their implementations. This is the only crate that knows SQL.
 //!
-//! [`Store`] is four contracts and a change feed:
+//! [`Store`] is these contracts and a change feed:
 //! - [`ResourceStore`]: applications, endpoints, event types, and the read
 //!   side of messages and attempts;
 //! - [`DeliveryQueue`]: ingest with fan-out (so an implementation can
 //!   group-commit many messages under one fsync), and deliveries claimed,
 //!   renewed, recorded and released under owned, fenced leases whose expiry
 //!   the database's clock decides;
+//! - [`HistoryStore`]: one attempt, attempted messages and destinations,
+//!   stats over a time range, expunging content;
+//! - [`RedeliveryStore`]: resend, recover, replay-missing;
+//! - [`TaskStore`]: the background tasks those run as;
+//! - [`AccessStore`]: app-scoped tokens, kept as digests;
 //! - [`IdempotencyStore`]: responses saved for `idempotency-key`s;
 //! - [`RetentionStore`]: history pruned and payloads expunged in small
 //!   batches, never what is still to be delivered;
@@ -16,16 +21,22 @@
 
 use tokio::sync::broadcast;
 
+mod access;
 mod changes;
 mod crypto;
+mod history;
 mod idempotency;
 mod queue;
+mod redeliver;
 mod resources;
 mod retention;
+mod tasks;
 pub mod sqlite;
 
+pub use access::{AccessStore, AppToken};
 pub use changes::{CHANGE_BUFFER, Change};
 pub use crypto::{EncryptionKey, KeyError};
+pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, shown_status};
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
@@ -33,7 +44,9 @@ pub use queue::{
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
 };
+pub use redeliver::RedeliveryStore;
 pub use retention::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, PrunedMessages, RetentionStore};
+pub use tasks::{Task, TaskKind, TaskStatus, TaskStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,12 +68,26 @@ pub enum StoreError {
     Crypto(String),
     #[error("could not encode a value for storage: {0}")]
     Encode(String),
+    /// The request names real data but cannot be done in its present
+    /// state (e.g. resending a message whose payload was expunged).
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait::async_trait]
-pub trait Store: ResourceStore + DeliveryQueue + IdempotencyStore + RetentionStore + 'static {
+pub trait Store:
+    ResourceStore
+    + HistoryStore
+    + RedeliveryStore
+    + TaskStore
+    + AccessStore
+    + DeliveryQueue
+    + IdempotencyStore
+    + RetentionStore
+    + 'static
+{
     /// Changes committed from now on, on this node and (for a shared
     /// database) every other.
     fn changes(&self) -> broadcast::Receiver<Change>;

@@ -100,7 +100,18 @@ pub trait ResourceStore: Send + Sync {
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()>;
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret>;
-    /// What the engine needs to deliver to these endpoints; missing ids are left out.
+    /// Makes `new` the endpoint's secret; the one it replaces keeps signing
+    /// beside it for `grace` from the database's now (SPEC §4). Secrets
+    /// whose grace ended are dropped.
+    async fn rotate_endpoint_secret(
+        &self,
+        app_id: &AppId,
+        id: &EndpointId,
+        new: EndpointSecret,
+        grace: std::time::Duration,
+    ) -> Result<()>;
+    /// What the engine needs to deliver to these endpoints, with the
+    /// secrets still in a rotation's grace period; missing ids are left out.
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>>;
     async fn endpoint_counts(&self, app_id: &AppId, id: &EndpointId) -> Result<DeliveryCounts>;
 

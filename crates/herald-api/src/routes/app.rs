@@ -4,12 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use herald_core::AppId;
+use herald_core::model::Application;
 use herald_store::{NewApplication, Order, StoreError};
 
-use super::{RouteBoth, check_name, page_request, parse_uid};
+use super::{Cursor, RouteBoth, check_name, page_request, parse_uid};
 use crate::AppState;
 use crate::dto::{ApplicationIn, ApplicationOut, ApplicationPatch, ListResponse};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 
 pub fn router() -> Router<AppState> {
@@ -22,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
-    let page = s.store.list_apps(page_request(&q, Order::Ascending)?).await?;
+    let page = s.store.list_apps(page_request(&q, Order::Ascending, Cursor::Id(AppId::PREFIX))?).await?;
     Ok(Json(ListResponse::from_page(page, ApplicationOut::from)))
 }
 
@@ -54,6 +56,38 @@ async fn create_app(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(app.into())))
+}
+
+/// The application `path_id` names, created from `body` if there is none
+/// (with `path_id` as its uid unless the body gives one): what a message or
+/// an app-portal request with an inline `application` does. A concurrent
+/// create of the same uid is answered with the one that won.
+pub(crate) async fn ensure_app(s: &AppState, path_id: &str, body: ApplicationIn) -> ApiResult<Application> {
+    match s.store.get_app(path_id).await {
+        Ok(app) => return Ok(app),
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    check_name(&body.name, "name")?;
+    let uid = match parse_uid(body.uid, "application.uid")? {
+        Some(u) => u,
+        None => parse_uid(Some(path_id.to_owned()), "application.uid")?
+            .ok_or_else(|| ApiError::bad_request("an application uid is required"))?,
+    };
+    let created = s
+        .store
+        .create_app(NewApplication {
+            uid: Some(uid.clone()),
+            name: body.name,
+            metadata: body.metadata.unwrap_or_default(),
+            throttle_rate: body.throttle_rate,
+        })
+        .await;
+    match created {
+        Ok(app) => Ok(app),
+        Err(StoreError::Conflict(_)) => Ok(s.store.get_app(uid.as_str()).await?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn get_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<Json<ApplicationOut>> {

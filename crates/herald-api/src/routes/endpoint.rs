@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_core::transform::PayloadTemplate;
@@ -14,9 +15,9 @@ use herald_core::validate::EndpointUrl;
 use herald_store::{NewEndpoint, Order, StoreError};
 use serde_json::value::RawValue;
 
-use super::{RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
+use super::{Cursor, RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
 use crate::AppState;
-use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse};
+use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 
@@ -34,8 +35,6 @@ pub fn router() -> Router<AppState> {
                 .patch(patch_endpoint)
                 .delete(delete_endpoint),
         )
-        .route_both("/app/{app_id}/endpoint/{endpoint_id}/secret", get(get_endpoint_secret))
-        .route_both("/app/{app_id}/endpoint/{endpoint_id}/stats", get(get_endpoint_stats))
 }
 
 fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
@@ -62,7 +61,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Custom headers must be valid HTTP and must not collide with ours; names
 /// are stored lower-case.
-fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiResult<BTreeMap<String, String>> {
+pub(crate) fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (name, value) in headers.unwrap_or_default() {
         let lower = name.to_ascii_lowercase();
@@ -104,7 +103,7 @@ async fn list_endpoints(
     let app = s.store.get_app(&app_id).await?;
     let page = s
         .store
-        .list_endpoints(&app.id, page_request(&q, Order::Ascending)?)
+        .list_endpoints(&app.id, page_request(&q, Order::Descending, Cursor::Id(EndpointId::PREFIX))?)
         .await?;
     Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }
@@ -250,30 +249,4 @@ async fn delete_endpoint(
     let ep = find(&s, &app_id, &endpoint_id).await?;
     s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn get_endpoint_secret(
-    State(s): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<EndpointSecretOut>> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let secret = s.store.get_endpoint_secret(&ep.app_id, &ep.id).await?;
-    Ok(Json(EndpointSecretOut {
-        key: secret.to_wire_string(),
-    }))
-}
-
-async fn get_endpoint_stats(
-    State(s): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<EndpointStats>> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let c = s.store.endpoint_counts(&ep.app_id, &ep.id).await?;
-    Ok(Json(EndpointStats {
-        success: c.success,
-        pending: c.pending,
-        sending: c.sending,
-        fail: c.fail,
-        canceled: c.canceled,
-    }))
 }

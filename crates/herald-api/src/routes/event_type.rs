@@ -9,7 +9,7 @@ use herald_core::model::EventType;
 use herald_core::validate::EventTypeName;
 use herald_store::{Order, StoreError};
 
-use super::{RouteBoth, page_request};
+use super::{Cursor, RouteBoth, page_request};
 use crate::AppState;
 use crate::dto::{EventTypeIn, EventTypeOut, EventTypeUpsertIn, ListResponse};
 use crate::error::{ApiError, ApiResult};
@@ -46,7 +46,7 @@ async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult
     let with_content = q.bool("with_content", true)?;
     let page = s
         .store
-        .list_event_types(page_request(&q, Order::Ascending)?, q.bool("include_archived", false)?)
+        .list_event_types(page_request(&q, Order::Ascending, Cursor::Name)?, q.bool("include_archived", false)?)
         .await?;
     Ok(Json(ListResponse::from_page(page, |e| {
         EventTypeOut::new(e, with_content)

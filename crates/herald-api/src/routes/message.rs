@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use bytes::Bytes;
+use herald_core::MessageId;
 use herald_core::validate::{EventTypeName, check_payload_object};
 use herald_store::{AppRef, MessageFilter, NewMessage, Order};
 
-use super::{RouteBoth, page_request, parse_channels, parse_uid};
+use super::{Cursor, RouteBoth, page_request, parse_channels, parse_uid};
 use crate::AppState;
 use crate::dto::{ListResponse, MessageIn, MessageOut};
 use crate::error::{ApiError, ApiResult};
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route_both("/app/{app_id}/msg", get(list_messages).post(create_message))
         .route_both("/app/{app_id}/msg/{msg_id}", get(get_message))
+        .route_both("/app/{app_id}/msg/{msg_id}/content", delete(expunge_message_content))
 }
 
 /// 202 only once the message and its deliveries are committed to disk.
@@ -55,15 +57,19 @@ async fn create_message(
     }
     let payload_retention = payload_retention(body.payload_retention_period)?;
     let msg = NewMessage {
-        app: AppRef(app_id),
+        app: AppRef(app_id.clone()),
         event_type,
         event_id: parse_uid(body.event_id, "eventId")?,
         channels: parse_channels(body.channels, "channels")?,
         tags: body.tags,
         payload: Bytes::copy_from_slice(raw.as_bytes()),
         payload_retention,
+        only_endpoint: None,
         lease: None,
     };
+    if let Some(app) = body.application {
+        super::app::ensure_app(&s, &app_id, app).await?;
+    }
     let ingested = s.engine.ingest(msg).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -104,7 +110,7 @@ async fn list_messages(
     };
     let page = s
         .store
-        .list_messages(&app.id, filter, page_request(&q, Order::Descending)?)
+        .list_messages(&app.id, filter, page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?)
         .await?;
     Ok(Json(ListResponse::try_from_page(page, |m| {
         MessageOut::new(m, with_content)
@@ -119,4 +125,16 @@ async fn get_message(
     let app = s.store.get_app(&app_id).await?;
     let msg = s.store.get_message(&app.id, &msg_id).await?;
     Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)?))
+}
+
+/// Empties the payload (it reads as `{"expired": true}` afterwards); the
+/// message and its attempts stay. 204.
+async fn expunge_message_content(
+    State(s): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = s.store.get_app(&app_id).await?;
+    let msg = s.store.get_message(&app.id, &msg_id).await?;
+    s.store.expunge_message_content(&app.id, &msg.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

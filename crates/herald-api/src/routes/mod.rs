@@ -2,11 +2,14 @@
 
 pub mod app;
 pub mod attempt;
+pub mod auth;
 pub mod endpoint;
+pub mod endpoint_tools;
 pub mod event_type;
 pub mod health;
 pub mod message;
 pub mod metrics;
+pub mod task;
 
 use std::collections::HashSet;
 
@@ -35,8 +38,40 @@ impl<S: Clone + Send + Sync + 'static> RouteBoth<S> for Router<S> {
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 250;
 
+/// What a list's `iterator` must be: an id with this prefix, or (event
+/// types) a name. A leading `-` (from `prevIterator`) walks backwards.
+#[derive(Clone, Copy)]
+pub(crate) enum Cursor {
+    Id(&'static str),
+    Name,
+}
+
+/// The iterator, checked: one a list never handed out is a 422, not a
+/// quietly empty or restarted page.
+fn parse_iterator(q: &QueryPairs, cursor: Cursor) -> ApiResult<Option<String>> {
+    let Some(raw) = q.get("iterator").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let bare = raw.strip_prefix('-').unwrap_or(raw);
+    let ok = match cursor {
+        Cursor::Id(prefix) => {
+            bare.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('_'))
+                && herald_core::ids::id_time_ms(bare).is_some()
+        }
+        Cursor::Name => EventTypeName::parse(bare).is_ok(),
+    };
+    if !ok {
+        return Err(ApiError::invalid_msg(
+            &["query", "iterator"],
+            "value_error",
+            format!("'{raw}' is not an iterator this list handed out"),
+        ));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
 /// `limit`, `iterator` and `order` from the query string.
-pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<PageRequest> {
+pub(crate) fn page_request(q: &QueryPairs, default_order: Order, cursor: Cursor) -> ApiResult<PageRequest> {
     let limit = q.uint("limit")?.map(|n| n as usize).unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::invalid_msg(
@@ -59,7 +94,7 @@ pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<Pa
     };
     Ok(PageRequest {
         limit,
-        iterator: q.get("iterator").filter(|s| !s.is_empty()).map(str::to_owned),
+        iterator: parse_iterator(q, cursor)?,
         order,
     })
 }

@@ -45,9 +45,9 @@ impl Filter {
 /// What a list query selects, from where, keyed on which id column (ids sort
 /// by creation time, so the key orders by age).
 pub(crate) struct Listing {
-    cols: &'static str,
-    from: &'static str,
-    key: &'static str,
+    pub(crate) cols: &'static str,
+    pub(crate) from: &'static str,
+    pub(crate) key: &'static str,
 }
 
 pub(crate) const APPS: Listing = Listing {

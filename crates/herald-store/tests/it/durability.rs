@@ -57,6 +57,7 @@ async fn everything_survives_close_and_reopen() {
         let send = |event_id: &str, lease| NewMessage {
             event_id: Some(uid(event_id)),
             channels: Some(chans(&["eu"])),
+            only_endpoint: None,
             lease,
             ..new_msg("durable", "order.created", &format!("{{\"id\":\"{event_id}\"}}"))
         };

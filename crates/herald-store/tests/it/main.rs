@@ -259,6 +259,7 @@ pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
+        only_endpoint: None,
         lease: None,
         payload_retention: None,
     }
@@ -471,6 +472,7 @@ pub async fn app_with_endpoints(s: &Arc<dyn Store>, n: usize) -> (AppId, Vec<End
 /// A message for `a`, born claimed under `lease` when one is given.
 pub fn msg(a: &AppId, lease: Option<Lease>) -> NewMessage {
     NewMessage {
+        only_endpoint: None,
         lease,
         ..new_msg(a.as_str(), "thing.happened", "{\"k\":1}")
     }

@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod tools;
+pub use tools::*;
+
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -336,9 +339,12 @@ pub struct MessageIn {
     pub payload_retention_period: Option<i64>,
     /// Accepted for compatibility with newer SDKs and ignored.
     pub payload_retention_hours: Option<i64>,
+    /// Creates the application named in the path, if it does not exist,
+    /// with these settings (Svix: "creates a new application alongside").
+    pub application: Option<ApplicationIn>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageOut {
     pub id: String,
