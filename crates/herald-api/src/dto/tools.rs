@@ -25,10 +25,14 @@ pub struct EndpointHeadersIn {
     pub headers: BTreeMap<String, String>,
 }
 
-/// PATCH: a `null` value removes that header.
+/// PATCH: a `null` value removes that header (the v1 document's way), and
+/// so does naming it in `deleteHeaders` (newer SDKs' way).
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EndpointHeadersPatchIn {
     pub headers: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub delete_headers: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -53,7 +57,7 @@ pub struct BackgroundTaskOut {
     pub status: &'static str,
     pub task: &'static str,
     pub updated_at: String,
-    /// What the task reported (e.g. `{"deliveries": 3}`), once done.
+    /// What the task reported (`{"messagesSent": 3}`), once done.
     pub data: serde_json::Value,
 }
 

@@ -133,7 +133,8 @@ async fn update_endpoint_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// PATCH: the given headers are set, those given as `null` removed.
+/// PATCH: the given headers are set, those given as `null` or listed in
+/// `deleteHeaders` removed.
 async fn patch_endpoint_headers(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -141,6 +142,9 @@ async fn patch_endpoint_headers(
 ) -> ApiResult<StatusCode> {
     let mut ep = find(&s, &app_id, &endpoint_id).await?;
     let mut set = BTreeMap::new();
+    for name in body.delete_headers {
+        ep.settings.headers.remove(&name.to_ascii_lowercase());
+    }
     for (name, value) in body.headers {
         match value {
             Some(v) => {
@@ -267,7 +271,7 @@ async fn recover_endpoint(
     background(&s, &ep.app_id, TaskKind::EndpointRecover, async move {
         let n = store.recover_failed(&app, &id, range).await?;
         engine.wake();
-        Ok(json!({ "deliveries": n }))
+        Ok(json!({ "messagesSent": n }))
     })
     .await
 }
@@ -295,7 +299,7 @@ async fn replay_missing_endpoint(
                 None => break,
             }
         }
-        Ok(json!({ "deliveries": total }))
+        Ok(json!({ "messagesSent": total }))
     })
     .await
 }
