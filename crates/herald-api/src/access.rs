@@ -72,7 +72,10 @@ pub(crate) async fn caller(state: &AppState, token: &str) -> Result<Caller, ApiE
 enum Reach<'a> {
     /// A route under `/app/{segment}`; `whole_app` when it is the
     /// application itself rather than something inside it.
-    App { segment: &'a str, whole_app: bool },
+    App {
+        segment: &'a str,
+        whole_app: bool,
+    },
     /// Allowed to every authenticated caller.
     Open,
     Denied,
@@ -152,7 +155,13 @@ mod tests {
                 whole_app: true
             }
         ));
-        for denied in ["/app/", "/app", "/operational-webhook/endpoint/", "/auth/app-portal-access/x/", "/"] {
+        for denied in [
+            "/app/",
+            "/app",
+            "/operational-webhook/endpoint/",
+            "/auth/app-portal-access/x/",
+            "/",
+        ] {
             assert!(matches!(reach(&get, denied), Reach::Denied), "{denied}");
         }
         assert!(matches!(reach(&post, "/event-type/"), Reach::Denied));

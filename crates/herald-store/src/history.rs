@@ -51,8 +51,7 @@ pub trait HistoryStore: Send + Sync {
     /// is refused ([`crate::StoreError::Refused`]): it could not be sent.
     async fn expunge_message_content(&self, app_id: &AppId, msg_id: &MessageId) -> Result<()>;
     /// Empties the response body recorded with an attempt.
-    async fn expunge_attempt_content(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &AttemptId)
-    -> Result<()>;
+    async fn expunge_attempt_content(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &AttemptId) -> Result<()>;
     /// The messages fanned out to an endpoint, newest first by default, with
     /// each delivery's state; `status` filters on the state as shown.
     async fn list_attempted_messages(
@@ -72,6 +71,10 @@ pub trait HistoryStore: Send + Sync {
     ) -> Result<Page<MessageDestination>>;
     /// Delivery counts for an endpoint, by state as shown (pending, sending
     /// = pending and already tried), over messages created in `range`.
-    async fn endpoint_stats(&self, app_id: &AppId, endpoint_id: &EndpointId, range: TimeRange)
-    -> Result<DeliveryCounts>;
+    async fn endpoint_stats(
+        &self,
+        app_id: &AppId,
+        endpoint_id: &EndpointId,
+        range: TimeRange,
+    ) -> Result<DeliveryCounts>;
 }

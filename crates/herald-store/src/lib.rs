@@ -30,8 +30,8 @@ mod queue;
 mod redeliver;
 mod resources;
 mod retention;
-mod tasks;
 pub mod sqlite;
+mod tasks;
 
 pub use access::{AccessStore, AppToken};
 pub use changes::{CHANGE_BUFFER, Change};
@@ -41,10 +41,10 @@ pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
 };
+pub use redeliver::RedeliveryStore;
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
 };
-pub use redeliver::RedeliveryStore;
 pub use retention::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, PrunedMessages, RetentionStore};
 pub use tasks::{Task, TaskKind, TaskStatus, TaskStore};
 

@@ -52,7 +52,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("marking interrupted background tasks")?;
     if interrupted > 0 {
-        tracing::warn!(tasks = interrupted, "background tasks interrupted by the last stop are marked failed");
+        tracing::warn!(
+            tasks = interrupted,
+            "background tasks interrupted by the last stop are marked failed"
+        );
     }
     let engine_stop = CancellationToken::new();
     let engine = Engine::start(

@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
-    let page = s.store.list_apps(page_request(&q, Order::Ascending, Cursor::Id(AppId::PREFIX))?).await?;
+    let page = s
+        .store
+        .list_apps(page_request(&q, Order::Ascending, Cursor::Id(AppId::PREFIX))?)
+        .await?;
     Ok(Json(ListResponse::from_page(page, ApplicationOut::from)))
 }
 

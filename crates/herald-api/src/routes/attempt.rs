@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use herald_core::{AttemptId, EndpointId, MessageId};
 use herald_core::model::Attempt;
+use herald_core::{AttemptId, EndpointId, MessageId};
 use herald_store::{AttemptFilter, MessageFilter, Order, Page};
 
 use super::{Cursor, RouteBoth, page_request};
@@ -92,7 +92,12 @@ async fn list_attempts_by_endpoint(
     let ep = super::endpoint::find(&s, &app_id, &endpoint_id).await?;
     let page = s
         .store
-        .list_attempts_by_endpoint(&ep.app_id, &ep.id, filter(&q)?, page_request(&q, Order::Descending, Cursor::Id(AttemptId::PREFIX))?)
+        .list_attempts_by_endpoint(
+            &ep.app_id,
+            &ep.id,
+            filter(&q)?,
+            page_request(&q, Order::Descending, Cursor::Id(AttemptId::PREFIX))?,
+        )
         .await?;
     respond(&s, page, &q).await
 }
@@ -106,7 +111,12 @@ async fn list_attempts_by_msg(
     let msg = s.store.get_message(&app.id, &msg_id).await?;
     let page = s
         .store
-        .list_attempts_by_msg(&app.id, &msg.id, filter(&q)?, page_request(&q, Order::Descending, Cursor::Id(AttemptId::PREFIX))?)
+        .list_attempts_by_msg(
+            &app.id,
+            &msg.id,
+            filter(&q)?,
+            page_request(&q, Order::Descending, Cursor::Id(AttemptId::PREFIX))?,
+        )
         .await?;
     respond(&s, page, &q).await
 }
@@ -163,7 +173,13 @@ async fn list_attempted_messages(
     let status = q.get("status").map(parse_status).transpose()?;
     let page = s
         .store
-        .list_attempted_messages(&ep.app_id, &ep.id, filter, status, page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?)
+        .list_attempted_messages(
+            &ep.app_id,
+            &ep.id,
+            filter,
+            status,
+            page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::try_from_page(page, |m| {
         EndpointMessageOut::new(m, with_content)
@@ -180,7 +196,11 @@ async fn list_attempted_destinations(
     let msg = s.store.get_message(&app.id, &msg_id).await?;
     let page = s
         .store
-        .list_attempted_destinations(&app.id, &msg.id, page_request(&q, Order::Ascending, Cursor::Id(EndpointId::PREFIX))?)
+        .list_attempted_destinations(
+            &app.id,
+            &msg.id,
+            page_request(&q, Order::Ascending, Cursor::Id(EndpointId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::from_page(page, MessageEndpointOut::from)))
 }

@@ -103,7 +103,10 @@ async fn list_endpoints(
     let app = s.store.get_app(&app_id).await?;
     let page = s
         .store
-        .list_endpoints(&app.id, page_request(&q, Order::Descending, Cursor::Id(EndpointId::PREFIX))?)
+        .list_endpoints(
+            &app.id,
+            page_request(&q, Order::Descending, Cursor::Id(EndpointId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }

@@ -237,7 +237,12 @@ fn time_range(body: &TimeRangeIn) -> ApiResult<TimeRange> {
 
 /// Records a task, answers 202 with it, and runs `work` in the background;
 /// the task ends `finished` with what the work reports, or `failed`.
-async fn background<F>(s: &AppState, app_id: &AppId, kind: TaskKind, work: F) -> ApiResult<(StatusCode, Json<BackgroundTaskOut>)>
+async fn background<F>(
+    s: &AppState,
+    app_id: &AppId,
+    kind: TaskKind,
+    work: F,
+) -> ApiResult<(StatusCode, Json<BackgroundTaskOut>)>
 where
     F: Future<Output = Result<serde_json::Value, StoreError>> + Send + 'static,
 {
@@ -248,7 +253,10 @@ where
             Ok(report) => (TaskStatus::Finished, report),
             Err(e) => {
                 tracing::error!(task = %id, error = %e, "background task failed");
-                (TaskStatus::Failed, json!({"error": "the task failed; see the server log"}))
+                (
+                    TaskStatus::Failed,
+                    json!({"error": "the task failed; see the server log"}),
+                )
             }
         };
         if let Err(e) = store.finish_task(&id, status, data).await {
@@ -313,8 +321,7 @@ async fn send_example(
     JsonBody(body): JsonBody<EventExampleIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let ep = find(&s, &app_id, &endpoint_id).await?;
-    let event_type =
-        EventTypeName::parse(body.event_type).map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
+    let event_type = EventTypeName::parse(body.event_type).map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
     let payload = match body.payload {
         Some(raw) => {
             check_payload_object(raw.get()).map_err(|e| ApiError::invalid(&["body", "payload"], e))?;

@@ -46,7 +46,10 @@ async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult
     let with_content = q.bool("with_content", true)?;
     let page = s
         .store
-        .list_event_types(page_request(&q, Order::Ascending, Cursor::Name)?, q.bool("include_archived", false)?)
+        .list_event_types(
+            page_request(&q, Order::Ascending, Cursor::Name)?,
+            q.bool("include_archived", false)?,
+        )
         .await?;
     Ok(Json(ListResponse::from_page(page, |e| {
         EventTypeOut::new(e, with_content)

@@ -110,7 +110,11 @@ async fn list_messages(
     };
     let page = s
         .store
-        .list_messages(&app.id, filter, page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?)
+        .list_messages(
+            &app.id,
+            filter,
+            page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::try_from_page(page, |m| {
         MessageOut::new(m, with_content)

@@ -26,7 +26,10 @@ async fn list_background_tasks(
     State(s): State<AppState>,
     q: QueryPairs,
 ) -> ApiResult<Json<ListResponse<BackgroundTaskOut>>> {
-    let page = s.store.list_tasks(None, page_request(&q, Order::Descending, Cursor::Id(TaskId::PREFIX))?).await?;
+    let page = s
+        .store
+        .list_tasks(None, page_request(&q, Order::Descending, Cursor::Id(TaskId::PREFIX))?)
+        .await?;
     Ok(Json(ListResponse::from_page(page, BackgroundTaskOut::from)))
 }
 

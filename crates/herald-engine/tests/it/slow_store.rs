@@ -9,10 +9,10 @@ use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, E
 use herald_core::signing::EndpointSecret;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
 use herald_store::{
-    AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore, Ingested, Lease,
-    LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page, PageRequest,
-    PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore, SavedResponse, Store, Task,
-    TaskKind, TaskStatus, TaskStore, TimeRange,
+    AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore,
+    Ingested, Lease, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page,
+    PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore, SavedResponse,
+    Store, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
 };
 use herald_store::{EndpointMessage, HistoryStore, MessageDestination};
 use tokio::sync::broadcast;
@@ -64,7 +64,12 @@ impl HistoryStore for SlowRecords {
     ) -> Result<Page<MessageDestination>> {
         self.inner.list_attempted_destinations(app_id, msg_id, page).await
     }
-    async fn endpoint_stats(&self, app_id: &AppId, endpoint_id: &EndpointId, range: TimeRange) -> Result<DeliveryCounts> {
+    async fn endpoint_stats(
+        &self,
+        app_id: &AppId,
+        endpoint_id: &EndpointId,
+        range: TimeRange,
+    ) -> Result<DeliveryCounts> {
         self.inner.endpoint_stats(app_id, endpoint_id, range).await
     }
 }
@@ -85,7 +90,9 @@ impl RedeliveryStore for SlowRecords {
         after: Option<MessageId>,
         limit: usize,
     ) -> Result<(u64, Option<MessageId>)> {
-        self.inner.replay_missing(app_id, endpoint_id, range, after, limit).await
+        self.inner
+            .replay_missing(app_id, endpoint_id, range, after, limit)
+            .await
     }
 }
 

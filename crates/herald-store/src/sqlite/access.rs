@@ -45,17 +45,18 @@ impl AccessStore for SqliteStore {
 
     async fn token_by_digest(&self, digest: [u8; 32]) -> Result<Option<AppToken>> {
         self.read(move |c| {
-            Ok(c
-                .prepare_cached("SELECT id, app_id, expires_at, created_at FROM api_token WHERE digest = ?1")?
-                .query_row([&digest[..]], |r| {
-                    Ok(AppToken {
-                        id: TokenId::from_trusted(r.get(0)?),
-                        app_id: AppId::from_trusted(r.get(1)?),
-                        expires_at: opt_time_at(r, 2)?,
-                        created_at: time_at(r, 3)?,
+            Ok(
+                c.prepare_cached("SELECT id, app_id, expires_at, created_at FROM api_token WHERE digest = ?1")?
+                    .query_row([&digest[..]], |r| {
+                        Ok(AppToken {
+                            id: TokenId::from_trusted(r.get(0)?),
+                            app_id: AppId::from_trusted(r.get(1)?),
+                            expires_at: opt_time_at(r, 2)?,
+                            created_at: time_at(r, 3)?,
+                        })
                     })
-                })
-                .optional()?)
+                    .optional()?,
+            )
         })
         .await
     }

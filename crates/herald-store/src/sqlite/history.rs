@@ -96,12 +96,7 @@ impl HistoryStore for SqliteStore {
             .await
     }
 
-    async fn expunge_attempt_content(
-        &self,
-        app_id: &AppId,
-        msg_id: &MessageId,
-        attempt_id: &AttemptId,
-    ) -> Result<()> {
+    async fn expunge_attempt_content(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &AttemptId) -> Result<()> {
         let (app_id, msg_id, attempt_id) = (app_id.clone(), msg_id.clone(), attempt_id.clone());
         self.writer
             .run(move |ctx| {
@@ -139,7 +134,10 @@ impl HistoryStore for SqliteStore {
                 );
             }
             if let Some(tag) = filter.tag {
-                f.push("EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)", [Value::Text(tag)]);
+                f.push(
+                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
+                    [Value::Text(tag)],
+                );
             }
             if let Some(status) = status {
                 status_clause(&mut f, status);

@@ -106,7 +106,15 @@ impl RedeliveryStore for SqliteStore {
                              SELECT id FROM message WHERE app_id = ?3 AND id >= ?4 AND id < ?5 \
                              AND created_at >= ?6 AND created_at < ?7 AND length(payload) > 0)",
                     )?
-                    .execute(params![now, endpoint_id.as_str(), app_id.as_str(), lo, hi, since, until])?;
+                    .execute(params![
+                        now,
+                        endpoint_id.as_str(),
+                        app_id.as_str(),
+                        lo,
+                        hi,
+                        since,
+                        until
+                    ])?;
                 Ok(n as u64)
             })
             .await

@@ -16,9 +16,8 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::paging::{APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, paginate};
 use super::rows::{
-    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret,
-    ep_row, et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at,
-    to_json,
+    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
+    et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at, to_json,
 };
 use crate::{
     AttemptFilter, Change, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Page, PageRequest,

@@ -49,7 +49,8 @@ impl TaskStore for SqliteStore {
         self.writer
             .run(move |ctx| {
                 let now = ctx.now()?;
-                let at = from_ms(now).ok_or_else(|| StoreError::Corrupt("the database clock is out of range".into()))?;
+                let at =
+                    from_ms(now).ok_or_else(|| StoreError::Corrupt("the database clock is out of range".into()))?;
                 let task = Task {
                     id: TaskId::new(),
                     app_id,
