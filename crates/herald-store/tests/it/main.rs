@@ -34,6 +34,7 @@ mod paging;
 mod parking;
 mod resources;
 mod retention;
+mod svix_tools;
 
 use std::collections::BTreeSet;
 use std::future::Future;
