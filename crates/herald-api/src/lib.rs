@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::map_response(middleware::json_errors))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets

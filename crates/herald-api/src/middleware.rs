@@ -13,7 +13,7 @@ use base64::Engine as _;
 use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
-use crate::body::{DRAIN_MAX_BYTES, drain};
+use crate::body::{DRAIN_MAX_BYTES, drain, read_limited};
 use crate::error::ApiError;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
@@ -56,6 +56,9 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     req.extensions_mut().insert(caller);
     if req.method() == Method::POST
         && let Some(key) = req.headers().get("idempotency-key")
+        // An empty key is no key: it would make every keyless retry of
+        // every request one request.
+        && !key.is_empty()
     {
         // A key we cannot read must not quietly turn the request into one
         // that may run twice.
@@ -63,7 +66,16 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             return ApiError::bad_request("the idempotency-key header must be visible ASCII").into_response();
         };
         let id = idempotency_id(&req, key);
-        return idempotent(state, id, req, next).await;
+        // The body is read here (within the limit) to fingerprint it, then
+        // handed on unchanged.
+        let (parts, body) = req.into_parts();
+        let bytes = match read_limited(body, state.config.max_payload_bytes).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        let request_digest = digest(&bytes);
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return idempotent(state, id, request_digest, req, next).await;
     }
     next.run(req).await
 }
@@ -88,14 +100,16 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// The key under which a response is saved: the same key from another token
-/// or for another URL is another request.
+/// or for another path is another request. The query string is left out:
+/// SDKs add defaults to it (`with_content=false`) that differ between
+/// versions, and a retry must still find its first answer.
 fn idempotency_id(req: &Request, key: &str) -> String {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let uri = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let uri = req.uri().path().trim_end_matches('/');
     let mut material = Vec::with_capacity(auth.len() + key.len() + uri.len() + 2);
     material.extend_from_slice(auth);
     material.push(b'\n');
@@ -106,10 +120,11 @@ fn idempotency_id(req: &Request, key: &str) -> String {
 }
 
 /// A POST with an `idempotency-key` header is answered once: a repeat with
-/// the same key (same token, same URL) within 24 h gets the first 2xx
-/// response again and creates nothing. A repeat while the first is still
+/// the same key (same token, same path, same body) within 24 h gets the
+/// first 2xx response again and creates nothing; the same key with another
+/// body is a 422 (as Stripe answers). A repeat while the first is still
 /// running gets 409.
-async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Response {
+async fn idempotent(state: AppState, id: String, request_digest: [u8; 32], req: Request, next: Next) -> Response {
     // In memory: requests with this key in progress (None) or finished and
     // still being saved (Some).
     {
@@ -117,7 +132,7 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
             return ApiError::Internal("idempotency lock poisoned".into()).into_response();
         };
         match keys.get(&id) {
-            Some(Some(done)) => return saved_to_response(done.clone()),
+            Some(Some(done)) => return replay(done.clone(), &request_digest),
             Some(None) => {
                 return ApiError::conflict("a request with this idempotency-key is still in progress").into_response();
             }
@@ -126,7 +141,11 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
             }
         }
     }
-    let key = PendingKey { state, id: Some(id) };
+    let key = PendingKey {
+        state,
+        id: Some(id),
+        request_digest,
+    };
     // In its own task: a client that hangs up does not abort the work half
     // way, and the key ends with the real answer, which a retry then gets.
     match tokio::spawn(answer_once(key, req, next)).await {
@@ -140,6 +159,7 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
 struct PendingKey {
     state: AppState,
     id: Option<String>,
+    request_digest: [u8; 32],
 }
 
 impl PendingKey {
@@ -167,7 +187,7 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     let state = key.state.clone();
     let id = key.id.as_deref().unwrap_or_default();
     match state.store.saved_response(id, IDEMPOTENCY_WINDOW).await {
-        Ok(Some(saved)) => return saved_to_response(saved),
+        Ok(Some(saved)) => return replay(saved, &key.request_digest),
         Ok(None) => {}
         Err(e) => return ApiError::from(e).into_response(),
     }
@@ -183,6 +203,7 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     let saved = SavedResponse {
         status: parts.status.as_u16(),
         body: bytes.clone(),
+        request_digest: Some(key.request_digest),
     };
     let id = key.complete(saved.clone());
     // The answer goes out now; a repeat meanwhile is served from memory
@@ -200,6 +221,21 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// The saved response, if it answered this same request; the key reused
+/// with another body is the client's mistake, and replaying the first
+/// answer would tell it something about a request it did not make.
+fn replay(saved: SavedResponse, request_digest: &[u8; 32]) -> Response {
+    match saved.request_digest {
+        Some(d) if &d != request_digest => ApiError::invalid_msg(
+            &["header", "idempotency-key"],
+            "value_error.idempotency_key.reused",
+            "this idempotency-key was used with a different request body",
+        )
+        .into_response(),
+        _ => saved_to_response(saved),
+    }
+}
+
 /// A saved status that is not one is corrupt data: replaying it as some
 /// other status (say 200) would tell the client something never answered.
 fn saved_to_response(saved: SavedResponse) -> Response {
@@ -210,6 +246,52 @@ fn saved_to_response(saved: SavedResponse) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// Largest non-JSON error body turned into a JSON one; what the framework
+/// writes (a path it could not decode, say) is a line of text.
+const PLAIN_ERROR_LIMIT: usize = 16 * 1024;
+
+/// The last word on every response: an error that is not JSON (one the
+/// framework wrote before a handler ran, such as a path whose percent-encoding
+/// is not UTF-8) is rewritten as our `{code, detail}`, keeping its status and
+/// its `Connection` header. Our own errors pass untouched.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let detail = match axum::body::to_bytes(body, PLAIN_ERROR_LIMIT).await {
+        // A 5xx says nothing internal.
+        _ if status.is_server_error() => "internal server error".to_owned(),
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "request_header_fields_too_large",
+        s if s >= 500 => "internal",
+        _ => "error",
+    };
+    let mut out = ApiError::Status(status, detail, code).into_response();
+    if let Some(conn) = parts.headers.get(header::CONNECTION) {
+        out.headers_mut().insert(header::CONNECTION, conn.clone());
+    }
+    out
 }
 
 pub async fn method_not_allowed(req: Request) -> Response {
@@ -237,6 +319,7 @@ mod tests {
     #[test]
     fn a_saved_response_is_replayed_with_its_status_or_not_at_all() {
         let saved = |status| SavedResponse {
+            request_digest: None,
             status,
             body: bytes::Bytes::from_static(b"{}"),
         };

@@ -199,6 +199,10 @@ pub struct EndpointOut {
     pub channels: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_rate: Option<u32>,
+    /// The same limit under the name the SPEC gives it (messages/s), so a
+    /// `rateLimit` set comes back as `rateLimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     pub timeout_secs: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_template: Option<Box<RawValue>>,
@@ -233,6 +237,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             event_types: types,
             channels: s.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             throttle_rate: s.throttle_rate,
+            rate_limit: s.throttle_rate,
             timeout_secs: s.timeout.as_secs_f64(),
             payload_template,
             version: 1,

@@ -15,7 +15,9 @@ use herald_core::validate::EndpointUrl;
 use herald_store::{NewEndpoint, Order, StoreError};
 use serde_json::value::RawValue;
 
-use super::{Cursor, RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
+use super::{
+    Cursor, MAX_DESCRIPTION_CHARS, RouteBoth, check_length, page_request, parse_channels, parse_event_types, parse_uid,
+};
 use crate::AppState;
 use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
 use crate::error::{ApiError, ApiResult};
@@ -139,9 +141,11 @@ fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
 /// Every setting a create or a PUT gives, validated; what the body leaves
 /// out takes its default.
 fn settings(body: EndpointIn) -> ApiResult<EndpointSettings> {
+    let description = body.description.unwrap_or_default();
+    check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
     Ok(EndpointSettings {
         url: parse_url(&body.url)?,
-        description: body.description.unwrap_or_default(),
+        description,
         metadata: body.metadata.unwrap_or_default(),
         disabled: body.disabled.unwrap_or(false),
         filter_types: parse_event_types(body.event_types, "eventTypes")?,
@@ -218,6 +222,7 @@ async fn patch_endpoint(
         set.url = parse_url(&url)?;
     }
     if let Some(description) = body.description {
+        check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
         set.description = description;
     }
     if let Some(disabled) = body.disabled {

@@ -27,15 +27,55 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// `schemas` is an object keyed by version whose values are JSON Schemas:
+/// each an object whose `type`, `properties`, `required` and `examples`,
+/// where given, have the types JSON Schema gives them. (A full meta-schema
+/// check is left to the portal work, which renders them.)
 fn check_schemas(schemas: &Option<serde_json::Value>) -> ApiResult<()> {
-    match schemas {
-        Some(v) if !v.is_object() && !v.is_null() => Err(ApiError::invalid_msg(
-            &["body", "schemas"],
-            "type_error.dict",
-            "schemas must be an object keyed by version",
-        )),
-        _ => Ok(()),
+    const TYPES: &[&str] = &["object", "array", "string", "number", "integer", "boolean", "null"];
+    let invalid = |loc: &[&str], msg: String| ApiError::invalid_msg(loc, "value_error.schema", msg);
+    let versions = match schemas {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::Object(v)) => v,
+        Some(_) => {
+            return Err(ApiError::invalid_msg(
+                &["body", "schemas"],
+                "type_error.dict",
+                "schemas must be an object keyed by version",
+            ));
+        }
+    };
+    for (version, schema) in versions {
+        let loc = ["body", "schemas", version.as_str()];
+        let Some(schema) = schema.as_object() else {
+            return Err(invalid(
+                &loc,
+                format!("the schema of version '{version}' must be a JSON Schema object"),
+            ));
+        };
+        let type_ok = match schema.get("type") {
+            None => true,
+            Some(serde_json::Value::String(t)) => TYPES.contains(&t.as_str()),
+            Some(serde_json::Value::Array(ts)) => ts.iter().all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))),
+            Some(_) => false,
+        };
+        let shapes_ok = type_ok
+            && schema.get("properties").is_none_or(|p| p.is_object())
+            && schema
+                .get("required")
+                .is_none_or(|r| r.as_array().is_some_and(|r| r.iter().all(|v| v.is_string())))
+            && schema.get("examples").is_none_or(|e| e.is_array());
+        if !shapes_ok {
+            return Err(invalid(
+                &loc,
+                format!(
+                    "the schema of version '{version}' is not a valid JSON Schema: `type` must name JSON types, \
+                     `properties` be an object, `required` a list of names and `examples` a list"
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 fn flags(list: Option<Vec<String>>, single: Option<String>) -> Option<Vec<String>> {

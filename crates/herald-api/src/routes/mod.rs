@@ -105,8 +105,22 @@ pub(crate) fn parse_uid(value: Option<String>, field: &str) -> ApiResult<Option<
         .transpose()
 }
 
+/// An empty list is refused: it reads as "none" to some and "all" to others
+/// (Svix requires at least one item; omit or `null` the field for all).
+fn non_empty<T>(list: &[T], field: &str) -> ApiResult<()> {
+    if list.is_empty() {
+        return Err(ApiError::invalid_msg(
+            &["body", field],
+            "value_error.list.min_items",
+            format!("{field} must list at least one item; leave it out (or null) for all"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_channels(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<Channel>>> {
     let Some(list) = value else { return Ok(None) };
+    non_empty(&list, field)?;
     if list.len() > MAX_CHANNELS {
         return Err(ApiError::invalid_msg(
             &["body", field],
@@ -123,6 +137,7 @@ pub(crate) fn parse_channels(value: Option<Vec<String>>, field: &str) -> ApiResu
 
 pub(crate) fn parse_event_types(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<EventTypeName>>> {
     let Some(list) = value else { return Ok(None) };
+    non_empty(&list, field)?;
     // A set, not `Vec::contains`: lists of 100,000 names must cost linear time.
     let mut seen = HashSet::with_capacity(list.len());
     let mut out: Vec<EventTypeName> = Vec::with_capacity(list.len());
@@ -135,12 +150,28 @@ pub(crate) fn parse_event_types(value: Option<Vec<String>>, field: &str) -> ApiR
     Ok(Some(out))
 }
 
+/// Longest application name and endpoint description, in characters:
+/// Svix sets none, but an unbounded field is a way to fill the database.
+pub(crate) const MAX_NAME_CHARS: usize = 256;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 4096;
+
 pub(crate) fn check_name(name: &str, field: &str) -> ApiResult<()> {
     if name.trim().is_empty() {
         return Err(ApiError::invalid_msg(
             &["body", field],
             "value_error.any_str.min_length",
             format!("{field} must not be empty"),
+        ));
+    }
+    check_length(name, field, MAX_NAME_CHARS)
+}
+
+pub(crate) fn check_length(text: &str, field: &str, max: usize) -> ApiResult<()> {
+    if text.chars().count() > max {
+        return Err(ApiError::invalid_msg(
+            &["body", field],
+            "value_error.any_str.max_length",
+            format!("{field} must be at most {max} characters"),
         ));
     }
     Ok(())

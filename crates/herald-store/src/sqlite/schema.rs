@@ -226,7 +226,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: the Svix API's remaining state. Secrets a rotation replaced keep
     // signing until `expires_at` (sealed like the current one); background
     // tasks (recover, replay-missing) report their state; app-scoped API
-    // tokens are kept as SHA-256 digests only, never the token.
+    // tokens are kept as SHA-256 digests only, never the token; a saved
+    // idempotent response keeps a digest of its request, so the same key
+    // with another body is refused rather than answered with the first.
     "CREATE TABLE endpoint_retired_secret (
         endpoint_id TEXT NOT NULL,
         app_id TEXT NOT NULL,
@@ -251,7 +253,8 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER,
         created_at INTEGER NOT NULL
     );
-    CREATE INDEX api_token_app ON api_token (app_id);",
+    CREATE INDEX api_token_app ON api_token (app_id);
+    ALTER TABLE idempotency ADD COLUMN request_digest BLOB;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -16,4 +16,5 @@ mod lifecycle;
 mod retention;
 mod sdk;
 mod signing;
+mod strict;
 mod transform;
