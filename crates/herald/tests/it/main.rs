@@ -15,6 +15,7 @@ mod isolation;
 mod lifecycle;
 mod retention;
 mod sdk;
+mod sdk_js;
 mod sdk_retry;
 mod signing;
 mod strict;
