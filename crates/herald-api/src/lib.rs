@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 mod extract;
 mod middleware;
+pub mod openapi;
 mod routes;
 pub mod server;
 
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .merge(routes::auth::portal_router())
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)

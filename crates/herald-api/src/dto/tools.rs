@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::{ApplicationIn, MessageOut, fmt_time};
 use crate::error::ApiError;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSecretRotateIn {
     pub key: Option<String>,
@@ -20,14 +20,14 @@ pub struct EndpointSecretRotateIn {
     pub grace_period_seconds: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EndpointHeadersIn {
     pub headers: BTreeMap<String, String>,
 }
 
 /// PATCH: a `null` value removes that header (the v1 document's way), and
 /// so does naming it in `deleteHeaders` (newer SDKs' way).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointHeadersPatchIn {
     pub headers: BTreeMap<String, Option<String>>,
@@ -35,7 +35,7 @@ pub struct EndpointHeadersPatchIn {
     pub delete_headers: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointHeadersOut {
     pub headers: BTreeMap<String, String>,
     /// Headers whose value is not shown (always empty: Herald shows them all).
@@ -43,21 +43,24 @@ pub struct EndpointHeadersOut {
 }
 
 /// `RecoverIn` and `ReplayIn`: times as the SDKs send them, parsed by the handler.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TimeRangeIn {
     pub since: String,
     pub until: Option<String>,
 }
 
 /// `RecoverOut`, `ReplayOut` and `BackgroundTaskOut`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackgroundTaskOut {
     pub id: String,
+    #[schema(value_type = String)]
     pub status: &'static str,
+    #[schema(value_type = String)]
     pub task: &'static str,
     pub updated_at: String,
     /// What the task reported (`{"messagesSent": 3}`), once done.
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 
@@ -73,21 +76,23 @@ impl From<Task> for BackgroundTaskOut {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventExampleIn {
     pub event_type: String,
     pub example_index: Option<usize>,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<RawValue>>,
 }
 
 /// A message with its delivery to one endpoint (`attempted-messages`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointMessageOut {
     #[serde(flatten)]
     pub message: MessageOut,
     pub status: i64,
+    #[schema(value_type = String)]
     pub status_text: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt: Option<String>,
@@ -105,7 +110,7 @@ impl EndpointMessageOut {
 }
 
 /// An endpoint with its delivery of one message (`attempted-destinations`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageEndpointOut {
     pub id: String,
@@ -123,6 +128,7 @@ pub struct MessageEndpointOut {
     pub created_at: String,
     pub updated_at: String,
     pub status: i64,
+    #[schema(value_type = String)]
     pub status_text: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt: Option<String>,
@@ -164,7 +170,7 @@ pub fn parse_status(v: &str) -> Result<DeliveryStatus, ApiError> {
         })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppPortalAccessIn {
     /// Creates the application if it does not exist.
@@ -176,13 +182,13 @@ pub struct AppPortalAccessIn {
     pub session_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppPortalAccessOut {
     pub url: String,
     pub token: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationTokenExpireIn {
     /// Seconds from now until the tokens expire; Herald revokes them at once.
@@ -191,5 +197,28 @@ pub struct ApplicationTokenExpireIn {
 }
 
 /// Svix's `EmptyResponse`: `{}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EmptyResponse {}
+
+/// An error (documentation of what `error.rs` renders): `code` names the
+/// kind, `detail` says what is wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HttpErrorOut {
+    pub code: String,
+    pub detail: String,
+}
+
+/// One invalid field of a 422.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ValidationError {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A 422: `detail` lists every invalid field.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HttpValidationError {
+    pub detail: Vec<ValidationError>,
+}

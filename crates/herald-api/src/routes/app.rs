@@ -23,6 +23,14 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app",
+    tag = "app",
+    summary = "List applications",
+    params(("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::ApplicationOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
     let page = s
         .store
@@ -33,6 +41,15 @@ async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<L
 
 /// With `get_if_exists=true`, an application with the same `uid` is returned
 /// (200) instead of a conflict.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app",
+    tag = "app",
+    summary = "Create an application",
+    params(("get_if_exists" = Option<bool>, Query, description = "Answer the application with this uid if it exists"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::ApplicationIn,
+    responses((status = 201, description = "Created", body = crate::dto::ApplicationOut), (status = 200, description = "Existing (get_if_exists)", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn create_app(
     State(s): State<AppState>,
     q: QueryPairs,
@@ -93,11 +110,28 @@ pub(crate) async fn ensure_app(s: &AppState, path_id: &str, body: ApplicationIn)
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}",
+    tag = "app",
+    summary = "Get an application",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    responses((status = 200, description = "The application", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<Json<ApplicationOut>> {
     Ok(Json(s.store.get_app(&app_id).await?.into()))
 }
 
 /// PUT: replaces the application, creating it (with the path as its uid) if absent.
+#[utoipa::path(
+    put,
+    path = "/api/v1/app/{app_id}",
+    tag = "app",
+    summary = "Create or replace an application",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    request_body = crate::dto::ApplicationIn,
+    responses((status = 200, description = "Replaced", body = crate::dto::ApplicationOut), (status = 201, description = "Created", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn upsert_app(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -133,6 +167,15 @@ async fn upsert_app(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/app/{app_id}",
+    tag = "app",
+    summary = "Change some fields of an application",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    request_body = crate::dto::ApplicationPatch,
+    responses((status = 200, description = "Changed", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn patch_app(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -155,6 +198,14 @@ async fn patch_app(
     Ok(Json(s.store.update_app(app).await?.into()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}",
+    tag = "app",
+    summary = "Delete an application with everything in it",
+    params(("app_id" = String, Path, description = "The application's id or uid")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn delete_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<StatusCode> {
     let app = s.store.get_app(&app_id).await?;
     s.store.delete_app(&app.id).await?;

@@ -84,6 +84,14 @@ async fn respond(
     Ok(Json(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
+    tag = "attempt",
+    summary = "List an endpoint's attempts",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_attempts_by_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -102,6 +110,14 @@ async fn list_attempts_by_endpoint(
     respond(&s, page, &q).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/attempt/msg/{msg_id}",
+    tag = "attempt",
+    summary = "List a message's attempts",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_attempts_by_msg(
     State(s): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
@@ -121,6 +137,14 @@ async fn list_attempts_by_msg(
     respond(&s, page, &q).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
+    tag = "attempt",
+    summary = "Get an attempt",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("attempt_id" = String, Path, description = "The attempt's id")),
+    responses((status = 200, description = "The attempt", body = crate::dto::MessageAttemptOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_attempt(
     State(s): State<AppState>,
     Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
@@ -131,6 +155,14 @@ async fn get_attempt(
 }
 
 /// Empties the response body recorded with the attempt. 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
+    tag = "attempt",
+    summary = "Delete an attempt's response body",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("attempt_id" = String, Path, description = "The attempt's id")),
+    responses((status = 204, description = "Expunged"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn expunge_attempt_content(
     State(s): State<AppState>,
     Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
@@ -144,6 +176,14 @@ async fn expunge_attempt_content(
 
 /// Sends the message to the endpoint again now. 202 with `{}`: the Python
 /// SDK parses the body, so it must be JSON.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
+    tag = "attempt",
+    summary = "Send a message to an endpoint again",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    responses((status = 202, description = "Queued", body = crate::dto::EmptyResponse), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn resend_message(
     State(s): State<AppState>,
     Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
@@ -156,6 +196,14 @@ async fn resend_message(
 }
 
 /// The messages fanned out to an endpoint with their delivery state there.
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
+    tag = "attempt",
+    summary = "List the messages sent to an endpoint, with their delivery state",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query), ("status" = Option<i64>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointMessageOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_attempted_messages(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -187,6 +235,14 @@ async fn list_attempted_messages(
 }
 
 /// The endpoints a message was fanned out to, with each delivery's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
+    tag = "attempt",
+    summary = "List the endpoints a message went to, with their delivery state",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageEndpointOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_attempted_destinations(
     State(s): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,

@@ -38,6 +38,15 @@ pub fn portal_router() -> Router<AppState> {
     Router::new().route_both("/portal", get(portal_placeholder))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/app-portal-access/{app_id}",
+    tag = "auth",
+    summary = "A token scoped to one application, and the portal url",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::AppPortalAccessIn,
+    responses((status = 200, description = "The token", body = crate::dto::AppPortalAccessOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn app_portal_access(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -76,6 +85,14 @@ async fn app_portal_access(
 
 /// Revokes the token that calls it. The admin token is configuration, not
 /// a session: it cannot log out (403).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    summary = "Revoke the calling app-scoped token",
+    params(("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn logout(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<StatusCode> {
     match caller {
         Caller::App { token, .. } => {
@@ -90,6 +107,15 @@ async fn logout(State(s): State<AppState>, Extension(caller): Extension<Caller>)
 
 /// Revokes every token of the application at once (Svix lets them expire
 /// after `expiry` seconds; Herald does not keep them that long).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/app/{app_id}/expire-all",
+    tag = "auth",
+    summary = "Revoke every token of an application",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::ApplicationTokenExpireIn,
+    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn expire_all(
     State(s): State<AppState>,
     Path(app_id): Path<String>,

@@ -97,6 +97,14 @@ fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
     .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint",
+    tag = "endpoint",
+    summary = "List endpoints (newest first)",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_endpoints(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -113,6 +121,15 @@ async fn list_endpoints(
     Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint",
+    tag = "endpoint",
+    summary = "Create an endpoint",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::EndpointIn,
+    responses((status = 201, description = "Created", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn create_endpoint(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -167,6 +184,14 @@ fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplat
         .map_err(|e| ApiError::invalid_msg(&["body", "payloadTemplate"], "value_error.template", e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Get an endpoint",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    responses((status = 200, description = "The endpoint", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -181,6 +206,15 @@ pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiRe
 
 /// PUT: replaces the endpoint's settings, creating it (with the path as its
 /// uid) if absent. The secret is kept.
+#[utoipa::path(
+    put,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Create or replace an endpoint (the secret is kept)",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    request_body = crate::dto::EndpointIn,
+    responses((status = 200, description = "Replaced", body = crate::dto::EndpointOut), (status = 201, description = "Created", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn upsert_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -208,6 +242,15 @@ async fn upsert_endpoint(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Change some fields of an endpoint",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    request_body = crate::dto::EndpointPatch,
+    responses((status = 200, description = "Changed", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn patch_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -250,6 +293,14 @@ async fn patch_endpoint(
     Ok(Json(ep.try_into()?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Delete an endpoint; its pending work stops",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn delete_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,

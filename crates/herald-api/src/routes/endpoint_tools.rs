@@ -62,6 +62,14 @@ pub fn router() -> Router<AppState> {
         .route_both("/app/{app_id}/endpoint/{endpoint_id}/send-example", post(send_example))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
+    tag = "endpoint",
+    summary = "Get the signing secret",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    responses((status = 200, description = "The secret", body = crate::dto::EndpointSecretOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_endpoint_secret(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -75,6 +83,15 @@ async fn get_endpoint_secret(
 
 /// 200 with the new key (the Python SDK 2.9.1 parses it; svix-server's 204
 /// breaks it). The old secret signs beside the new one for the grace period.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
+    tag = "endpoint",
+    summary = "Rotate the signing secret; the old one signs beside it for the grace period",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::EndpointSecretRotateIn,
+    responses((status = 200, description = "The new secret", body = crate::dto::EndpointSecretOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn rotate_endpoint_secret(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -106,6 +123,14 @@ async fn rotate_endpoint_secret(
     Ok(Json(EndpointSecretOut { key }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
+    tag = "endpoint",
+    summary = "Get the custom headers",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    responses((status = 200, description = "The headers", body = crate::dto::EndpointHeadersOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_endpoint_headers(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -122,6 +147,15 @@ fn headers_out(ep: &Endpoint) -> EndpointHeadersOut {
 }
 
 /// PUT: the endpoint's custom headers become exactly these. 204, as Svix.
+#[utoipa::path(
+    put,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
+    tag = "endpoint",
+    summary = "Replace the custom headers",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    request_body = crate::dto::EndpointHeadersIn,
+    responses((status = 204, description = "Replaced"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn update_endpoint_headers(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -135,6 +169,15 @@ async fn update_endpoint_headers(
 
 /// PATCH: the given headers are set, those given as `null` or listed in
 /// `deleteHeaders` removed.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
+    tag = "endpoint",
+    summary = "Set or remove some custom headers",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    request_body = crate::dto::EndpointHeadersPatchIn,
+    responses((status = 204, description = "Changed"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn patch_endpoint_headers(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -162,6 +205,14 @@ async fn patch_endpoint_headers(
 
 /// Counts over messages created in `[since, until)`: by default the last
 /// 28 days, which is also the widest window allowed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
+    tag = "endpoint",
+    summary = "Delivery counts over messages created in [since, until), at most 28 days",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("since" = Option<String>, Query), ("until" = Option<String>, Query)),
+    responses((status = 200, description = "The counts", body = crate::dto::EndpointStats), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_endpoint_stats(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -268,6 +319,15 @@ where
 
 /// Re-sends every failed delivery to the endpoint of messages created since
 /// `since` (until `until`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
+    tag = "endpoint",
+    summary = "Send again every failed message since a time (a background task)",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::TimeRangeIn,
+    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn recover_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -286,6 +346,15 @@ async fn recover_endpoint(
 
 /// Sends the endpoint the messages of the range it never got but
 /// subscribes to now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
+    tag = "endpoint",
+    summary = "Send the messages since a time the endpoint never got (a background task)",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::TimeRangeIn,
+    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn replay_missing_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -315,6 +384,15 @@ async fn replay_missing_endpoint(
 /// A message of `eventType` sent to this endpoint only, whatever its
 /// filters: the given payload, else the event type's example (from its
 /// `schemas`, `exampleIndex`-th), else for a test event `{"success": true}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
+    tag = "endpoint",
+    summary = "Send an example event to this endpoint only",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::EventExampleIn,
+    responses((status = 200, description = "The message sent", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn send_example(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,

@@ -82,6 +82,14 @@ fn flags(list: Option<Vec<String>>, single: Option<String>) -> Option<Vec<String
     list.or_else(|| single.map(|f| vec![f]))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/event-type",
+    tag = "event_type",
+    summary = "List event types",
+    params(("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("include_archived" = Option<bool>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EventTypeOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<EventTypeOut>>> {
     let with_content = q.bool("with_content", true)?;
     let page = s
@@ -96,6 +104,15 @@ async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/event-type",
+    tag = "event_type",
+    summary = "Create an event type",
+    params(("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    request_body = crate::dto::EventTypeIn,
+    responses((status = 201, description = "Created", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn create_event_type(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<EventTypeIn>,
@@ -118,6 +135,14 @@ async fn create_event_type(
     Ok((StatusCode::CREATED, Json(EventTypeOut::new(et, true))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Get an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    responses((status = 200, description = "The event type", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_event_type(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<EventTypeOut>> {
     Ok(Json(EventTypeOut::new(s.store.get_event_type(&name).await?, true)))
 }
@@ -149,6 +174,15 @@ fn apply(et: &mut EventType, body: EventTypeUpsertIn) -> ApiResult<()> {
 }
 
 /// PUT: updates the event type or creates it with this name.
+#[utoipa::path(
+    put,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Create or replace an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    request_body = crate::dto::EventTypeUpsertIn,
+    responses((status = 200, description = "Replaced", body = crate::dto::EventTypeOut), (status = 201, description = "Created", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn upsert_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -192,6 +226,15 @@ async fn upsert_event_type(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Change some fields of an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    request_body = crate::dto::EventTypeUpsertIn,
+    responses((status = 200, description = "Changed", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn patch_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -203,6 +246,14 @@ async fn patch_event_type(
 }
 
 /// Archives by default; `expunge=true` deletes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Archive (or with expunge, delete) an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name"), ("expunge" = Option<bool>, Query)),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn delete_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,

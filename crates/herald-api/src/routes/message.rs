@@ -36,6 +36,15 @@ pub fn router() -> Router<AppState> {
 }
 
 /// 202 only once the message and its deliveries are committed to disk.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/msg",
+    tag = "message",
+    summary = "Send a message: 202 once it and its fan-out are on disk",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response"), ("with_content" = Option<bool>, Query)),
+    request_body = crate::dto::MessageIn,
+    responses((status = 202, description = "Accepted", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn create_message(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -94,6 +103,14 @@ fn payload_retention(days: Option<i64>) -> ApiResult<Option<Duration>> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg",
+    tag = "message",
+    summary = "List messages (newest first)",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn list_messages(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -121,6 +138,14 @@ async fn list_messages(
     })?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}",
+    tag = "message",
+    summary = "Get a message",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The message", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn get_message(
     State(s): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
@@ -133,6 +158,14 @@ async fn get_message(
 
 /// Empties the payload (it reads as `{"expired": true}` afterwards); the
 /// message and its attempts stay. 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/content",
+    tag = "message",
+    summary = "Delete a message's payload",
+    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId")),
+    responses((status = 204, description = "Expunged"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+)]
 async fn expunge_message_content(
     State(s): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,

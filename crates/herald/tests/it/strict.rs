@@ -236,3 +236,24 @@ async fn idempotency_keys_mean_one_request() {
     let (_, list) = server.get(&format!("/app/{app}/msg/")).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_a_token() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let resp = server.http.get(server.api("/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    for path in [
+        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
+        "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
+        "/api/v1/auth/app-portal-access/{app_id}",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path} missing");
+    }
+    assert_eq!(
+        doc["components"]["schemas"]["EndpointOut"]["properties"]["timeoutSecs"]["x-herald-extension"],
+        true
+    );
+}
