@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::head_limits))
         .layer(axum::middleware::map_response(middleware::json_errors))
 }
 

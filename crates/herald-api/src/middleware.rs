@@ -248,6 +248,37 @@ fn saved_to_response(saved: SavedResponse) -> Response {
     resp
 }
 
+/// The longest request target (path and query) accepted, in bytes.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// The most header fields, and header bytes (names and values), accepted.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Refuses a request whose target or headers are too large with a JSON 414
+/// or 431 (hyper's own answers to heads past its larger limits are empty).
+pub async fn head_limits(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return ApiError::Status(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
+            "uri_too_long",
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let head_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers.len() > MAX_HEADERS || head_bytes > MAX_HEAD_BYTES {
+        return ApiError::Status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("at most {MAX_HEADERS} header fields and {MAX_HEAD_BYTES} bytes of headers are accepted"),
+            "request_header_fields_too_large",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// Largest non-JSON error body turned into a JSON one; what the framework
 /// writes (a path it could not decode, say) is a line of text.
 const PLAIN_ERROR_LIMIT: usize = 16 * 1024;

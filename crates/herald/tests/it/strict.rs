@@ -165,6 +165,13 @@ async fn every_error_is_json() {
     assert_eq!((status, out["code"].as_str()), (404, Some("not_found")), "{out}");
     let (status, _, out) = raw(&server, "PATCH /api/v1/health/", "").await;
     assert_eq!(status, 405, "{out}");
+    let long = format!("GET /api/v1/app/{}/", "a".repeat(20_000));
+    let (status, _, out) = raw(&server, &long, "").await;
+    assert_eq!((status, out["code"].as_str()), (414, Some("uri_too_long")), "{out}");
+    let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let (status, _, out) = raw(&server, &format!("GET /api/v1/app/ HTTP/1.1\r\n{many}x-end: 1"), "").await;
+    assert_eq!(status, 431, "{out}");
+    assert!(out["detail"].is_string(), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
