@@ -106,7 +106,7 @@ fn compare(
     }
 }
 
-fn json_body<'a>(op: &'a Value, response: bool) -> Option<&'a Value> {
+fn json_body(op: &Value, response: bool) -> Option<&Value> {
     if response {
         let responses = op["responses"].as_object()?;
         responses
