@@ -222,3 +222,63 @@ pub struct ValidationError {
 pub struct HttpValidationError {
     pub detail: Vec<ValidationError>,
 }
+
+/// The errors every authenticated route may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+pub enum ErrorResponses {
+    /// Missing or invalid token.
+    #[response(status = 401)]
+    Unauthorized(HttpErrorOut),
+    /// Not allowed for this token.
+    #[response(status = 403)]
+    Forbidden(HttpErrorOut),
+    /// Not found.
+    #[response(status = 404)]
+    NotFound(HttpErrorOut),
+    /// Invalid input.
+    #[response(status = 422)]
+    Invalid(HttpValidationError),
+}
+
+/// Path parameters, for the OpenAPI document (handlers take them as strings).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AppPath {
+    /// The application's id or uid.
+    pub app_id: String,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EndpointPath {
+    /// The endpoint's id or uid.
+    pub endpoint_id: String,
+}
+
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MsgPath {
+    /// The message's id or eventId.
+    pub msg_id: String,
+}
+
+/// `limit`, `iterator` and `order` of every list.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page (1 to 250, default 50).
+    pub limit: Option<u64>,
+    /// The iterator from a previous page.
+    pub iterator: Option<String>,
+    /// `ascending` or `descending`.
+    pub order: Option<String>,
+}
+
+/// The `idempotency-key` header every POST takes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyHeader {
+    /// Answer a repeat of this request (same key, path and body) within 24 h with the first response.
+    #[param(rename = "idempotency-key")]
+    pub idempotency_key: Option<String>,
+}

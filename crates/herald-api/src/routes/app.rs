@@ -28,8 +28,8 @@ pub fn router() -> Router<AppState> {
     path = "/api/v1/app",
     tag = "app",
     summary = "List applications",
-    params(("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::ApplicationOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::PageQuery),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::ApplicationOut>), crate::dto::ErrorResponses)
 )]
 async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
     let page = s
@@ -46,9 +46,9 @@ async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<L
     path = "/api/v1/app",
     tag = "app",
     summary = "Create an application",
-    params(("get_if_exists" = Option<bool>, Query, description = "Answer the application with this uid if it exists"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(("get_if_exists" = Option<bool>, Query, description = "Answer the application with this uid if it exists"), crate::dto::IdempotencyHeader),
     request_body = crate::dto::ApplicationIn,
-    responses((status = 201, description = "Created", body = crate::dto::ApplicationOut), (status = 200, description = "Existing (get_if_exists)", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 201, description = "Created", body = crate::dto::ApplicationOut), (status = 200, description = "Existing (get_if_exists)", body = crate::dto::ApplicationOut), crate::dto::ErrorResponses)
 )]
 async fn create_app(
     State(s): State<AppState>,
@@ -115,8 +115,8 @@ pub(crate) async fn ensure_app(s: &AppState, path_id: &str, body: ApplicationIn)
     path = "/api/v1/app/{app_id}",
     tag = "app",
     summary = "Get an application",
-    params(("app_id" = String, Path, description = "The application's id or uid")),
-    responses((status = 200, description = "The application", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath),
+    responses((status = 200, description = "The application", body = crate::dto::ApplicationOut), crate::dto::ErrorResponses)
 )]
 async fn get_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<Json<ApplicationOut>> {
     Ok(Json(s.store.get_app(&app_id).await?.into()))
@@ -128,9 +128,9 @@ async fn get_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiRe
     path = "/api/v1/app/{app_id}",
     tag = "app",
     summary = "Create or replace an application",
-    params(("app_id" = String, Path, description = "The application's id or uid")),
+    params(crate::dto::AppPath),
     request_body = crate::dto::ApplicationIn,
-    responses((status = 200, description = "Replaced", body = crate::dto::ApplicationOut), (status = 201, description = "Created", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Replaced", body = crate::dto::ApplicationOut), (status = 201, description = "Created", body = crate::dto::ApplicationOut), crate::dto::ErrorResponses)
 )]
 async fn upsert_app(
     State(s): State<AppState>,
@@ -172,9 +172,9 @@ async fn upsert_app(
     path = "/api/v1/app/{app_id}",
     tag = "app",
     summary = "Change some fields of an application",
-    params(("app_id" = String, Path, description = "The application's id or uid")),
+    params(crate::dto::AppPath),
     request_body = crate::dto::ApplicationPatch,
-    responses((status = 200, description = "Changed", body = crate::dto::ApplicationOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Changed", body = crate::dto::ApplicationOut), crate::dto::ErrorResponses)
 )]
 async fn patch_app(
     State(s): State<AppState>,
@@ -203,8 +203,8 @@ async fn patch_app(
     path = "/api/v1/app/{app_id}",
     tag = "app",
     summary = "Delete an application with everything in it",
-    params(("app_id" = String, Path, description = "The application's id or uid")),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath),
+    responses((status = 204, description = "Deleted"), crate::dto::ErrorResponses)
 )]
 async fn delete_app(State(s): State<AppState>, Path(app_id): Path<String>) -> ApiResult<StatusCode> {
     let app = s.store.get_app(&app_id).await?;

@@ -8,7 +8,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use herald_core::model::Attempt;
 use herald_core::{AttemptId, EndpointId, MessageId};
-use herald_store::{AttemptFilter, MessageFilter, Order, Page};
+use herald_store::{AttemptFilter, Order, Page};
 
 use super::{Cursor, RouteBoth, page_request};
 use crate::AppState;
@@ -89,8 +89,8 @@ async fn respond(
     path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
     tag = "attempt",
     summary = "List an endpoint's attempts",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::PageQuery, ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), crate::dto::ErrorResponses)
 )]
 async fn list_attempts_by_endpoint(
     State(s): State<AppState>,
@@ -115,8 +115,8 @@ async fn list_attempts_by_endpoint(
     path = "/api/v1/app/{app_id}/attempt/msg/{msg_id}",
     tag = "attempt",
     summary = "List a message's attempts",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, crate::dto::PageQuery, ("status" = Option<i64>, Query), ("status_code_class" = Option<u16>, Query), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_msg" = Option<bool>, Query), ("with_content" = Option<bool>, Query), ("endpoint_id" = Option<String>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageAttemptOut>), crate::dto::ErrorResponses)
 )]
 async fn list_attempts_by_msg(
     State(s): State<AppState>,
@@ -142,8 +142,8 @@ async fn list_attempts_by_msg(
     path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
     tag = "attempt",
     summary = "Get an attempt",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("attempt_id" = String, Path, description = "The attempt's id")),
-    responses((status = 200, description = "The attempt", body = crate::dto::MessageAttemptOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, ("attempt_id" = String, Path, description = "The attempt's id")),
+    responses((status = 200, description = "The attempt", body = crate::dto::MessageAttemptOut), crate::dto::ErrorResponses)
 )]
 async fn get_attempt(
     State(s): State<AppState>,
@@ -160,8 +160,8 @@ async fn get_attempt(
     path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}/content",
     tag = "attempt",
     summary = "Delete an attempt's response body",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("attempt_id" = String, Path, description = "The attempt's id")),
-    responses((status = 204, description = "Expunged"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, ("attempt_id" = String, Path, description = "The attempt's id")),
+    responses((status = 204, description = "Expunged"), crate::dto::ErrorResponses)
 )]
 async fn expunge_attempt_content(
     State(s): State<AppState>,
@@ -181,8 +181,8 @@ async fn expunge_attempt_content(
     path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
     tag = "attempt",
     summary = "Send a message to an endpoint again",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
-    responses((status = 202, description = "Queued", body = crate::dto::EmptyResponse), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, crate::dto::EndpointPath, crate::dto::IdempotencyHeader),
+    responses((status = 202, description = "Queued", body = crate::dto::EmptyResponse), crate::dto::ErrorResponses)
 )]
 async fn resend_message(
     State(s): State<AppState>,
@@ -201,8 +201,8 @@ async fn resend_message(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
     tag = "attempt",
     summary = "List the messages sent to an endpoint, with their delivery state",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query), ("status" = Option<i64>, Query)),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointMessageOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::PageQuery, ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query), ("status" = Option<i64>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointMessageOut>), crate::dto::ErrorResponses)
 )]
 async fn list_attempted_messages(
     State(s): State<AppState>,
@@ -211,13 +211,7 @@ async fn list_attempted_messages(
 ) -> ApiResult<Json<ListResponse<EndpointMessageOut>>> {
     let ep = super::endpoint::find(&s, &app_id, &endpoint_id).await?;
     let with_content = q.bool("with_content", true)?;
-    let filter = MessageFilter {
-        channel: q.get("channel").map(str::to_owned),
-        before: q.datetime("before")?,
-        after: q.datetime("after")?,
-        event_types: q.list("event_types"),
-        tag: q.get("tag").map(str::to_owned),
-    };
+    let filter = super::message_filter(&q)?;
     let status = q.get("status").map(parse_status).transpose()?;
     let page = s
         .store
@@ -240,8 +234,8 @@ async fn list_attempted_messages(
     path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
     tag = "attempt",
     summary = "List the endpoints a message went to, with their delivery state",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageEndpointOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, crate::dto::PageQuery),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageEndpointOut>), crate::dto::ErrorResponses)
 )]
 async fn list_attempted_destinations(
     State(s): State<AppState>,

@@ -43,9 +43,9 @@ pub fn portal_router() -> Router<AppState> {
     path = "/api/v1/auth/app-portal-access/{app_id}",
     tag = "auth",
     summary = "A token scoped to one application, and the portal url",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::AppPortalAccessIn,
-    responses((status = 200, description = "The token", body = crate::dto::AppPortalAccessOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "The token", body = crate::dto::AppPortalAccessOut), crate::dto::ErrorResponses)
 )]
 async fn app_portal_access(
     State(s): State<AppState>,
@@ -90,8 +90,8 @@ async fn app_portal_access(
     path = "/api/v1/auth/logout",
     tag = "auth",
     summary = "Revoke the calling app-scoped token",
-    params(("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::IdempotencyHeader),
+    responses((status = 204, description = "Revoked"), crate::dto::ErrorResponses)
 )]
 async fn logout(State(s): State<AppState>, Extension(caller): Extension<Caller>) -> ApiResult<StatusCode> {
     match caller {
@@ -112,9 +112,9 @@ async fn logout(State(s): State<AppState>, Extension(caller): Extension<Caller>)
     path = "/api/v1/auth/app/{app_id}/expire-all",
     tag = "auth",
     summary = "Revoke every token of an application",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::ApplicationTokenExpireIn,
-    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 204, description = "Revoked"), crate::dto::ErrorResponses)
 )]
 async fn expire_all(
     State(s): State<AppState>,

@@ -102,8 +102,8 @@ fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
     path = "/api/v1/app/{app_id}/endpoint",
     tag = "endpoint",
     summary = "List endpoints (newest first)",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::PageQuery),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointOut>), crate::dto::ErrorResponses)
 )]
 async fn list_endpoints(
     State(s): State<AppState>,
@@ -126,9 +126,9 @@ async fn list_endpoints(
     path = "/api/v1/app/{app_id}/endpoint",
     tag = "endpoint",
     summary = "Create an endpoint",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::EndpointIn,
-    responses((status = 201, description = "Created", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 201, description = "Created", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
 )]
 async fn create_endpoint(
     State(s): State<AppState>,
@@ -189,8 +189,8 @@ fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplat
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
     tag = "endpoint",
     summary = "Get an endpoint",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
-    responses((status = 200, description = "The endpoint", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 200, description = "The endpoint", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
 )]
 async fn get_endpoint(
     State(s): State<AppState>,
@@ -211,9 +211,9 @@ pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiRe
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
     tag = "endpoint",
     summary = "Create or replace an endpoint (the secret is kept)",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
     request_body = crate::dto::EndpointIn,
-    responses((status = 200, description = "Replaced", body = crate::dto::EndpointOut), (status = 201, description = "Created", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Replaced", body = crate::dto::EndpointOut), (status = 201, description = "Created", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
 )]
 async fn upsert_endpoint(
     State(s): State<AppState>,
@@ -247,9 +247,9 @@ async fn upsert_endpoint(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
     tag = "endpoint",
     summary = "Change some fields of an endpoint",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
     request_body = crate::dto::EndpointPatch,
-    responses((status = 200, description = "Changed", body = crate::dto::EndpointOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Changed", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
 )]
 async fn patch_endpoint(
     State(s): State<AppState>,
@@ -298,8 +298,8 @@ async fn patch_endpoint(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
     tag = "endpoint",
     summary = "Delete an endpoint; its pending work stops",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 204, description = "Deleted"), crate::dto::ErrorResponses)
 )]
 async fn delete_endpoint(
     State(s): State<AppState>,

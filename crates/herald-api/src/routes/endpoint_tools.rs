@@ -67,8 +67,8 @@ pub fn router() -> Router<AppState> {
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
     tag = "endpoint",
     summary = "Get the signing secret",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
-    responses((status = 200, description = "The secret", body = crate::dto::EndpointSecretOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 200, description = "The secret", body = crate::dto::EndpointSecretOut), crate::dto::ErrorResponses)
 )]
 async fn get_endpoint_secret(
     State(s): State<AppState>,
@@ -88,9 +88,9 @@ async fn get_endpoint_secret(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
     tag = "endpoint",
     summary = "Rotate the signing secret; the old one signs beside it for the grace period",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::EndpointSecretRotateIn,
-    responses((status = 200, description = "The new secret", body = crate::dto::EndpointSecretOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "The new secret", body = crate::dto::EndpointSecretOut), crate::dto::ErrorResponses)
 )]
 async fn rotate_endpoint_secret(
     State(s): State<AppState>,
@@ -128,8 +128,8 @@ async fn rotate_endpoint_secret(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
     tag = "endpoint",
     summary = "Get the custom headers",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
-    responses((status = 200, description = "The headers", body = crate::dto::EndpointHeadersOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 200, description = "The headers", body = crate::dto::EndpointHeadersOut), crate::dto::ErrorResponses)
 )]
 async fn get_endpoint_headers(
     State(s): State<AppState>,
@@ -152,9 +152,9 @@ fn headers_out(ep: &Endpoint) -> EndpointHeadersOut {
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
     tag = "endpoint",
     summary = "Replace the custom headers",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
     request_body = crate::dto::EndpointHeadersIn,
-    responses((status = 204, description = "Replaced"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 204, description = "Replaced"), crate::dto::ErrorResponses)
 )]
 async fn update_endpoint_headers(
     State(s): State<AppState>,
@@ -174,9 +174,9 @@ async fn update_endpoint_headers(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
     tag = "endpoint",
     summary = "Set or remove some custom headers",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
     request_body = crate::dto::EndpointHeadersPatchIn,
-    responses((status = 204, description = "Changed"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 204, description = "Changed"), crate::dto::ErrorResponses)
 )]
 async fn patch_endpoint_headers(
     State(s): State<AppState>,
@@ -210,8 +210,8 @@ async fn patch_endpoint_headers(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
     tag = "endpoint",
     summary = "Delivery counts over messages created in [since, until), at most 28 days",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("since" = Option<String>, Query), ("until" = Option<String>, Query)),
-    responses((status = 200, description = "The counts", body = crate::dto::EndpointStats), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::EndpointPath, ("since" = Option<String>, Query), ("until" = Option<String>, Query)),
+    responses((status = 200, description = "The counts", body = crate::dto::EndpointStats), crate::dto::ErrorResponses)
 )]
 async fn get_endpoint_stats(
     State(s): State<AppState>,
@@ -286,18 +286,40 @@ fn time_range(body: &TimeRangeIn) -> ApiResult<TimeRange> {
     })
 }
 
-/// Records a task, answers 202 with it, and runs `work` in the background;
-/// the task ends `finished` with what the work reports, or `failed`.
-async fn background<F>(
+/// What a background task on one endpoint works with.
+struct TaskInput {
+    store: std::sync::Arc<dyn herald_store::Store>,
+    engine: std::sync::Arc<herald_engine::Engine>,
+    app: AppId,
+    id: herald_core::EndpointId,
+    range: TimeRange,
+}
+
+/// Finds the endpoint, checks the range, records a task, answers 202 with
+/// it, and runs `work` in the background; the task ends `finished` with
+/// what the work reports, or `failed`.
+async fn endpoint_task<W, F>(
     s: &AppState,
-    app_id: &AppId,
+    app_id: &str,
+    endpoint_id: &str,
+    body: &TimeRangeIn,
     kind: TaskKind,
-    work: F,
+    work: W,
 ) -> ApiResult<(StatusCode, Json<BackgroundTaskOut>)>
 where
+    W: FnOnce(TaskInput) -> F,
     F: Future<Output = Result<serde_json::Value, StoreError>> + Send + 'static,
 {
-    let task = s.store.create_task(app_id, kind).await?;
+    let ep = find(s, app_id, endpoint_id).await?;
+    let range = time_range(body)?;
+    let task = s.store.create_task(&ep.app_id, kind).await?;
+    let work = work(TaskInput {
+        store: s.store.clone(),
+        engine: s.engine.clone(),
+        app: ep.app_id,
+        id: ep.id,
+        range,
+    });
     let (store, id) = (s.store.clone(), task.id.clone());
     tokio::spawn(async move {
         let (status, data) = match work.await {
@@ -324,23 +346,27 @@ where
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
     tag = "endpoint",
     summary = "Send again every failed message since a time (a background task)",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::TimeRangeIn,
-    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), crate::dto::ErrorResponses)
 )]
 async fn recover_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<TimeRangeIn>,
 ) -> ApiResult<(StatusCode, Json<BackgroundTaskOut>)> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let range = time_range(&body)?;
-    let (store, engine, app, id) = (s.store.clone(), s.engine.clone(), ep.app_id.clone(), ep.id.clone());
-    background(&s, &ep.app_id, TaskKind::EndpointRecover, async move {
-        let n = store.recover_failed(&app, &id, range).await?;
-        engine.wake();
-        Ok(json!({ "messagesSent": n }))
-    })
+    endpoint_task(
+        &s,
+        &app_id,
+        &endpoint_id,
+        &body,
+        TaskKind::EndpointRecover,
+        |t| async move {
+            let n = t.store.recover_failed(&t.app, &t.id, t.range).await?;
+            t.engine.wake();
+            Ok(json!({ "messagesSent": n }))
+        },
+    )
     .await
 }
 
@@ -351,33 +377,40 @@ async fn recover_endpoint(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing",
     tag = "endpoint",
     summary = "Send the messages since a time the endpoint never got (a background task)",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::TimeRangeIn,
-    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 202, description = "The task", body = crate::dto::BackgroundTaskOut), crate::dto::ErrorResponses)
 )]
 async fn replay_missing_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<TimeRangeIn>,
 ) -> ApiResult<(StatusCode, Json<BackgroundTaskOut>)> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let range = time_range(&body)?;
-    let (store, engine, app, id) = (s.store.clone(), s.engine.clone(), ep.app_id.clone(), ep.id.clone());
-    background(&s, &ep.app_id, TaskKind::EndpointReplay, async move {
-        let (mut total, mut after) = (0, None);
-        loop {
-            let (n, last) = store.replay_missing(&app, &id, range, after, REPLAY_BATCH).await?;
-            total += n;
-            if n > 0 {
-                engine.wake();
+    endpoint_task(
+        &s,
+        &app_id,
+        &endpoint_id,
+        &body,
+        TaskKind::EndpointReplay,
+        |t| async move {
+            let (mut total, mut after) = (0, None);
+            loop {
+                let (n, last) = t
+                    .store
+                    .replay_missing(&t.app, &t.id, t.range, after, REPLAY_BATCH)
+                    .await?;
+                total += n;
+                if n > 0 {
+                    t.engine.wake();
+                }
+                match last {
+                    Some(last) => after = Some(last),
+                    None => break,
+                }
             }
-            match last {
-                Some(last) => after = Some(last),
-                None => break,
-            }
-        }
-        Ok(json!({ "messagesSent": total }))
-    })
+            Ok(json!({ "messagesSent": total }))
+        },
+    )
     .await
 }
 
@@ -389,9 +422,9 @@ async fn replay_missing_endpoint(
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/send-example",
     tag = "endpoint",
     summary = "Send an example event to this endpoint only",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("endpoint_id" = String, Path, description = "The endpoint's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::AppPath, crate::dto::EndpointPath, crate::dto::IdempotencyHeader),
     request_body = crate::dto::EventExampleIn,
-    responses((status = 200, description = "The message sent", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "The message sent", body = crate::dto::MessageOut), crate::dto::ErrorResponses)
 )]
 async fn send_example(
     State(s): State<AppState>,

@@ -87,8 +87,8 @@ fn flags(list: Option<Vec<String>>, single: Option<String>) -> Option<Vec<String
     path = "/api/v1/event-type",
     tag = "event_type",
     summary = "List event types",
-    params(("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("include_archived" = Option<bool>, Query), ("with_content" = Option<bool>, Query)),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EventTypeOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::PageQuery, ("include_archived" = Option<bool>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EventTypeOut>), crate::dto::ErrorResponses)
 )]
 async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<EventTypeOut>>> {
     let with_content = q.bool("with_content", true)?;
@@ -109,9 +109,9 @@ async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult
     path = "/api/v1/event-type",
     tag = "event_type",
     summary = "Create an event type",
-    params(("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response")),
+    params(crate::dto::IdempotencyHeader),
     request_body = crate::dto::EventTypeIn,
-    responses((status = 201, description = "Created", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 201, description = "Created", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
 )]
 async fn create_event_type(
     State(s): State<AppState>,
@@ -141,7 +141,7 @@ async fn create_event_type(
     tag = "event_type",
     summary = "Get an event type",
     params(("event_type_name" = String, Path, description = "The event type's name")),
-    responses((status = 200, description = "The event type", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "The event type", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
 )]
 async fn get_event_type(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<EventTypeOut>> {
     Ok(Json(EventTypeOut::new(s.store.get_event_type(&name).await?, true)))
@@ -181,7 +181,7 @@ fn apply(et: &mut EventType, body: EventTypeUpsertIn) -> ApiResult<()> {
     summary = "Create or replace an event type",
     params(("event_type_name" = String, Path, description = "The event type's name")),
     request_body = crate::dto::EventTypeUpsertIn,
-    responses((status = 200, description = "Replaced", body = crate::dto::EventTypeOut), (status = 201, description = "Created", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Replaced", body = crate::dto::EventTypeOut), (status = 201, description = "Created", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
 )]
 async fn upsert_event_type(
     State(s): State<AppState>,
@@ -233,7 +233,7 @@ async fn upsert_event_type(
     summary = "Change some fields of an event type",
     params(("event_type_name" = String, Path, description = "The event type's name")),
     request_body = crate::dto::EventTypeUpsertIn,
-    responses((status = 200, description = "Changed", body = crate::dto::EventTypeOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "Changed", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
 )]
 async fn patch_event_type(
     State(s): State<AppState>,
@@ -252,7 +252,7 @@ async fn patch_event_type(
     tag = "event_type",
     summary = "Archive (or with expunge, delete) an event type",
     params(("event_type_name" = String, Path, description = "The event type's name"), ("expunge" = Option<bool>, Query)),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 204, description = "Deleted"), crate::dto::ErrorResponses)
 )]
 async fn delete_event_type(
     State(s): State<AppState>,

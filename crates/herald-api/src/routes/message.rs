@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use herald_core::MessageId;
 use herald_core::validate::{EventTypeName, check_payload_object};
-use herald_store::{AppRef, MessageFilter, NewMessage, Order};
+use herald_store::{AppRef, NewMessage, Order};
 
 use super::{Cursor, RouteBoth, page_request, parse_channels, parse_uid};
 use crate::AppState;
@@ -41,9 +41,9 @@ pub fn router() -> Router<AppState> {
     path = "/api/v1/app/{app_id}/msg",
     tag = "message",
     summary = "Send a message: 202 once it and its fan-out are on disk",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("idempotency-key" = Option<String>, Header, description = "Answer a repeat of this request (same key, path and body) within 24 h with the first response"), ("with_content" = Option<bool>, Query)),
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader, ("with_content" = Option<bool>, Query)),
     request_body = crate::dto::MessageIn,
-    responses((status = 202, description = "Accepted", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 202, description = "Accepted", body = crate::dto::MessageOut), crate::dto::ErrorResponses)
 )]
 async fn create_message(
     State(s): State<AppState>,
@@ -108,8 +108,8 @@ fn payload_retention(days: Option<i64>) -> ApiResult<Option<Duration>> {
     path = "/api/v1/app/{app_id}/msg",
     tag = "message",
     summary = "List messages (newest first)",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending"), ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query)),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::PageQuery, ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageOut>), crate::dto::ErrorResponses)
 )]
 async fn list_messages(
     State(s): State<AppState>,
@@ -118,13 +118,7 @@ async fn list_messages(
 ) -> ApiResult<Json<ListResponse<MessageOut>>> {
     let app = s.store.get_app(&app_id).await?;
     let with_content = q.bool("with_content", true)?;
-    let filter = MessageFilter {
-        channel: q.get("channel").map(str::to_owned),
-        before: q.datetime("before")?,
-        after: q.datetime("after")?,
-        event_types: q.list("event_types"),
-        tag: q.get("tag").map(str::to_owned),
-    };
+    let filter = super::message_filter(&q)?;
     let page = s
         .store
         .list_messages(
@@ -143,8 +137,8 @@ async fn list_messages(
     path = "/api/v1/app/{app_id}/msg/{msg_id}",
     tag = "message",
     summary = "Get a message",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId"), ("with_content" = Option<bool>, Query)),
-    responses((status = 200, description = "The message", body = crate::dto::MessageOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath, ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The message", body = crate::dto::MessageOut), crate::dto::ErrorResponses)
 )]
 async fn get_message(
     State(s): State<AppState>,
@@ -163,8 +157,8 @@ async fn get_message(
     path = "/api/v1/app/{app_id}/msg/{msg_id}/content",
     tag = "message",
     summary = "Delete a message's payload",
-    params(("app_id" = String, Path, description = "The application's id or uid"), ("msg_id" = String, Path, description = "The message's id or eventId")),
-    responses((status = 204, description = "Expunged"), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::AppPath, crate::dto::MsgPath),
+    responses((status = 204, description = "Expunged"), crate::dto::ErrorResponses)
 )]
 async fn expunge_message_content(
     State(s): State<AppState>,

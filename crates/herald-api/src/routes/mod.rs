@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use axum::Router;
 use axum::routing::MethodRouter;
 use herald_core::validate::{Channel, EventTypeName, MAX_CHANNELS, Uid};
-use herald_store::{Order, PageRequest};
+use herald_store::{MessageFilter, Order, PageRequest};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryPairs;
@@ -96,6 +96,17 @@ pub(crate) fn page_request(q: &QueryPairs, default_order: Order, cursor: Cursor)
         limit,
         iterator: parse_iterator(q, cursor)?,
         order,
+    })
+}
+
+/// The message filters a list takes from its query string.
+pub(crate) fn message_filter(q: &QueryPairs) -> ApiResult<MessageFilter> {
+    Ok(MessageFilter {
+        channel: q.get("channel").map(str::to_owned),
+        before: q.datetime("before")?,
+        after: q.datetime("after")?,
+        event_types: q.list("event_types"),
+        tag: q.get("tag").map(str::to_owned),
     })
 }
 

@@ -27,8 +27,8 @@ pub fn router() -> Router<AppState> {
     path = "/api/v1/background-task",
     tag = "task",
     summary = "List background tasks",
-    params(("limit" = Option<u64>, Query, description = "Items per page (1 to 250, default 50)"), ("iterator" = Option<String>, Query, description = "The iterator from a previous page"), ("order" = Option<String>, Query, description = "ascending or descending")),
-    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::BackgroundTaskOut>), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    params(crate::dto::PageQuery),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::BackgroundTaskOut>), crate::dto::ErrorResponses)
 )]
 async fn list_background_tasks(
     State(s): State<AppState>,
@@ -49,7 +49,7 @@ async fn list_background_tasks(
     tag = "task",
     summary = "Get a background task",
     params(("task_id" = String, Path, description = "The background task's id")),
-    responses((status = 200, description = "The task", body = crate::dto::BackgroundTaskOut), (status = 401, description = "Missing or invalid token", body = crate::dto::HttpErrorOut), (status = 403, description = "Not allowed for this token", body = crate::dto::HttpErrorOut), (status = 404, description = "Not found", body = crate::dto::HttpErrorOut), (status = 422, description = "Invalid input", body = crate::dto::HttpValidationError))
+    responses((status = 200, description = "The task", body = crate::dto::BackgroundTaskOut), crate::dto::ErrorResponses)
 )]
 async fn get_background_task(
     State(s): State<AppState>,

@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::paging::{Filter, Listing, paginate};
+use super::paging::{Filter, Listing, message_filter, paginate};
 use super::rows::{ATTEMPT_COLS, attempt_row, ep_row, ms, msg_row, opt_time_at};
 use crate::{
     DeliveryCounts, EndpointMessage, HistoryStore, MessageDestination, MessageFilter, Page, PageRequest, Result,
@@ -125,20 +125,7 @@ impl HistoryStore for SqliteStore {
             let mut f = Filter::default();
             f.push("d.endpoint_id = ?", [Value::Text(endpoint_id.to_string())]);
             f.push("d.app_id = ?", [Value::Text(app_id.to_string())]);
-            f.any_of("m.event_type", &filter.event_types);
-            f.time_range("m.created_at", filter.before, filter.after);
-            if let Some(ch) = filter.channel {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
-                    [Value::Text(ch)],
-                );
-            }
-            if let Some(tag) = filter.tag {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
-                    [Value::Text(tag)],
-                );
-            }
+            message_filter(&mut f, filter);
             if let Some(status) = status {
                 status_clause(&mut f, status);
             }

@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
 
 use super::rows::{APP_COLS, ATTEMPT_COLS, EP_COLS, ET_COLS, MSG_COLS, ms};
-use crate::{AttemptFilter, Order, Page, PageRequest, Result};
+use crate::{AttemptFilter, MessageFilter, Order, Page, PageRequest, Result};
 
 /// A WHERE clause under construction, with its positional parameters.
 #[derive(Default)]
@@ -131,6 +131,24 @@ pub(crate) fn paginate<T>(
         prev_iterator,
         done,
     })
+}
+
+/// The clauses of a [`MessageFilter`] on the messages aliased `m`.
+pub(crate) fn message_filter(f: &mut Filter, filter: MessageFilter) {
+    f.any_of("m.event_type", &filter.event_types);
+    f.time_range("m.created_at", filter.before, filter.after);
+    if let Some(ch) = filter.channel {
+        f.push(
+            "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
+            [Value::Text(ch)],
+        );
+    }
+    if let Some(tag) = filter.tag {
+        f.push(
+            "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
+            [Value::Text(tag)],
+        );
+    }
 }
 
 pub(crate) fn attempt_filter(filter: AttemptFilter) -> Filter {

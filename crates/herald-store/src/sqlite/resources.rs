@@ -14,7 +14,9 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::paging::{APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, paginate};
+use super::paging::{
+    APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, message_filter, paginate,
+};
 use super::rows::{
     APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
     et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at, to_json,
@@ -463,20 +465,7 @@ impl ResourceStore for SqliteStore {
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("m.app_id = ?", [Value::Text(app_id.to_string())]);
-            f.any_of("m.event_type", &filter.event_types);
-            f.time_range("m.created_at", filter.before, filter.after);
-            if let Some(ch) = filter.channel {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
-                    [Value::Text(ch)],
-                );
-            }
-            if let Some(tag) = filter.tag {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
-                    [Value::Text(tag)],
-                );
-            }
+            message_filter(&mut f, filter);
             paginate(c, &MESSAGES, f, &page, msg_row, |m| m.id.to_string())
         })
         .await
