@@ -69,6 +69,8 @@ pub struct AttemptFilter {
     pub event_types: Vec<String>,
     pub endpoint_id: Option<String>,
     pub channel: Option<String>,
+    /// Only attempts of messages carrying this tag.
+    pub tag: Option<String>,
 }
 
 /// Per-status delivery counts for one endpoint.

@@ -59,6 +59,7 @@ fn filter(q: &QueryPairs) -> ApiResult<AttemptFilter> {
         event_types: q.list("event_types"),
         endpoint_id: q.get("endpoint_id").map(str::to_owned),
         channel: q.get("channel").map(str::to_owned),
+        tag: q.get("tag").map(str::to_owned),
     })
 }
 

@@ -168,15 +168,17 @@ pub(crate) fn attempt_filter(filter: AttemptFilter) -> Filter {
     if let Some(ep) = filter.endpoint_id {
         f.push("a.endpoint_id = ?", [Value::Text(ep)]);
     }
-    if !filter.event_types.is_empty() || filter.channel.is_some() {
+    if !filter.event_types.is_empty() || filter.channel.is_some() || filter.tag.is_some() {
         let mut sub = Filter::default();
-        sub.any_of("m.event_type", &filter.event_types);
-        if let Some(ch) = filter.channel {
-            sub.push(
-                "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
-                [Value::Text(ch)],
-            );
-        }
+        message_filter(
+            &mut sub,
+            MessageFilter {
+                event_types: filter.event_types,
+                channel: filter.channel,
+                tag: filter.tag,
+                ..MessageFilter::default()
+            },
+        );
         f.push(
             &format!(
                 "EXISTS (SELECT 1 FROM message m WHERE m.app_id = a.app_id AND m.id = a.msg_id AND {})",

@@ -376,3 +376,39 @@ async fn tasks_and_tokens_round_trip() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn attempts_filter_by_their_message_tag() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        let tagged = s
+            .ingest(NewMessage {
+                tags: Some(vec!["vip".to_owned()]),
+                ..msg(&a, None)
+            })
+            .await
+            .unwrap()
+            .message
+            .id;
+        s.ingest(msg(&a, None)).await.unwrap();
+        let n = node("n1");
+        let jobs = claim(s, &n).await;
+        let outcomes = jobs
+            .iter()
+            .map(|j| outcome(j, Some(attempt(j, 200, 1)), DeliveryState::Succeeded))
+            .collect();
+        record_all(s, &n, outcomes).await;
+        let filter = herald_store::AttemptFilter {
+            tag: Some("vip".to_owned()),
+            ..Default::default()
+        };
+        let got = s
+            .list_attempts_by_endpoint(&a, &eps[0], filter, page(10, Order::Descending))
+            .await
+            .unwrap()
+            .data;
+        assert_eq!(got.iter().map(|a| a.msg_id.clone()).collect::<Vec<_>>(), vec![tagged]);
+    })
+    .await;
+}
