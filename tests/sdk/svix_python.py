@@ -115,6 +115,7 @@ svx.application.delete("sdk-app-2")
 
 step("event_type.create / list / get / upsert / patch / delete")
 svx.event_type.create(EventTypeIn(name="invoice.paid", description="An invoice was paid"))
+svx.event_type.create(EventTypeIn(name="job.done", description="A job finished"))
 assert any(e.name == "invoice.paid" for e in svx.event_type.list().data)
 assert svx.event_type.get("invoice.paid").deprecated is False
 example = {"1": {"type": "object", "examples": [{"invoice": "inv_example"}]}}

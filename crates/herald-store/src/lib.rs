@@ -74,6 +74,10 @@ pub enum StoreError {
     Refused(String),
 }
 
+/// The most replaced secrets that may sign beside the current one at once
+/// (Svix's bound too).
+pub const MAX_RETIRING_SECRETS: usize = 10;
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait::async_trait]

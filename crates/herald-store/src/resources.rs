@@ -6,7 +6,7 @@ use herald_core::model::{
     Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EndpointSettings, EventType, Message, Metadata,
 };
 use herald_core::signing::EndpointSecret;
-use herald_core::validate::Uid;
+use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 
 use crate::Result;
@@ -104,7 +104,9 @@ pub trait ResourceStore: Send + Sync {
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret>;
     /// Makes `new` the endpoint's secret; the one it replaces keeps signing
     /// beside it for `grace` from the database's now (SPEC §4). Secrets
-    /// whose grace ended are dropped.
+    /// whose grace ended are dropped. With [`crate::MAX_RETIRING_SECRETS`]
+    /// still in grace, a rotation with a grace period is refused
+    /// ([`crate::StoreError::Refused`]): every one of them signs each request.
     async fn rotate_endpoint_secret(
         &self,
         app_id: &AppId,
@@ -123,6 +125,9 @@ pub trait ResourceStore: Send + Sync {
     async fn list_event_types(&self, page: PageRequest, include_archived: bool) -> Result<Page<EventType>>;
     async fn update_event_type(&self, et: EventType) -> Result<EventType>;
     async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<()>;
+    /// Which of `names` are not event types (archived ones count as
+    /// existing), in the order given; linear in the number of names.
+    async fn missing_event_types(&self, names: Vec<EventTypeName>) -> Result<Vec<EventTypeName>>;
 
     // Messages
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message>;

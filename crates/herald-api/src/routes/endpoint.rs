@@ -11,7 +11,7 @@ use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_core::transform::PayloadTemplate;
-use herald_core::validate::EndpointUrl;
+use herald_core::validate::{EndpointUrl, EventTypeName};
 use herald_store::{NewEndpoint, Order, StoreError};
 use serde_json::value::RawValue;
 
@@ -137,6 +137,7 @@ async fn create_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
     let new = new_endpoint(body)?;
+    check_event_types_exist(&s, &new.settings.filter_types).await?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
     Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
@@ -184,6 +185,26 @@ fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplat
         .map_err(|e| ApiError::invalid_msg(&["body", "payloadTemplate"], "value_error.template", e.to_string()))
 }
 
+/// Svix's rule: an endpoint may filter only on event types that exist. One
+/// batched lookup, so a list of 100,000 names costs linear time.
+async fn check_event_types_exist(s: &AppState, types: &Option<Vec<EventTypeName>>) -> ApiResult<()> {
+    let Some(types) = types else { return Ok(()) };
+    let missing = s.store.missing_event_types(types.clone()).await?;
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let index = types.iter().position(|t| t == first).unwrap_or_default().to_string();
+    Err(ApiError::invalid_msg(
+        &["body", "eventTypes", &index],
+        "value_error.event_type.unknown",
+        format!(
+            "event type '{}' does not exist ({} of the listed types do not); create it first",
+            first.as_str(),
+            missing.len()
+        ),
+    ))
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
@@ -221,9 +242,10 @@ async fn upsert_endpoint(
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
+    let mut new = new_endpoint(body)?;
+    check_event_types_exist(&s, &new.settings.filter_types).await?;
     match s.store.get_endpoint(&app.id, &endpoint_id).await {
         Ok(mut ep) => {
-            let new = new_endpoint(body)?;
             // The secret is kept: PUT replaces settings, not credentials.
             ep.uid = new.uid;
             ep.settings = new.settings;
@@ -231,7 +253,6 @@ async fn upsert_endpoint(
             Ok((StatusCode::OK, Json(ep.try_into()?)))
         }
         Err(StoreError::NotFound(_)) => {
-            let mut new = new_endpoint(body)?;
             if new.uid.is_none() {
                 new.uid = parse_uid(Some(endpoint_id), "uid")?;
             }
@@ -272,7 +293,9 @@ async fn patch_endpoint(
         set.disabled = disabled;
     }
     if let Some(types) = body.event_types {
-        set.filter_types = parse_event_types(types, "eventTypes")?;
+        let types = parse_event_types(types, "eventTypes")?;
+        check_event_types_exist(&s, &types).await?;
+        set.filter_types = types;
     }
     if let Some(channels) = body.channels {
         set.channels = parse_channels(channels, "channels")?;

@@ -35,6 +35,8 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
 /// The widest window stats count over, and the default one (ending now).
 const MAX_STATS_WINDOW: chrono::Duration = chrono::Duration::days(28);
+/// How far back recover and replay-missing reach, as Svix's recover does.
+const MAX_REDELIVERY_AGE: chrono::Duration = chrono::Duration::days(14);
 /// Messages replay-missing looks at per store call.
 const REPLAY_BATCH: usize = 500;
 /// Event types whose example payload Herald knows without a schema.
@@ -252,8 +254,8 @@ async fn get_endpoint_stats(
     }))
 }
 
-/// `since` and `until` of a recover or replay body; `since` must come first
-/// and not lie in the future.
+/// `since` and `until` of a recover or replay body; `since` must come first,
+/// not lie in the future, and be at most 14 days ago.
 fn time_range(body: &TimeRangeIn) -> ApiResult<TimeRange> {
     let parse = |field: &str, v: &str| -> ApiResult<DateTime<Utc>> {
         parse_datetime(v).ok_or_else(|| {
@@ -266,11 +268,19 @@ fn time_range(body: &TimeRangeIn) -> ApiResult<TimeRange> {
     };
     let since = parse("since", &body.since)?;
     let until = body.until.as_deref().map(|u| parse("until", u)).transpose()?;
-    if since > Utc::now() {
+    let now = Utc::now();
+    if since > now {
         return Err(ApiError::invalid_msg(
             &["body", "since"],
             "value_error",
             "since must not be in the future",
+        ));
+    }
+    if now - since > MAX_REDELIVERY_AGE {
+        return Err(ApiError::invalid_msg(
+            &["body", "since"],
+            "value_error",
+            format!("since may be at most {} days ago", MAX_REDELIVERY_AGE.num_days()),
         ));
     }
     if until.is_some_and(|u| u <= since) {

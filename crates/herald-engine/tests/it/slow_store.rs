@@ -201,6 +201,12 @@ impl ResourceStore for SlowRecords {
     async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<()> {
         self.inner.delete_event_type(name, expunge).await
     }
+    async fn missing_event_types(
+        &self,
+        names: Vec<herald_core::validate::EventTypeName>,
+    ) -> Result<Vec<herald_core::validate::EventTypeName>> {
+        self.inner.missing_event_types(names).await
+    }
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message> {
         self.inner.get_message(app_id, id_or_event_id).await
     }

@@ -8,7 +8,7 @@ use herald_core::model::{
 };
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
-use herald_core::validate::Uid;
+use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
@@ -276,6 +276,16 @@ impl ResourceStore for SqliteStore {
                 ctx.conn
                     .prepare_cached("DELETE FROM endpoint_retired_secret WHERE endpoint_id = ?1 AND expires_at <= ?2")?
                     .execute(params![id.as_str(), now])?;
+                let retiring: i64 = ctx
+                    .conn
+                    .prepare_cached("SELECT COUNT(*) FROM endpoint_retired_secret WHERE endpoint_id = ?1")?
+                    .query_row([id.as_str()], |r| r.get(0))?;
+                if !grace.is_zero() && retiring >= crate::MAX_RETIRING_SECRETS as i64 {
+                    return Err(StoreError::Refused(format!(
+                        "the endpoint already has {retiring} secrets in their grace period; \
+                         rotate again once one expires, or with gracePeriodSeconds 0"
+                    )));
+                }
                 if !grace.is_zero() {
                     ctx.conn
                         .prepare_cached(
@@ -444,6 +454,26 @@ impl ResourceStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn missing_event_types(&self, names: Vec<EventTypeName>) -> Result<Vec<EventTypeName>> {
+        /// Names per query: well under SQLite's parameter limit.
+        const CHUNK: usize = 500;
+        self.read(move |c| {
+            let mut known = std::collections::HashSet::new();
+            for chunk in names.chunks(CHUNK) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare_cached(&format!("SELECT name FROM event_type WHERE name IN ({marks})"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter().map(|n| n.as_str())), |r| {
+                    r.get::<_, String>(0)
+                })?;
+                for row in rows {
+                    known.insert(row?);
+                }
+            }
+            Ok(names.into_iter().filter(|n| !known.contains(n.as_str())).collect())
+        })
+        .await
     }
 
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message> {

@@ -412,3 +412,35 @@ async fn attempts_filter_by_their_message_tag() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn at_most_ten_replaced_secrets_sign_at_once() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        let hour = Duration::from_secs(3600);
+        for _ in 0..herald_store::MAX_RETIRING_SECRETS {
+            s.rotate_endpoint_secret(&a, &eps[0], EndpointSecret::generate_symmetric(), hour)
+                .await
+                .unwrap();
+        }
+        let before = s.get_endpoint_secret(&a, &eps[0]).await.unwrap();
+        assert!(matches!(
+            s.rotate_endpoint_secret(&a, &eps[0], EndpointSecret::generate_symmetric(), hour)
+                .await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(
+            s.get_endpoint_secret(&a, &eps[0]).await.unwrap() == before,
+            "a refused rotation changes nothing"
+        );
+        let last = EndpointSecret::generate_symmetric();
+        s.rotate_endpoint_secret(&a, &eps[0], last.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        let t = s.delivery_targets(vec![eps[0].clone()]).await.unwrap().remove(0);
+        assert!(t.secrets == vec![last]);
+        assert_eq!(t.retiring.len(), herald_store::MAX_RETIRING_SECRETS);
+    })
+    .await;
+}

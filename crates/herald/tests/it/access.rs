@@ -43,10 +43,11 @@ async fn seed(server: &Server, receiver: &Receiver, uid: &str) -> Seeded {
         .wait_attempts(&app, &msg, Duration::from_secs(10), |a| !a.is_empty())
         .await;
     let attempt = attempts[0]["id"].as_str().unwrap().to_owned();
+    let (_, message) = server.get(&format!("/app/{app}/msg/{msg}/")).await;
     let (status, task) = server
         .post(
             &format!("/app/{app}/endpoint/{ep}/recover/"),
-            json!({"since": "2020-01-01T00:00:00Z"}),
+            json!({"since": message["timestamp"]}),
         )
         .await;
     assert_eq!(status, 202, "{task}");

@@ -76,6 +76,30 @@ async fn invalid_input_is_a_422_naming_the_field() {
     let (status, body) = server.get("/event-type/?iterator=not%20a%20name").await;
     assert_422_at(status, &body, "iterator");
     let endpoints = format!("/app/{app}/endpoint/");
+    let (status, out) = server
+        .post(
+            &endpoints,
+            json!({"url": "https://example.com/", "eventTypes": ["no.such"]}),
+        )
+        .await;
+    assert_422_at(status, &out, "0");
+    let (status, out) = server
+        .post(
+            &format!("/app/{app}/endpoint/{ep}/recover/"),
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_422_at(status, &out, "since");
+    // Ten replaced secrets may sign at once; an eleventh rotation must wait.
+    let rotate = format!("/app/{app}/endpoint/{ep}/secret/rotate/");
+    for _ in 0..10 {
+        let (status, out) = server.post(&rotate, json!({})).await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (status, out) = server.post(&rotate, json!({})).await;
+    assert_eq!((status, out["code"].as_str()), (400, Some("bad_request")), "{out}");
+    let (status, out) = server.post(&rotate, json!({"gracePeriodSeconds": 0})).await;
+    assert_eq!(status, 200, "without a grace period it adds no signer: {out}");
     for (body, field) in [
         (json!({"url": "https://example.com/", "filterTypes": []}), "eventTypes"),
         (json!({"url": "https://example.com/", "eventTypes": []}), "eventTypes"),
