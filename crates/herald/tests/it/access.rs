@@ -207,6 +207,49 @@ async fn another_apps_token_gets_401_403_or_404_on_every_route_never_data() {
         }
     }
 
+    // And every operation of the server's own OpenAPI document, so a route
+    // added later is walked too without anyone listing it here.
+    let doc: Value = server
+        .http
+        .get(server.api("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut walked = 0;
+    for (template, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let open = (method == "get" && template.starts_with("/api/v1/event-type"))
+                || template.starts_with("/api/v1/health")
+                || template == "/api/v1/auth/logout";
+            if open {
+                continue; // every token may; logout would end this one
+            }
+            let path = template
+                .trim_start_matches("/api/v1")
+                .replace("{app_id}", &victim.app)
+                .replace("{endpoint_id}", &victim.ep)
+                .replace("{msg_id}", &victim.msg)
+                .replace("{attempt_id}", &victim.attempt)
+                .replace("{task_id}", &victim.task)
+                .replace("{event_type_name}", "a.b");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+            let (status, text) = call(&server, &token, method.clone(), &path, body).await;
+            assert!(
+                matches!(status, 401 | 403 | 404),
+                "{method} {template} answered {status} to another app's token: {text}"
+            );
+            for secret in [victim.app.as_str(), &victim.ep, &victim.msg, &victim.attempt] {
+                assert!(!text.contains(secret), "{method} {template} leaked {secret}: {text}");
+            }
+            walked += 1;
+        }
+    }
+    assert!(walked >= 40, "only {walked} operations walked");
+
     // Nothing of the victim's changed: same endpoint, same message, same secret.
     let (status, ep) = server
         .get(&format!("/app/{}/endpoint/{}/", victim.app, victim.ep))
