@@ -168,7 +168,7 @@ wait_all_delivered() {
 wait_metric_ge() {
     local name=$1 want=$2 every=${3:-0.1} limit=${4:-1200}
     local deadline v
-    deadline=$(awk -v t="$(now)" -v l="$limit" 'BEGIN { print t + l }')
+    deadline=$(awk -v t="$(now)" -v l="$limit" 'BEGIN { printf "%.3f", t + l }')
     while :; do
         v=$(metric "$name")
         if [[ $v != none ]] && awk -v v="$v" -v w="$want" 'BEGIN { exit !(v >= w) }'; then

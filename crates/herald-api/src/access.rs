@@ -1,6 +1,7 @@
 //! Who is calling and what they may touch. The admin token may do
 //! everything; an app-scoped token (from `app-portal-access`) may reach only
-//! its own application's routes, read event types, and log itself out.
+//! its own application's routes, read event types, open and listen to relay
+//! channels, and log itself out.
 //! The rule is decided here, once, from the path, before any handler runs,
 //! so no route can forget it: a route this module does not name is an
 //! admin route (listing every application, creating one, operational
@@ -97,6 +98,10 @@ fn reach<'a>(method: &Method, path: &'a str) -> Reach<'a> {
         ["event-type"] | ["event-type", _] if method == Method::GET => Reach::Open,
         // The handler checks that the task is of the caller's application.
         ["background-task", _] if method == Method::GET => Reach::Open,
+        // SPEC §1: a relay channel may be opened, and listened to, with an
+        // app-scoped token (channel ids are signed, so not guessable).
+        ["relay"] if method == Method::POST => Reach::Open,
+        ["relay", _, "listen"] if method == Method::GET => Reach::Open,
         _ => Reach::Denied,
     }
 }
@@ -167,6 +172,8 @@ mod tests {
         assert!(matches!(reach(&post, "/event-type/"), Reach::Denied));
         assert!(matches!(reach(&get, "/event-type/a.b"), Reach::Open));
         assert!(matches!(reach(&post, "/auth/logout/"), Reach::Open));
+        assert!(matches!(reach(&post, "/relay/"), Reach::Open));
+        assert!(matches!(reach(&get, "/relay/"), Reach::Denied));
     }
 
     #[test]

@@ -107,6 +107,27 @@ pub async fn drain(mut body: Body, budget: usize) -> bool {
     tokio::time::timeout(DRAIN_MAX_TIME, discard).await.unwrap_or(false)
 }
 
+/// Passes `req` through unless its `Content-Length` is over `limit`; then
+/// the body is read away first (so a client still writing it sees the
+/// answer; one that waits for `100 Continue` has sent nothing to drain) and
+/// the answer is a 413, closing the connection when the rest is unread.
+pub async fn refuse_declared_too_large(
+    req: axum::extract::Request,
+    limit: usize,
+) -> Result<axum::extract::Request, ApiError> {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let Some(declared) = declared.filter(|n| *n > limit) else {
+        return Ok(req);
+    };
+    let waits = req.headers().contains_key(axum::http::header::EXPECT);
+    let drained = !waits && declared <= DRAIN_MAX_BYTES && drain(req.into_body(), declared).await;
+    Err(ApiError::too_large(limit).closing_if(!drained))
+}
+
 /// The whole body, at most `limit` bytes. Over the limit, the rest is
 /// drained and the answer is a 413; a body that stalls past the body read
 /// timeout is a 408. Both close the connection when the rest is unread.

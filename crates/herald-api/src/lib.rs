@@ -9,6 +9,7 @@ pub mod error;
 mod extract;
 mod middleware;
 pub mod openapi;
+pub mod relay;
 mod routes;
 pub mod server;
 
@@ -33,6 +34,9 @@ pub struct ApiConfig {
     pub max_payload_bytes: usize,
     /// Timeouts and the connection cap of [`serve`].
     pub connections: ConnectionLimits,
+    /// Signs relay channel ids (derived from the encryption key).
+    pub relay_key: relay::ChannelKey,
+    pub relay_limits: relay::RelayLimits,
 }
 
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub config: Arc<ApiConfig>,
+    /// Relay channels: connected listeners and queued requests.
+    pub relay: Arc<relay::RelayHub>,
     /// SHA-256 of the admin token, computed once.
     pub(crate) admin_digest: [u8; 32],
     /// Idempotency keys in progress (`None`) or answered and being saved.
@@ -50,9 +56,14 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
         let admin_digest = middleware::digest(config.admin_token.as_bytes());
+        let relay = Arc::new(relay::RelayHub::new(
+            config.relay_key.clone(),
+            config.relay_limits.clone(),
+        ));
         Self {
             store,
             engine,
+            relay,
             config: Arc::new(config),
             admin_digest,
             idempotency: Default::default(),
@@ -70,18 +81,23 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::attempt::router())
         .merge(routes::auth::router())
         .merge(routes::task::router())
+        .merge(routes::relay::api_router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
-    Router::new()
+    // Every error of Herald's own routes is JSON; the relay's public routes
+    // are left out, since what they answer is the developer's target's
+    // response, passed back as it came.
+    let own = Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
         .merge(routes::auth::portal_router())
         .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
+        .layer(axum::middleware::map_response(middleware::json_errors));
+    own.merge(routes::relay::public_router())
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn(middleware::head_limits))
-        .layer(axum::middleware::map_response(middleware::json_errors))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets

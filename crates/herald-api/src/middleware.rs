@@ -13,7 +13,7 @@ use base64::Engine as _;
 use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
-use crate::body::{DRAIN_MAX_BYTES, drain, read_limited};
+use crate::body::{read_limited, refuse_declared_too_large};
 use crate::error::ApiError;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
@@ -29,20 +29,10 @@ pub(crate) fn digest(data: &[u8]) -> [u8; 32] {
 /// body over the limit is refused without being kept (413), then the token is
 /// checked (401), then a POST with an `idempotency-key` is answered once.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(declared) = declared.filter(|n| *n > state.config.max_payload_bytes) {
-        // Read the body away first so a client still writing it sees the
-        // 413; one that waits for `100 Continue` has sent nothing to drain.
-        let waits = req.headers().contains_key(header::EXPECT);
-        let drained = !waits && declared <= DRAIN_MAX_BYTES && drain(req.into_body(), declared).await;
-        return ApiError::too_large(state.config.max_payload_bytes)
-            .closing_if(!drained)
-            .into_response();
-    }
+    let req = match refuse_declared_too_large(req, state.config.max_payload_bytes).await {
+        Ok(req) => req,
+        Err(e) => return e.into_response(),
+    };
     let presented = bearer(&req).map(str::to_owned);
     let caller = match authenticate(&state, presented.as_deref()).await {
         Ok(c) => c,

@@ -12,6 +12,9 @@
 //!   where accepting and closing would turn a burst into errors) and says so
 //!   in the log, at most every [`CAP_LOG_EVERY`].
 //!
+//! A connection that answers 101 (a relay listener's WebSocket) leaves HTTP:
+//! from then on none of these timeouts apply to it.
+//!
 //! hyper's own `header_read_timeout` is not used: it runs from the moment a
 //! connection waits for its next request, so it would also close idle
 //! keep-alive connections and the idle timeout could never be longer. Both
@@ -23,8 +26,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
@@ -181,7 +184,7 @@ async fn connection(
         activity,
         body_read_timeout: limits.body_read_timeout,
     };
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -204,6 +207,10 @@ struct Activity {
     begun: AtomicU64,
     /// When the last request ended, in nanoseconds after `opened`.
     last_end: AtomicU64,
+    /// The connection was handed to a WebSocket (101 answered): what it
+    /// carries from then on is not HTTP, so no head or idle timeout applies;
+    /// the socket's owner keeps it alive with pings.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -213,6 +220,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
             last_end: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
         }
     }
 
@@ -253,24 +261,32 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         let timeout = self.body_read_timeout;
         let req = req.map(|body| Body::new(TimedBody::new(body, timeout)));
         let inner = tower_service::Service::call(&mut self.router.clone(), req);
-        Tracked { inner, _guard: guard }
+        Tracked { inner, guard }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response future that holds its request's [`InFlight`] mark.
+    /// A response future that holds its request's [`InFlight`] mark and
+    /// marks the connection upgraded when it answers 101.
     struct Tracked<F> {
         #[pin]
         inner: F,
-        _guard: InFlight,
+        guard: InFlight,
     }
 }
 
-impl<F: Future> Future for Tracked<F> {
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Tracked<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let out = ready!(this.inner.poll(cx));
+        if let Ok(resp) = &out
+            && resp.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            this.guard.0.upgraded.store(true, Ordering::Relaxed);
+        }
+        Poll::Ready(out)
     }
 }
 
@@ -306,7 +322,7 @@ impl TimedStream {
 
     /// The deadline for the next bytes, and what missing it means.
     fn deadline(&mut self) -> Option<(Instant, &'static str)> {
-        if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.activity.in_flight.load(Ordering::Relaxed) > 0 || self.activity.upgraded.load(Ordering::Relaxed) {
             return None;
         }
         let begun = self.activity.begun.load(Ordering::Relaxed);

@@ -5,6 +5,7 @@
 
 pub mod ids;
 pub mod model;
+pub mod relay;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::EndpointId;
-use herald_store::{DeliveryState, Held, Lease, LeaseResult, Outcome, Store};
+use herald_store::{DeliveryState, Held, Lease, LeaseResult, Outcome, RetryHold, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -73,7 +73,13 @@ pub(crate) async fn record(
         for record in buf.drain(..) {
             match record {
                 Record::Outcome { outcome, leaving: job } => {
-                    handed_back |= matches!(outcome.state, DeliveryState::Retry { keep_claim: false, .. });
+                    handed_back |= matches!(
+                        outcome.state,
+                        DeliveryState::Retry {
+                            hold: RetryHold::Release,
+                            ..
+                        }
+                    );
                     leaving.extend(job);
                     outcomes.push(outcome);
                 }
@@ -92,7 +98,10 @@ pub(crate) async fn record(
             }
             parks.clear();
         }
-        for record in rest.drain(..) {
+        // The rest in order; a run of one kind over many endpoints (circuits
+        // that opened or closed together) shares its writes.
+        let mut ordered = rest.drain(..).peekable();
+        while let Some(record) = ordered.next() {
             match record {
                 Record::Outcome { .. } | Record::Park(_) => {}
                 Record::Release(released) => {
@@ -102,13 +111,24 @@ pub(crate) async fn record(
                     }
                     handed_back = true;
                 }
-                Record::ParkBacklog(endpoint) => match store.park_endpoint(&lease, PARK_HOLD, endpoint).await {
-                    Ok(n) if n > 0 => tracing::debug!(deliveries = n, "parked an unreachable endpoint's backlog"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not park an unreachable endpoint's backlog"),
-                },
-                Record::Unpark(endpoint) => {
-                    if let Err(e) = store.unpark(&lease, endpoint).await {
+                Record::ParkBacklog(first) => {
+                    let mut endpoints = vec![first];
+                    while let Some(Record::ParkBacklog(next)) = ordered.next_if(|r| matches!(r, Record::ParkBacklog(_)))
+                    {
+                        endpoints.push(next);
+                    }
+                    match store.park_endpoints(&lease, PARK_HOLD, endpoints).await {
+                        Ok(n) if n > 0 => tracing::debug!(deliveries = n, "parked unreachable endpoints' backlogs"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not park unreachable endpoints' backlogs"),
+                    }
+                }
+                Record::Unpark(first) => {
+                    let mut endpoints = vec![first];
+                    while let Some(Record::Unpark(next)) = ordered.next_if(|r| matches!(r, Record::Unpark(_))) {
+                        endpoints.push(next);
+                    }
+                    if let Err(e) = store.unpark(&lease, endpoints).await {
                         tracing::warn!(error = %e, "could not release parked deliveries; they are taken up again when their hold lapses");
                     }
                     handed_back = true;

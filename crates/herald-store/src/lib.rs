@@ -40,6 +40,7 @@ pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, 
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
+    RetryHold,
 };
 pub use redeliver::RedeliveryStore;
 pub use resources::{

@@ -131,15 +131,28 @@ impl DeliveryJob {
 #[derive(Debug, Clone)]
 pub enum DeliveryState {
     Succeeded,
-    /// Try again `after` this long from the database's now. `keep_claim`
-    /// keeps the caller's claim for that wait plus a lease TTL (the engine
-    /// holds the retry in memory); otherwise the claim is released.
+    /// Try again `after` this long from the database's now, waiting as
+    /// `hold` says.
     Retry {
         after: Duration,
-        keep_claim: bool,
+        hold: RetryHold,
     },
     /// The schedule is exhausted.
     Failed,
+}
+
+/// Where a delivery waits for its next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryHold {
+    /// Unclaimed, back in the pool: whichever loader finds it due takes it.
+    Release,
+    /// Still claimed by the caller, for the wait plus a lease TTL: the
+    /// engine holds the retry in memory.
+    Keep,
+    /// Still claimed by the caller and parked for this long (its endpoint's
+    /// circuit is open): due for nobody, taken back by `claim_parked` or
+    /// `unpark`. One write, where a kept claim parked after would be two.
+    Park(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -165,8 +178,9 @@ pub trait DeliveryQueue: Send + Sync {
     /// Lapsed claims are rare (a holder died); the loader finds them on its
     /// periodic look rather than by this time.
     async fn next_due(&self) -> Result<Option<Duration>>;
-    /// Extends the caller's claims to the lease's TTL from now; one answer
-    /// per delivery, in order.
+    /// Extends the caller's claims to at least the lease's TTL from now
+    /// (never shortening one, such as a parked claim's longer hold); one
+    /// answer per delivery, in order.
     async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
     /// Records attempts and moves deliveries to their new state, in one
     /// commit, for the deliveries the caller still holds; one answer per
@@ -186,15 +200,15 @@ pub trait DeliveryQueue: Send + Sync {
     /// until the hold lapses unrenewed (the holder died), when they are
     /// claimable again. One answer per delivery, in order.
     async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>>;
-    /// Parks every unclaimed pending delivery to `endpoint` under the
-    /// caller's claim for `hold`, without reading a payload: the backlog an
-    /// open circuit holds, swept out of everyone's due work in one write.
-    async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64>;
+    /// Parks every unclaimed pending delivery to these endpoints under the
+    /// caller's claim for `hold`, without reading a payload: the backlogs
+    /// open circuits hold, swept out of everyone's due work. Endpoints
+    /// whose circuits opened together share writes; the total parked.
+    async fn park_endpoints(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64>;
     /// Claims up to `limit` of the caller's parked deliveries to `endpoint`
     /// whose next attempt is due, earliest first, under a fresh claim (a new
     /// fence, the lease's TTL), stopping once their payloads reach
-    /// `max_bytes` (at least one is taken): an open circuit's probe, or a
-    /// lane taking its backlog back.
+    /// `max_bytes` (at least one is taken): a lane taking its backlog back.
     async fn claim_parked(
         &self,
         lease: &Lease,
@@ -202,10 +216,20 @@ pub trait DeliveryQueue: Send + Sync {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<DeliveryJob>>;
+    /// An open circuit's probe: the caller's earliest-due parked delivery
+    /// to `endpoint`, `None` when none is due. It is handed out under its
+    /// standing parked claim (same fence, still parked, nothing written)
+    /// while that claim has at least the lease's TTL left by the
+    /// database's clock, and claimed afresh as by `claim_parked` otherwise:
+    /// an idle open circuit then costs a read per probe, not a write. The
+    /// caller records its outcome (which parks it again) or releases it;
+    /// until then it must not `unpark` the endpoint.
+    async fn probe_parked(&self, lease: &Lease, endpoint: EndpointId) -> Result<Option<DeliveryJob>>;
     /// Extends the caller's parked claims on these endpoints' deliveries to
-    /// `hold` from now: one write per endpoint, however large its backlog.
+    /// `hold` from now, however large their backlogs, in writes shared
+    /// between endpoints; the total renewed.
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64>;
-    /// Releases the caller's parked claims on an endpoint's deliveries, so
-    /// they are due again at once (the circuit closed).
-    async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64>;
+    /// Releases the caller's parked claims on these endpoints' deliveries,
+    /// so they are due again at once (their circuits closed); the total.
+    async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64>;
 }

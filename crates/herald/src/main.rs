@@ -2,6 +2,7 @@
 //! wires the library crates together. Nothing else lives here.
 
 mod config;
+mod listen;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     Migrate(config::StorageArgs),
     /// Measure a running server that speaks the Svix v1 API.
     Bench(herald_bench::BenchArgs),
+    /// Capture, verify, show, forward and replay incoming webhooks locally.
+    Listen(listen::ListenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             println!("migrations applied to {}", path.display());
             Ok(())
         }
+        Command::Listen(args) => runtime.block_on(listen::run(args)),
         Command::Bench(args) => runtime.block_on(async {
             let json = args.json;
             let report = herald_bench::run(args).await?;

@@ -39,6 +39,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let time_scale = config::time_scale()?;
     let retention_period = config::retention(&args)?;
     let key = config::encryption_key(&args)?;
+    // Relay channel ids are signed with a key of their own, derived from the
+    // encryption key so every node sharing a database accepts the same ids.
+    let relay_key = herald_api::relay::ChannelKey::derive(key.to_base64().as_bytes());
     let (admin_token, generated) = config::admin_token(&args)?;
     let db_path = config::sqlite_path(&args.storage)?;
     let node = config::node_id(&args.storage)?;
@@ -108,6 +111,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_token,
             max_payload_bytes: args.max_payload_bytes,
             connections,
+            relay_key,
+            relay_limits: herald_api::relay::RelayLimits::default(),
         },
     );
     let server = tokio::spawn(herald_api::serve(listener, state, api_stop.clone()));
@@ -133,7 +138,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

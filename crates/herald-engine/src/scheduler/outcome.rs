@@ -4,14 +4,14 @@
 
 use std::sync::atomic::Ordering;
 
-use herald_store::{DeliveryState, Outcome};
+use herald_store::{DeliveryState, Outcome, RetryHold};
 use tokio::time::Instant;
 
 use super::Scheduler;
 use super::timers::Wake;
 use crate::attempt::{self, Done};
 use crate::lane::Transition;
-use crate::recorder::Record;
+use crate::recorder::PARK_HOLD;
 
 impl Scheduler {
     pub(super) fn on_done(&mut self, done: Done) {
@@ -81,29 +81,32 @@ impl Scheduler {
                 );
             }
             (false, Some(wait)) => {
-                let keep = open || (wait <= self.cfg.retry_horizon && !self.stopping);
+                let hold = if open {
+                    // Waits parked for its own next attempt, parked by the
+                    // same write that records this one.
+                    RetryHold::Park(PARK_HOLD)
+                } else if wait <= self.cfg.retry_horizon && !self.stopping {
+                    RetryHold::Keep
+                } else {
+                    RetryHold::Release
+                };
                 let outcome = Outcome {
                     held,
                     attempt: Some(record),
-                    state: DeliveryState::Retry {
-                        after: wait,
-                        keep_claim: keep,
-                    },
+                    state: DeliveryState::Retry { after: wait, hold },
                 };
-                if !keep {
-                    self.record(outcome, Some(job));
-                } else {
-                    self.record(outcome, None);
-                    job.job.attempts = number;
-                    job.job.first_attempt_at.get_or_insert(started_at);
-                    if open {
-                        // Waits parked for its own next attempt.
+                match hold {
+                    RetryHold::Release => self.record(outcome, Some(job)),
+                    RetryHold::Park(_) => {
                         if let Some(ls) = self.lanes.get_mut(&id) {
                             ls.parked = true;
                         }
-                        self.held.remove(&held.id);
-                        let _ = self.records.send(Record::Park(vec![(held, job)]));
-                    } else {
+                        self.record(outcome, Some(job));
+                    }
+                    RetryHold::Keep => {
+                        self.record(outcome, None);
+                        job.job.attempts = number;
+                        job.job.first_attempt_at.get_or_insert(started_at);
                         self.timers.schedule(Wake::Retry(job), now + wait);
                     }
                 }

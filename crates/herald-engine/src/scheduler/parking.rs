@@ -27,6 +27,15 @@ use crate::Event;
 use crate::recorder::Record;
 use crate::ticket::Job;
 
+/// What to take back from a lane's parked deliveries.
+#[derive(Clone, Copy)]
+enum Take {
+    /// The earliest due, to probe an open circuit with.
+    Probe,
+    /// Up to this many due, earliest first, into a lane with room.
+    Refill(usize),
+}
+
 impl Scheduler {
     /// Schedules an open circuit's next probe at `at`, plus up to a fifth of
     /// the wait again, so endpoints that failed together are not all probed
@@ -73,11 +82,12 @@ impl Scheduler {
             return;
         }
         let want = cap - held;
-        self.claim_parked(id, want);
+        self.take_parked(id, Take::Refill(want));
     }
 
-    /// An open circuit's probe time: send what is queued, or claim the
-    /// earliest-due parked delivery to probe with.
+    /// An open circuit's probe time: send what is queued, or take the
+    /// earliest-due parked delivery to probe with (a read while its parked
+    /// claim lasts: the store's `probe_parked`).
     pub(super) fn probe(&mut self, id: &EndpointId) {
         let Some(ls) = self.lanes.get(id) else { return };
         if !ls.lane.is_open() || ls.lane.in_flight() > 0 {
@@ -88,11 +98,13 @@ impl Scheduler {
         if ls.lane.queued() > 0 {
             self.pump(id);
         } else if !ls.claiming {
-            self.claim_parked(id, 1);
+            self.take_parked(id, Take::Probe);
         }
     }
 
-    fn claim_parked(&mut self, id: &EndpointId, limit: usize) {
+    /// Takes parked deliveries back from the store, off the scheduler's
+    /// task; they arrive as [`Event::Claimed`].
+    fn take_parked(&mut self, id: &EndpointId, take: Take) {
         let Some(ls) = self.lanes.get_mut(id) else { return };
         ls.claiming = true;
         let (store, lease, shared, events, id) = (
@@ -103,9 +115,15 @@ impl Scheduler {
             id.clone(),
         );
         tokio::spawn(async move {
-            // Within the memory left, and never a gigabyte in one transaction.
-            let max_bytes = shared.room().1.clamp(1, crate::loader::LOAD_MAX_BYTES);
-            let jobs = match store.claim_parked(&lease, id.clone(), limit, max_bytes).await {
+            let (taken, asked) = match take {
+                Take::Probe => (store.probe_parked(&lease, id.clone()).await.map(Vec::from_iter), 1),
+                Take::Refill(limit) => {
+                    // Within the memory left, and never a gigabyte in one transaction.
+                    let max_bytes = shared.room().1.clamp(1, crate::loader::LOAD_MAX_BYTES);
+                    (store.claim_parked(&lease, id.clone(), limit, max_bytes).await, limit)
+                }
+            };
+            let jobs = match taken {
                 Ok(jobs) => shared.admit(jobs),
                 Err(e) => {
                     tracing::warn!(error = %e, endpoint_id = %id, "could not take parked deliveries back");
@@ -115,7 +133,7 @@ impl Scheduler {
             let _ = events.send(Event::Claimed {
                 endpoint: id,
                 jobs,
-                asked: limit,
+                asked,
             });
         });
     }

@@ -262,8 +262,8 @@ impl DeliveryQueue for SlowRecords {
     async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
         self.inner.park(lease, hold, held).await
     }
-    async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64> {
-        self.inner.park_endpoint(lease, hold, endpoint).await
+    async fn park_endpoints(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
+        self.inner.park_endpoints(lease, hold, endpoints).await
     }
     async fn claim_parked(
         &self,
@@ -277,8 +277,11 @@ impl DeliveryQueue for SlowRecords {
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
         self.inner.renew_parked(lease, hold, endpoints).await
     }
-    async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64> {
-        self.inner.unpark(lease, endpoint).await
+    async fn probe_parked(&self, lease: &Lease, endpoint: EndpointId) -> Result<Option<DeliveryJob>> {
+        self.inner.probe_parked(lease, endpoint).await
+    }
+    async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64> {
+        self.inner.unpark(lease, endpoints).await
     }
 }
 

@@ -4,7 +4,7 @@
 //! one job in the next group commit; times come from the database's clock,
 //! read once per transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use super::ingest::insert_message_with_fanout;
 use super::rows::{after, db_now_ms, ms, opt_time_at, time_at};
 use crate::{
     DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result,
+    RetryHold,
 };
 
 #[async_trait::async_trait]
@@ -54,8 +55,11 @@ impl DeliveryQueue for SqliteStore {
         self.writer
             .run_fast(move |ctx| {
                 let until = after(ctx.now()?, lease.ttl);
+                // Never shortens a claim: a renewal sent before its delivery
+                // was parked (a hold of minutes) lands after the park.
                 let mut renew = ctx.conn.prepare_cached(
-                    "UPDATE delivery SET claim_until = ?4 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
+                    "UPDATE delivery SET claim_until = MAX(COALESCE(claim_until, 0), ?4) \
+                     WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
                 per_delivery(&ctx.conn, held, |h| {
                     renew.execute(params![h.id, h.fence, lease.owner.as_str(), until])
@@ -83,7 +87,7 @@ impl DeliveryQueue for SqliteStore {
         self.writer
             .run_fast(move |ctx| {
                 let mut release = ctx.conn.prepare_cached(
-                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL \
+                    "UPDATE delivery SET claimed_by = NULL, claim_until = NULL, parked = 0 \
                      WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
                 )?;
                 per_delivery(&ctx.conn, held, |h| {
@@ -123,9 +127,9 @@ impl DeliveryQueue for SqliteStore {
             .await
     }
 
-    async fn park_endpoint(&self, lease: &Lease, hold: Duration, endpoint: EndpointId) -> Result<u64> {
+    async fn park_endpoints(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
         let owner = lease.owner.clone();
-        self.in_batches(move |ctx| {
+        self.per_endpoint_in_batches(endpoints, move |ctx, endpoint, limit| {
             let until = after(ctx.now()?, hold);
             let n = ctx
                 .conn
@@ -133,8 +137,8 @@ impl DeliveryQueue for SqliteStore {
                     "UPDATE delivery SET parked = 1, claimed_by = ?2, claim_until = ?3 WHERE id IN \
                      (SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND claim_until IS NULL LIMIT ?4)",
                 )?
-                .execute(params![endpoint.as_str(), owner.as_str(), until, BULK_BATCH as i64])?;
-            Ok(n as u64)
+                .execute(params![endpoint.as_str(), owner.as_str(), until, limit as i64])?;
+            Ok(n)
         })
         .await
     }
@@ -150,48 +154,59 @@ impl DeliveryQueue for SqliteStore {
         self.writer
             .run_fast(move |ctx| {
                 let now = ctx.now()?;
-                let mut due = ctx.conn.prepare_cached(
-                    "SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
-                     AND next_attempt_at <= ?2 AND claimed_by = ?3 ORDER BY next_attempt_at LIMIT ?4",
-                )?;
-                let ids = due
-                    .query_map(
-                        params![endpoint.as_str(), now, lease.owner.as_str(), limit as i64],
-                        |r| r.get(0),
-                    )?
-                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                let ids = earliest_parked(&ctx.conn, &lease.owner, &endpoint, now, limit)?
+                    .into_iter()
+                    .map(|(id, ..)| id)
+                    .collect();
                 claim_rows(&ctx.conn, &lease, now, ids, max_bytes)
             })
             .await
+    }
+
+    async fn probe_parked(&self, lease: &Lease, endpoint: EndpointId) -> Result<Option<DeliveryJob>> {
+        let (owner, ttl, ep) = (lease.owner.clone(), lease.ttl, endpoint.clone());
+        let standing = self
+            .read(move |conn| {
+                let now = db_now_ms(conn)?;
+                let Some((id, fence, until)) = earliest_parked(conn, &owner, &ep, now, 1)?.pop() else {
+                    return Ok(None);
+                };
+                if until < after(now, ttl) {
+                    // Too little of the parked claim is left to send under it.
+                    return Ok(Some(None));
+                }
+                Ok(Some(load_job(conn, id)?.map(|job| DeliveryJob { fence, ..job })))
+            })
+            .await?;
+        match standing {
+            None => Ok(None),
+            Some(Some(job)) => Ok(Some(job)),
+            Some(None) => Ok(self.claim_parked(lease, endpoint, 1, usize::MAX).await?.pop()),
+        }
     }
 
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
         // One `until` for every batch (by the database's clock), so a row
         // renewed in one batch is not picked again by the next.
         let until = after(self.read(db_now_ms).await?, hold);
-        let mut total = 0;
-        for ep in endpoints {
-            let owner = lease.owner.clone();
-            total += self
-                .in_batches(move |ctx| {
-                    let n = ctx
-                        .conn
-                        .prepare_cached(
-                            "UPDATE delivery SET claim_until = ?3 WHERE id IN (SELECT id FROM delivery \
-                             WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2 \
-                             AND claim_until < ?3 LIMIT ?4)",
-                        )?
-                        .execute(params![ep.as_str(), owner.as_str(), until, BULK_BATCH as i64])?;
-                    Ok(n as u64)
-                })
-                .await?;
-        }
-        Ok(total)
+        let owner = lease.owner.clone();
+        self.per_endpoint_in_batches(endpoints, move |ctx, endpoint, limit| {
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE delivery SET claim_until = ?3 WHERE id IN (SELECT id FROM delivery \
+                     WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 AND claimed_by = ?2 \
+                     AND claim_until < ?3 LIMIT ?4)",
+                )?
+                .execute(params![endpoint.as_str(), owner.as_str(), until, limit as i64])?;
+            Ok(n)
+        })
+        .await
     }
 
-    async fn unpark(&self, lease: &Lease, endpoint: EndpointId) -> Result<u64> {
+    async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64> {
         let owner = lease.owner.clone();
-        self.in_batches(move |ctx| {
+        self.per_endpoint_in_batches(endpoints, move |ctx, endpoint, limit| {
             let n = ctx
                 .conn
                 .prepare_cached(
@@ -199,8 +214,8 @@ impl DeliveryQueue for SqliteStore {
                      (SELECT id FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
                      AND claimed_by = ?2 LIMIT ?3)",
                 )?
-                .execute(params![endpoint.as_str(), owner.as_str(), BULK_BATCH as i64])?;
-            Ok(n as u64)
+                .execute(params![endpoint.as_str(), owner.as_str(), limit as i64])?;
+            Ok(n)
         })
         .await
     }
@@ -212,20 +227,41 @@ impl DeliveryQueue for SqliteStore {
 const BULK_BATCH: usize = 10_000;
 
 impl SqliteStore {
-    /// Runs `write` (which touches at most [`BULK_BATCH`] rows) as one
-    /// writer job after another until a job touches fewer; the total.
-    async fn in_batches(
+    /// Runs `write(ctx, endpoint, limit)` (which touches at most `limit`
+    /// rows of that endpoint's) over the endpoints in order, as writer jobs
+    /// of at most [`BULK_BATCH`] rows each, many endpoints to a job; an
+    /// endpoint is done once a write touches fewer rows than it may. The
+    /// total touched.
+    async fn per_endpoint_in_batches(
         &self,
-        write: impl Fn(&mut super::writer::WriterCtx) -> Result<u64> + Clone + Send + Sync + 'static,
+        endpoints: Vec<EndpointId>,
+        write: impl Fn(&mut super::writer::WriterCtx, &EndpointId, usize) -> Result<usize> + Clone + Send + Sync + 'static,
     ) -> Result<u64> {
+        let mut rest: VecDeque<EndpointId> = endpoints.into();
         let mut total = 0;
-        loop {
-            let n = self.writer.run_fast(write.clone()).await?;
+        while !rest.is_empty() {
+            let write = write.clone();
+            let (n, left) = self
+                .writer
+                .run_fast(move |ctx| {
+                    let mut room = BULK_BATCH;
+                    while let Some(endpoint) = rest.front() {
+                        let n = write(ctx, endpoint, room)?;
+                        if n >= room {
+                            // The job is full; this endpoint may have more.
+                            room = 0;
+                            break;
+                        }
+                        room -= n;
+                        rest.pop_front();
+                    }
+                    Ok(((BULK_BATCH - room) as u64, rest))
+                })
+                .await?;
             total += n;
-            if n < BULK_BATCH as u64 {
-                return Ok(total);
-            }
+            rest = left;
         }
+        Ok(total)
     }
 }
 
@@ -292,16 +328,65 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     )
 }
 
+/// The caller's parked deliveries to `endpoint` that are due at `now`,
+/// earliest first: id, fence and claim expiry.
+fn earliest_parked(
+    conn: &Connection,
+    owner: &NodeId,
+    endpoint: &EndpointId,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<(i64, i64, i64)>> {
+    let mut due = conn.prepare_cached(
+        "SELECT id, fence, claim_until FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
+         AND next_attempt_at <= ?2 AND claimed_by = ?3 ORDER BY next_attempt_at LIMIT ?4",
+    )?;
+    let rows = due
+        .query_map(params![endpoint.as_str(), now, owner.as_str(), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// A delivery with its message, for sending; the payload's length (column
+/// 7) comes from the record header, so a caller can decide on its budget
+/// before the payload (column 8) is read.
+const LOAD_JOB: &str = "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, m.event_type, m.created_at, \
+     d.first_attempt_at, length(m.payload), m.payload FROM delivery d \
+     JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1";
+
+/// The job for a [`LOAD_JOB`] row, with the given payload and a fence the
+/// caller sets.
+fn job_from_row(id: i64, r: &rusqlite::Row<'_>, payload: Bytes) -> rusqlite::Result<DeliveryJob> {
+    Ok(DeliveryJob {
+        delivery_id: id,
+        fence: 0,
+        msg_id: MessageId::from_trusted(r.get(0)?),
+        app_id: AppId::from_trusted(r.get(1)?),
+        endpoint_id: EndpointId::from_trusted(r.get(2)?),
+        attempts: r.get(3)?,
+        event_type: EventTypeName::from_trusted(r.get(4)?),
+        msg_created_at: time_at(r, 5)?,
+        first_attempt_at: opt_time_at(r, 6)?,
+        payload,
+    })
+}
+
+/// One delivery as a job, whatever its payload's size; `None` when its
+/// message is gone.
+fn load_job(conn: &Connection, id: i64) -> Result<Option<DeliveryJob>> {
+    Ok(conn
+        .prepare_cached(LOAD_JOB)?
+        .query_row([id], |r| job_from_row(id, r, Bytes::from(r.get::<_, Vec<u8>>(8)?)))
+        .optional()?)
+}
+
 /// Loads and claims these deliveries, in order, until their payloads reach
 /// `max_bytes` (at least one is taken).
 fn claim_rows(conn: &Connection, lease: &Lease, now: i64, ids: Vec<i64>, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
-    // The payload's length comes from the record header; the payload itself
-    // is read only once the budget has room for it.
-    let mut load = conn.prepare_cached(
-        "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, m.event_type, m.created_at, d.first_attempt_at, \
-         length(m.payload), m.payload FROM delivery d JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id \
-         WHERE d.id = ?1",
-    )?;
+    // The payload itself is read only once the budget has room for it.
+    let mut load = conn.prepare_cached(LOAD_JOB)?;
     let mut claim = conn.prepare_cached(
         "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1, parked = 0 WHERE id = ?1 \
          RETURNING fence",
@@ -324,22 +409,11 @@ fn claim_rows(conn: &Connection, lease: &Lease, now: i64, ids: Vec<i64>, max_byt
                         }
                         bytes = bytes.saturating_add(len);
                         let p = Bytes::from(r.get::<_, Vec<u8>>(8)?);
-                        payloads.insert(msg_id.clone(), p.clone());
+                        payloads.insert(msg_id, p.clone());
                         p
                     }
                 };
-                Ok(Some(DeliveryJob {
-                    delivery_id: id,
-                    fence: 0,
-                    msg_id: MessageId::from_trusted(msg_id),
-                    app_id: AppId::from_trusted(r.get(1)?),
-                    endpoint_id: EndpointId::from_trusted(r.get(2)?),
-                    attempts: r.get(3)?,
-                    event_type: EventTypeName::from_trusted(r.get(4)?),
-                    msg_created_at: time_at(r, 5)?,
-                    first_attempt_at: opt_time_at(r, 6)?,
-                    payload,
-                }))
+                job_from_row(id, r, payload).map(Some)
             })
             .optional()?;
         match job {
@@ -377,22 +451,21 @@ fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Re
             )?
             .execute(params![id, fence, owner, tried, status, now, started])?
         }
-        DeliveryState::Retry {
-            after: wait,
-            keep_claim,
-        } => {
+        DeliveryState::Retry { after: wait, hold } => {
             let at = after(now, *wait);
-            let (claimed_by, until) = if *keep_claim {
-                (Some(owner), Some(after(at, lease.ttl)))
-            } else {
-                (None, None)
+            let (claimed_by, until, parked) = match hold {
+                RetryHold::Release => (None, None, 0),
+                RetryHold::Keep => (Some(owner), Some(after(at, lease.ttl)), 0),
+                RetryHold::Park(hold) => (Some(owner), Some(after(now, *hold)), 1),
             };
             conn.prepare_cached(
                 "UPDATE delivery SET attempts = attempts + ?4, next_attempt_at = ?5, claimed_by = ?6, \
-                 claim_until = ?7, updated_at = ?8, first_attempt_at = COALESCE(first_attempt_at, ?9) \
+                 claim_until = ?7, parked = ?10, updated_at = ?8, first_attempt_at = COALESCE(first_attempt_at, ?9) \
                  WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
             )?
-            .execute(params![id, fence, owner, tried, at, claimed_by, until, now, started])?
+            .execute(params![
+                id, fence, owner, tried, at, claimed_by, until, now, started, parked
+            ])?
         }
     };
     if n == 0 {

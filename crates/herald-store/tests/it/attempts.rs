@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use herald_core::EndpointId;
 use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, TriggerType};
-use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, NewMessage, Order};
+use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, NewMessage, Order, RetryHold};
 
 use crate::{
     AtMs, app, app_with_endpoints, attempt, chans, claim, each_backend, msg, node, outcome, page, page_at, record_all,
@@ -18,7 +18,7 @@ use crate::{
 fn retry_held() -> DeliveryState {
     DeliveryState::Retry {
         after: Duration::from_secs(3600),
-        keep_claim: true,
+        hold: RetryHold::Keep,
     }
 }
 

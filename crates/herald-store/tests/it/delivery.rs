@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use herald_store::{AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, LeaseResult, NewMessage, Order};
+use herald_store::{
+    AttemptFilter, DeliveryCounts, DeliveryJob, DeliveryState, LeaseResult, NewMessage, Order, RetryHold,
+};
 
 use crate::{
     app_with_endpoints, attempt, claim, claim_eventually, delivery_ids, each_backend, ids, lease, msg, node, outcome,
@@ -504,7 +506,7 @@ async fn next_due_is_none_when_all_is_claimed_or_finished() {
 
         let kept = DeliveryState::Retry {
             after: Duration::ZERO,
-            keep_claim: true,
+            hold: RetryHold::Keep,
         };
         record_all(
             s,

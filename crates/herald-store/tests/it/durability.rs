@@ -10,7 +10,7 @@ use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, TriggerType}
 use herald_core::signing::EndpointSecret;
 use herald_store::{
     AttemptFilter, DeliveryState, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, Order, Outcome,
-    SavedResponse, StoreError,
+    RetryHold, SavedResponse, StoreError,
 };
 
 use crate::{
@@ -91,7 +91,7 @@ async fn everything_survives_close_and_reopen() {
                     attempt: Some(att.clone()),
                     state: DeliveryState::Retry {
                         after: retry_wait,
-                        keep_claim: false,
+                        hold: RetryHold::Release,
                     },
                 }],
             )

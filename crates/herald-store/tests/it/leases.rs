@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, LeaseResult, Order};
+use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, LeaseResult, Order, RetryHold};
 
 use crate::{
     app_with_endpoints, attempt, claim, claim_eventually, delivery_ids, each_backend, held, ids, lease, msg, node,
@@ -196,7 +196,7 @@ async fn results_are_per_id_and_in_order() {
         );
         let keep = DeliveryState::Retry {
             after: Duration::ZERO,
-            keep_claim: true,
+            hold: RetryHold::Keep,
         };
         let results = s
             .record_outcomes(
@@ -345,7 +345,7 @@ async fn retry_keeping_the_claim_holds_it_past_the_retry() {
                 Some(attempt(job, 500, 1)),
                 DeliveryState::Retry {
                     after,
-                    keep_claim: true,
+                    hold: RetryHold::Keep,
                 },
             )],
         )
@@ -384,7 +384,7 @@ async fn retry_keeping_the_claim_lapses_a_ttl_after_the_retry() {
         let recorded = Instant::now();
         let keep = DeliveryState::Retry {
             after,
-            keep_claim: true,
+            hold: RetryHold::Keep,
         };
         record_all(s, &node_a, vec![outcome(&job, None, keep)]).await;
         let taken = claim_eventually(s, &node("b"), SOON).await;

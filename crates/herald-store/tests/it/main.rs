@@ -54,7 +54,7 @@ use herald_core::{AppId, AttemptId, EndpointId, MessageId};
 use herald_store::sqlite::SqliteStore;
 use herald_store::{
     AppRef, DeliveryJob, DeliveryState, EncryptionKey, Held, Ingested, Lease, LeaseResult, MessageFilter,
-    NewApplication, NewEndpoint, NewMessage, NodeId, Order, Outcome, Page, PageRequest, Store,
+    NewApplication, NewEndpoint, NewMessage, NodeId, Order, Outcome, Page, PageRequest, RetryHold, Store,
 };
 
 // ---------- backends ----------
@@ -515,7 +515,7 @@ pub fn outcome(job: &DeliveryJob, attempt: Option<Attempt>, state: DeliveryState
 pub fn retry(after: Duration) -> DeliveryState {
     DeliveryState::Retry {
         after,
-        keep_claim: false,
+        hold: RetryHold::Release,
     }
 }
 

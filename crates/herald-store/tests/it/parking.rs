@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use herald_core::EndpointId;
-use herald_store::{DeliveryJob, DeliveryState, LeaseResult};
+use herald_store::{DeliveryJob, DeliveryState, LeaseResult, RetryHold};
 
 use crate::{
-    LONG, app_with_endpoints, claim, claim_eventually, each_backend, held, ids, msg, node, outcome, record_all,
-    sleep_ms,
+    LONG, app_with_endpoints, attempt, claim, claim_eventually, each_backend, held, ids, lease, msg, node, outcome,
+    record_all, sleep_ms,
 };
 
 use LeaseResult::{Done, Finished, Lost};
@@ -26,7 +26,7 @@ fn of(jobs: &[DeliveryJob], ep: &EndpointId) -> Vec<DeliveryJob> {
 fn retry_held(after: Duration) -> DeliveryState {
     DeliveryState::Retry {
         after,
-        keep_claim: true,
+        hold: RetryHold::Keep,
     }
 }
 
@@ -108,7 +108,7 @@ async fn claim_parked_takes_the_callers_earliest_due_of_that_endpoint_under_a_ne
         assert_eq!(s.renew(&n, vec![ep0[1].held()]).await.unwrap(), vec![Lost]);
         assert!(claim(s, &other).await.is_empty(), "probes and parked work stay held");
         assert_eq!(
-            s.unpark(&n, eps[0].clone()).await.unwrap(),
+            s.unpark(&n, vec![eps[0].clone()]).await.unwrap(),
             1,
             "only the delivery not yet due was still parked"
         );
@@ -119,6 +119,38 @@ async fn claim_parked_takes_the_callers_earliest_due_of_that_endpoint_under_a_ne
             ids(&ep1),
             "the other endpoint's parked work is its own"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_retry_recorded_as_parked_is_parked_by_that_write_and_a_late_renewal_keeps_its_hold() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        // A short lease: a renewal under it must not cut the parked hold.
+        let n = lease("a", Duration::from_millis(300));
+        let jobs = claim(s, &n).await;
+        assert_eq!(jobs.len(), 1);
+        let parked = DeliveryState::Retry {
+            after: Duration::ZERO,
+            hold: RetryHold::Park(LONG),
+        };
+        record_all(s, &n, vec![outcome(&jobs[0], Some(attempt(&jobs[0], 0, 1)), parked)]).await;
+        // The renewer's snapshot predates the park; its write lands after.
+        assert_eq!(s.renew(&n, held(&jobs)).await.unwrap(), vec![Done]);
+        sleep_ms(600).await;
+
+        assert!(
+            claim(s, &node("b")).await.is_empty(),
+            "the parked hold lapsed with the short lease"
+        );
+        assert!(claim(s, &n).await.is_empty(), "parked work counted as due");
+        assert_eq!(s.next_due().await.unwrap(), None, "parked work counted as due");
+        let probe = s.claim_parked(&n, eps[0].clone(), 1, usize::MAX).await.unwrap();
+        assert_eq!(ids(&probe), ids(&jobs), "the parked retry comes back by claim_parked");
+        assert_eq!(probe[0].attempts, 1, "the parking write recorded the attempt");
     })
     .await;
 }
@@ -135,13 +167,13 @@ async fn unpark_makes_parked_deliveries_claimable_at_once() {
 
         let other = node("b");
         assert_eq!(
-            s.unpark(&other, eps[0].clone()).await.unwrap(),
+            s.unpark(&other, vec![eps[0].clone()]).await.unwrap(),
             0,
             "another node's unpark"
         );
         assert!(claim(s, &other).await.is_empty());
 
-        assert_eq!(s.unpark(&n, eps[0].clone()).await.unwrap(), 1);
+        assert_eq!(s.unpark(&n, vec![eps[0].clone()]).await.unwrap(), 1);
         let got = claim(s, &other).await;
         assert_eq!(ids(&got), ids(&of(&jobs, &eps[0])), "claimable at once, by anyone");
         assert!(
@@ -284,7 +316,7 @@ async fn parking_a_delivery_of_a_deleted_endpoint_is_finished() {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(s.unpark(&n, eps[0].clone()).await.unwrap(), 0);
+        assert_eq!(s.unpark(&n, vec![eps[0].clone()]).await.unwrap(), 0);
 
         // Deleted while parked: nothing comes back for it either.
         s.delete_endpoint(&a, &eps[1]).await.unwrap();
@@ -294,7 +326,7 @@ async fn parking_a_delivery_of_a_deleted_endpoint_is_finished() {
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(s.unpark(&n, eps[1].clone()).await.unwrap(), 0);
+        assert_eq!(s.unpark(&n, vec![eps[1].clone()]).await.unwrap(), 0);
         assert!(claim(s, &node("b")).await.is_empty());
     })
     .await;
@@ -320,6 +352,154 @@ async fn claim_parked_stops_at_the_byte_budget() {
         assert_eq!(first.len(), 2, "two 100 KiB payloads fit a 250 KiB budget");
         let rest = s.claim_parked(&n, eps[0].clone(), 10, 1).await.unwrap();
         assert_eq!(rest.len(), 1, "a budget below one payload still takes one");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn probe_parked_hands_out_the_earliest_due_under_its_standing_claim() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        for _ in 0..3 {
+            s.ingest(msg(&a, None)).await.unwrap();
+        }
+        // The engine's shape: a parked hold far longer than a lease.
+        let n = lease("a", Duration::from_secs(30));
+        let jobs = claim(s, &n).await;
+        assert_eq!(jobs.len(), 3);
+        // Due in the order 1, 0; job 2 not within the test.
+        let waits = [400, 200, 3_600_000].map(Duration::from_millis);
+        let parked: Vec<_> = jobs
+            .iter()
+            .zip(waits)
+            .map(|(j, w)| {
+                let state = DeliveryState::Retry {
+                    after: w,
+                    hold: RetryHold::Park(LONG),
+                };
+                outcome(j, Some(attempt(j, 0, 1)), state)
+            })
+            .collect();
+        record_all(s, &n, parked).await;
+        assert_eq!(
+            s.probe_parked(&n, eps[0].clone()).await.unwrap().map(|j| j.delivery_id),
+            None,
+            "nothing is due yet"
+        );
+        sleep_ms(600).await;
+
+        assert!(
+            s.probe_parked(&node("b"), eps[0].clone()).await.unwrap().is_none(),
+            "another node probed the owner's parked work"
+        );
+        let probe = s
+            .probe_parked(&n, eps[0].clone())
+            .await
+            .unwrap()
+            .expect("a due parked delivery");
+        assert_eq!(probe.delivery_id, jobs[1].delivery_id, "the earliest due comes first");
+        assert_eq!(probe.fence, jobs[1].fence, "handed out under its standing claim");
+        assert_eq!(probe.attempts, 1);
+        assert_eq!(probe.payload, jobs[1].payload);
+        assert!(claim(s, &node("b")).await.is_empty(), "the probe is still held");
+        assert_eq!(s.next_due().await.unwrap(), None, "the probe became due for the pool");
+
+        // Its failed attempt parks it again, under the same claim.
+        let again = DeliveryState::Retry {
+            after: Duration::from_secs(3600),
+            hold: RetryHold::Park(LONG),
+        };
+        record_all(s, &n, vec![outcome(&probe, Some(attempt(&probe, 0, 2)), again)]).await;
+        let next = s.probe_parked(&n, eps[0].clone()).await.unwrap().expect("the next due");
+        assert_eq!(next.delivery_id, jobs[0].delivery_id);
+        record_all(
+            s,
+            &n,
+            vec![outcome(&next, Some(attempt(&next, 200, 2)), DeliveryState::Succeeded)],
+        )
+        .await;
+        assert!(
+            s.probe_parked(&n, eps[0].clone()).await.unwrap().is_none(),
+            "nothing else is due"
+        );
+        assert_eq!(
+            s.unpark(&n, vec![eps[0].clone()]).await.unwrap(),
+            2,
+            "both retries stayed parked"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn probe_parked_claims_afresh_when_too_little_of_the_parked_claim_is_left() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, eps) = app_with_endpoints(s, 1).await;
+        s.ingest(msg(&a, None)).await.unwrap();
+        let n = node("a");
+        let jobs = claim(s, &n).await;
+        // A hold shorter than the lease: sending under it could outlive it.
+        assert_eq!(
+            s.park(&n, Duration::from_secs(5), held(&jobs)).await.unwrap(),
+            vec![Done]
+        );
+
+        let probe = s
+            .probe_parked(&n, eps[0].clone())
+            .await
+            .unwrap()
+            .expect("the parked delivery");
+        assert_eq!(probe.delivery_id, jobs[0].delivery_id);
+        assert!(probe.fence > jobs[0].fence, "claimed afresh, under a new fence");
+        assert_eq!(
+            s.renew(&n, held(&jobs)).await.unwrap(),
+            vec![Lost],
+            "the old claim is gone"
+        );
+        assert_eq!(
+            s.unpark(&n, vec![eps[0].clone()]).await.unwrap(),
+            0,
+            "a fresh claim is not parked"
+        );
+        assert_eq!(s.renew(&n, vec![probe.held()]).await.unwrap(), vec![Done]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bulk_parking_renewing_and_releasing_cover_whole_backlogs_of_many_endpoints() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        // 3 parked endpoints × 3,500 = 10,500 rows: more than one write takes.
+        let (a, eps) = app_with_endpoints(s, 4).await;
+        let mut ingests = tokio::task::JoinSet::new();
+        for _ in 0..3_500 {
+            let (s, m) = (s.clone(), msg(&a, None));
+            ingests.spawn(async move { s.ingest(m).await });
+        }
+        while let Some(r) = ingests.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let n = node("a");
+        let parked = eps[..3].to_vec();
+        assert_eq!(s.park_endpoints(&n, LONG, parked.clone()).await.unwrap(), 10_500);
+        let other = node("b");
+        let free = s.claim_due(&other, 20_000, usize::MAX).await.unwrap();
+        assert_eq!(free.len(), 3_500, "only the unparked endpoint's work is due");
+        assert!(free.iter().all(|j| j.endpoint_id == eps[3]));
+
+        assert_eq!(s.renew_parked(&n, LONG * 2, parked.clone()).await.unwrap(), 10_500);
+        assert_eq!(s.unpark(&n, vec![eps[0].clone(), eps[1].clone()]).await.unwrap(), 7_000);
+        let released = s.claim_due(&other, 20_000, usize::MAX).await.unwrap();
+        assert_eq!(released.len(), 7_000);
+        assert!(
+            released
+                .iter()
+                .all(|j| j.endpoint_id == eps[0] || j.endpoint_id == eps[1])
+        );
+        assert_eq!(s.unpark(&n, parked).await.unwrap(), 3_500, "the rest, once");
     })
     .await;
 }

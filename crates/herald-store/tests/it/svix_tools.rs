@@ -101,7 +101,7 @@ async fn resend_recover_and_stats_follow_each_delivery() {
                     Some(attempt(job(&m1, ep_b), 500, 1)),
                     DeliveryState::Retry {
                         after: Duration::from_secs(3600),
-                        keep_claim: false,
+                        hold: herald_store::RetryHold::Release,
                     },
                 ),
             ],

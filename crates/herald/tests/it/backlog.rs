@@ -101,10 +101,10 @@ async fn a_gigabyte_of_large_payloads_backlogged_stays_within_memory_and_drains(
     const MESSAGES: usize = 2000;
     let dir = temp_dir();
     let server = Server::start_with(dir.path(), ServerOptions::scaled(5.0));
-    let port = crate::harness::refused_port().await;
+    let port = crate::harness::refused_port();
     let app = server.create_app("large").await;
     server
-        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{port}/large")}))
+        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{}/large", port.port)}))
         .await;
     let filler = "x".repeat(512 * 1024 - 64);
     let mut ids = HashSet::new();
@@ -143,7 +143,7 @@ async fn a_gigabyte_of_large_payloads_backlogged_stays_within_memory_and_drains(
     eprintln!("1 GB of 512 KiB payloads backlogged: server RSS peak {peak} MiB (sampled {peak_during} MiB)");
     assert!(peak <= 200, "server RSS peaked at {peak} MiB with a 1 GB backlog");
 
-    let seen = crate::harness::counting_receiver(port).await;
+    let seen = crate::harness::counting_receiver(port);
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while seen.lock().unwrap().len() < MESSAGES && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

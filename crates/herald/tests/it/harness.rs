@@ -17,13 +17,12 @@ use tokio::sync::Notify;
 pub const TOKEN: &str = "test-admin-token";
 
 pub struct Server {
-    child: Option<Child>,
+    process: Process,
     pub url: String,
     /// Every line the server printed on stdout.
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub token: String,
     pub http: reqwest::Client,
-    stderr_log: PathBuf,
 }
 
 #[derive(Clone)]
@@ -36,6 +35,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// A command the server runs under (e.g. `prlimit --nofile=...`).
     pub wrapper: Vec<String>,
+    /// `--listen`; `None` for a random loopback port.
+    pub listen: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +48,7 @@ impl Default for ServerOptions {
             admin_token: Some(TOKEN.to_owned()),
             env: Vec::new(),
             wrapper: Vec::new(),
+            listen: None,
         }
     }
 }
@@ -68,11 +70,7 @@ impl Server {
 
     pub fn start_with(data_dir: &Path, opts: ServerOptions) -> Self {
         let stderr_log = data_dir.with_extension(format!("stderr.{}.log", std::process::id()));
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_log)
-            .expect("stderr log");
+        let stderr = stderr_file(&stderr_log);
         let mut cmd = match opts.wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
@@ -83,7 +81,7 @@ impl Server {
         };
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--data-dir")
             .arg(data_dir)
             .args(&opts.extra_args)
@@ -107,44 +105,18 @@ impl Server {
             Some(scale) => cmd.env("HERALD_TIME_SCALE", scale.to_string()),
             None => cmd.env_remove("HERALD_TIME_SCALE"),
         };
-        let mut child = cmd.spawn().expect("spawning herald");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let seen = lines.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("herald listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr.to_owned());
-                }
-                seen.lock().expect("lock").push(line);
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "herald did not start: {}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                );
-            }
-        };
+        let (child, url, lines) = spawn_until_listening(cmd, &stderr_log);
         let token = opts.admin_token.clone().unwrap_or_else(|| {
             std::fs::read_to_string(data_dir.join("admin-token"))
                 .map(|t| t.trim().to_owned())
                 .unwrap_or_default()
         });
         Self {
-            child: Some(child),
+            process: Process::new(child, stderr_log),
             url,
             stdout: lines,
             token,
             http: client(),
-            stderr_log,
         }
     }
 
@@ -169,41 +141,21 @@ impl Server {
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
-        }
+        self.process.kill();
     }
 
     /// SIGTERM, then wait for the process to exit by itself.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("herald did not exit within {within:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.terminate(within)
     }
 
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+        self.process.stderr()
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -293,7 +245,116 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+/// The file a child's stderr is appended to (read back when it fails).
+pub fn stderr_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("stderr log")
+}
+
+/// Spawns `cmd` (stdout piped) and waits for its `herald listening on URL`
+/// line; every stdout line is kept. Panics with its stderr if it never comes.
+pub fn spawn_until_listening(mut cmd: Command, stderr_log: &Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawning herald");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("herald listening on ")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+            seen.lock().expect("lock").push(line);
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => (child, url, lines),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "herald did not start: {}",
+                std::fs::read_to_string(stderr_log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A child `herald` process, killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    stderr_log: PathBuf,
+}
+
+impl Process {
+    pub fn new(child: Child, stderr_log: PathBuf) -> Self {
+        Self {
+            child: Some(child),
+            stderr_log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM, then wait for the process to exit by itself.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("herald did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("herald did not exit within {within:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -447,24 +508,34 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// A loopback port with nothing listening on it (connections are refused),
-/// below Linux's ephemeral range so that no outgoing connection is given it
-/// before the test listens on it again.
-pub async fn refused_port() -> u16 {
-    use std::sync::atomic::AtomicU16;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2_000;
-        if tokio::net::TcpListener::bind(("127.0.0.1", port)).await.is_ok() {
-            return port;
-        }
+/// A loopback port that refuses connections and that nobody else can take:
+/// a socket bound to it that does not listen. Ports picked by number and
+/// freed again were shared between tests running at once (one test's
+/// receiver got another's deliveries).
+pub struct RefusedPort {
+    socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+pub fn refused_port() -> RefusedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("binding a loopback port");
+    let port = socket.local_addr().expect("the bound port").port();
+    RefusedPort { socket, port }
+}
+
+impl RefusedPort {
+    /// Starts listening on the port, which was never free in between.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(1024).expect("listening on the refused port")
     }
 }
 
-/// A receiver on a given port that answers 200 at once and only counts
-/// arrivals by `webhook-id` (it keeps no bodies, however large).
-pub async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> {
+/// A receiver on `port` (refusing until now) that answers 200 at once and
+/// only counts arrivals by `webhook-id` (it keeps no bodies, however large).
+pub fn counting_receiver(port: RefusedPort) -> Arc<Mutex<HashMap<String, usize>>> {
     let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counts = seen.clone();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
@@ -479,9 +550,7 @@ pub async fn counting_receiver(port: u16) -> Arc<Mutex<HashMap<String, usize>>> 
             "ok"
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("rebinding the endpoint's port");
+    let listener = port.listen();
     tokio::spawn(async move { axum::serve(listener, app).await });
     seen
 }

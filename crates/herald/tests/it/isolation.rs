@@ -122,9 +122,9 @@ async fn refused_endpoints_open_their_circuits_and_hold_their_backlog() {
     let app = server.create_app("circuits").await;
     let mut ports = Vec::new();
     for _ in 0..50 {
-        let port = refused_port().await;
+        let port = refused_port();
         server
-            .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{port}/hook")}))
+            .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{}/hook", port.port)}))
             .await;
         ports.push(port);
     }
@@ -149,8 +149,8 @@ async fn refused_endpoints_open_their_circuits_and_hold_their_backlog() {
 
     // They come back: every delivery arrives, once.
     let mut receivers = Vec::new();
-    for &port in &ports {
-        receivers.push(counting_receiver(port).await);
+    for port in ports {
+        receivers.push(counting_receiver(port));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let complete = |rs: &[Arc<Mutex<HashMap<String, usize>>>]| {
@@ -186,9 +186,9 @@ async fn a_held_backlog_of_ten_thousand_drains_when_the_endpoint_returns() {
     // The scale keeps the probe interval (up to 60 s / 5) short.
     let server = Server::start_with(dir.path(), ServerOptions::scaled(5.0));
     let app = server.create_app("backlog").await;
-    let port = refused_port().await;
+    let port = refused_port();
     server
-        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{port}/hook")}))
+        .create_endpoint(&app, json!({"url": format!("http://127.0.0.1:{}/hook", port.port)}))
         .await;
     let posted = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();
@@ -220,7 +220,7 @@ async fn a_held_backlog_of_ten_thousand_drains_when_the_endpoint_returns() {
     let open = wait_metric(&server, "herald_circuits_open", Duration::from_secs(10), |v| v == 1).await;
     assert_eq!(open, 1);
 
-    let seen = counting_receiver(port).await;
+    let seen = counting_receiver(port);
     let back = Instant::now();
     let deadline = back + Duration::from_secs(60);
     while seen.lock().unwrap().len() < N && Instant::now() < deadline {

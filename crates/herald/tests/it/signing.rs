@@ -95,3 +95,38 @@ async fn python_standardwebhooks_verifies_what_arrived() {
     let (ok, out) = verify_with_python(&python, &secret, &got[0], Some(r#"{"text":"tampered"}"#));
     assert!(!ok, "a tampered body verified: {out}");
 }
+
+/// Herald's own verify crate accepts what the server sends, byte for byte as
+/// it arrived, and refuses it once anything signed is changed.
+#[tokio::test]
+async fn herald_verify_accepts_what_arrived() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let app = server.create_app("verify-crate").await;
+    let (_, secret) = server
+        .create_endpoint(&app, json!({"url": format!("{}/v", receiver.url)}))
+        .await;
+    let msg = server.send(&app, "verify.me", json!({"text": "héllo ✓"})).await;
+
+    let got = receiver.wait_until(Duration::from_secs(15), |r| !r.is_empty()).await;
+    let req = &got[0];
+    let webhook = herald_verify::Webhook::new(&secret).unwrap();
+    let verified = webhook
+        .verify(&req.headers, &req.body)
+        .expect("Herald's delivery verifies");
+    assert_eq!(verified.id, msg);
+    assert_eq!(verified.version, herald_verify::Version::V1);
+
+    let mut tampered = req.body.to_vec();
+    tampered.push(b' ');
+    assert!(matches!(
+        webhook.verify(&req.headers, &tampered),
+        Err(herald_verify::VerifyError::NoMatch(_))
+    ));
+    let other = herald_verify::Webhook::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
+    assert!(
+        other.verify(&req.headers, &req.body).is_err(),
+        "another secret must not verify"
+    );
+}
