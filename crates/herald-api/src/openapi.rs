@@ -68,6 +68,8 @@ use crate::routes;
         routes::auth::expire_all,
         routes::task::list_background_tasks,
         routes::task::get_background_task,
+        routes::relay::create_relay_channel,
+        routes::relay::listen_relay_channel,
     )
 )]
 struct ApiDoc;
@@ -111,6 +113,8 @@ pub const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
     ("/api/v1/auth/app/{app_id}/expire-all", "post"),
     ("/api/v1/background-task", "get"),
     ("/api/v1/background-task/{task_id}", "get"),
+    ("/api/v1/relay", "post"),
+    ("/api/v1/relay/{channel}/listen", "get"),
 ];
 
 const MARK: &str = "x-herald-extension";

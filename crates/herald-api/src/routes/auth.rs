@@ -77,8 +77,15 @@ async fn app_portal_access(
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty())
         .ok_or_else(|| ApiError::bad_request("the request has no Host header to build the portal url from"))?;
+    // As the relay does: the server does not know its public name, so the
+    // one the client used, and https when a proxy in front says so.
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
     Ok(Json(AppPortalAccessOut {
-        url: format!("http://{host}/portal/#key={token}"),
+        url: format!("{scheme}://{host}/portal/#key={token}"),
         token,
     }))
 }

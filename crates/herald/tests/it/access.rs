@@ -223,9 +223,10 @@ async fn another_apps_token_gets_401_403_or_404_on_every_route_never_data() {
         for method in ops.as_object().unwrap().keys() {
             let open = (method == "get" && template.starts_with("/api/v1/event-type"))
                 || template.starts_with("/api/v1/health")
-                || template == "/api/v1/auth/logout";
+                || template == "/api/v1/auth/logout"
+                || template.starts_with("/api/v1/relay");
             if open {
-                continue; // every token may; logout would end this one
+                continue; // every token may (relay channels are not an application's); logout would end this one
             }
             let path = template
                 .trim_start_matches("/api/v1")
@@ -295,6 +296,9 @@ async fn an_app_token_works_on_its_own_app_until_logout_and_is_stored_hashed() {
     )
     .await;
     assert_eq!(status, 202, "{text}");
+    // A relay channel, as SPEC §1 allows an app-scoped token.
+    let (status, text) = call(&server, &token, Method::POST, "/relay/", Some(json!({}))).await;
+    assert_eq!(status, 201, "{text}");
     // But not the application itself, nor the admin's routes.
     for (method, path) in [
         (Method::DELETE, format!("/app/{}/", own.app)),
