@@ -44,6 +44,9 @@ impl ApiError {
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::Status(StatusCode::UNAUTHORIZED, detail.into(), "authentication_failed")
     }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Status(StatusCode::FORBIDDEN, detail.into(), "forbidden")
+    }
     pub fn too_large(limit: usize) -> Self {
         Self::Status(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -80,6 +83,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(detail) => Self::conflict(detail),
+            StoreError::Refused(detail) => Self::bad_request(detail),
             other => Self::Internal(other.to_string()),
         }
     }

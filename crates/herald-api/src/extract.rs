@@ -61,8 +61,17 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         return Err(ApiError::invalid_msg(&loc, DEPTH_KIND, depth_message(what, max)));
     }
+    // Every request body is a JSON object: serde would also fill a struct
+    // from an array (by position), which no client means.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid_msg(
+            &["body"],
+            "type_error.dict",
+            "the request body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize::<_, T>(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let mut loc = vec!["body".to_owned()];
@@ -79,7 +88,17 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             msg: inner.to_string(),
             kind: kind.to_owned(),
         }])
-    })
+    })?;
+    // Anything but whitespace after the object is a malformed body, not
+    // something to ignore.
+    de.end().map_err(|e| {
+        ApiError::invalid_msg(
+            &["body"],
+            "value_error.jsondecode",
+            format!("unexpected data after the JSON object: {e}"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// Query parameters as ordered pairs, so list parameters can come in every

@@ -2,11 +2,13 @@
 //! Svix SDKs work unchanged. One router file per resource; handlers validate
 //! input into domain types and call the store or the engine, never SQL.
 
+pub mod access;
 pub mod body;
 pub mod dto;
 pub mod error;
 mod extract;
 mod middleware;
+pub mod openapi;
 pub mod relay;
 mod routes;
 pub mod server;
@@ -73,18 +75,29 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(routes::app::router())
         .merge(routes::endpoint::router())
+        .merge(routes::endpoint_tools::router())
         .merge(routes::event_type::router())
         .merge(routes::message::router())
         .merge(routes::attempt::router())
+        .merge(routes::auth::router())
+        .merge(routes::task::router())
         .merge(routes::relay::api_router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
-    Router::new()
+    // Every error of Herald's own routes is JSON; the relay's public routes
+    // are left out, since what they answer is the developer's target's
+    // response, passed back as it came.
+    let own = Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::relay::public_router())
+        .merge(routes::auth::portal_router())
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
+        .layer(axum::middleware::map_response(middleware::json_errors));
+    own.merge(routes::relay::public_router())
         .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(middleware::head_limits))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets

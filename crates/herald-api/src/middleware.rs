@@ -13,7 +13,7 @@ use base64::Engine as _;
 use herald_store::SavedResponse;
 use sha2::{Digest, Sha256};
 
-use crate::body::refuse_declared_too_large;
+use crate::body::{read_limited, refuse_declared_too_large};
 use crate::error::ApiError;
 use crate::{AppState, IDEMPOTENCY_WINDOW};
 
@@ -33,11 +33,22 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(req) => req,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = authenticate(&state, &req) {
+    let presented = bearer(&req).map(str::to_owned);
+    let caller = match authenticate(&state, presented.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    if let Err(e) = crate::access::authorize(&state, &caller, &method, &path).await {
         return e.into_response();
     }
+    let mut req = req;
+    req.extensions_mut().insert(caller);
     if req.method() == Method::POST
         && let Some(key) = req.headers().get("idempotency-key")
+        // An empty key is no key: it would make every keyless retry of
+        // every request one request.
+        && !key.is_empty()
     {
         // A key we cannot read must not quietly turn the request into one
         // that may run twice.
@@ -45,38 +56,50 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             return ApiError::bad_request("the idempotency-key header must be visible ASCII").into_response();
         };
         let id = idempotency_id(&req, key);
-        return idempotent(state, id, req, next).await;
+        // The body is read here (within the limit) to fingerprint it, then
+        // handed on unchanged.
+        let (parts, body) = req.into_parts();
+        let bytes = match read_limited(body, state.config.max_payload_bytes).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
+        };
+        let request_digest = digest(&bytes);
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return idempotent(state, id, request_digest, req, next).await;
     }
     next.run(req).await
 }
 
-/// Requires `Authorization: Bearer <admin token>`. Comparing digests keeps
-/// the comparison's timing independent of where the tokens differ.
-fn authenticate(state: &AppState, req: &Request) -> Result<(), ApiError> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+/// Requires `Authorization: Bearer <token>`: the admin token or a live
+/// app-scoped one (see [`crate::access`]).
+async fn authenticate(state: &AppState, presented: Option<&str>) -> Result<crate::access::Caller, ApiError> {
     match presented {
         None => Err(ApiError::unauthorized(
             "missing bearer token in the Authorization header",
         )),
-        Some(token) if digest(token.as_bytes()) == state.admin_digest => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("invalid token")),
+        Some(token) => crate::access::caller(state, token).await,
     }
 }
 
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
 /// The key under which a response is saved: the same key from another token
-/// or for another URL is another request.
+/// or for another path is another request. The query string is left out:
+/// SDKs add defaults to it (`with_content=false`) that differ between
+/// versions, and a retry must still find its first answer.
 fn idempotency_id(req: &Request, key: &str) -> String {
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let uri = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    let uri = req.uri().path().trim_end_matches('/');
     let mut material = Vec::with_capacity(auth.len() + key.len() + uri.len() + 2);
     material.extend_from_slice(auth);
     material.push(b'\n');
@@ -87,10 +110,11 @@ fn idempotency_id(req: &Request, key: &str) -> String {
 }
 
 /// A POST with an `idempotency-key` header is answered once: a repeat with
-/// the same key (same token, same URL) within 24 h gets the first 2xx
-/// response again and creates nothing. A repeat while the first is still
+/// the same key (same token, same path, same body) within 24 h gets the
+/// first 2xx response again and creates nothing; the same key with another
+/// body is a 422 (as Stripe answers). A repeat while the first is still
 /// running gets 409.
-async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Response {
+async fn idempotent(state: AppState, id: String, request_digest: [u8; 32], req: Request, next: Next) -> Response {
     // In memory: requests with this key in progress (None) or finished and
     // still being saved (Some).
     {
@@ -98,7 +122,7 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
             return ApiError::Internal("idempotency lock poisoned".into()).into_response();
         };
         match keys.get(&id) {
-            Some(Some(done)) => return saved_to_response(done.clone()),
+            Some(Some(done)) => return replay(done.clone(), &request_digest),
             Some(None) => {
                 return ApiError::conflict("a request with this idempotency-key is still in progress").into_response();
             }
@@ -107,7 +131,11 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
             }
         }
     }
-    let key = PendingKey { state, id: Some(id) };
+    let key = PendingKey {
+        state,
+        id: Some(id),
+        request_digest,
+    };
     // In its own task: a client that hangs up does not abort the work half
     // way, and the key ends with the real answer, which a retry then gets.
     match tokio::spawn(answer_once(key, req, next)).await {
@@ -121,6 +149,7 @@ async fn idempotent(state: AppState, id: String, req: Request, next: Next) -> Re
 struct PendingKey {
     state: AppState,
     id: Option<String>,
+    request_digest: [u8; 32],
 }
 
 impl PendingKey {
@@ -148,7 +177,7 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     let state = key.state.clone();
     let id = key.id.as_deref().unwrap_or_default();
     match state.store.saved_response(id, IDEMPOTENCY_WINDOW).await {
-        Ok(Some(saved)) => return saved_to_response(saved),
+        Ok(Some(saved)) => return replay(saved, &key.request_digest),
         Ok(None) => {}
         Err(e) => return ApiError::from(e).into_response(),
     }
@@ -164,6 +193,7 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     let saved = SavedResponse {
         status: parts.status.as_u16(),
         body: bytes.clone(),
+        request_digest: Some(key.request_digest),
     };
     let id = key.complete(saved.clone());
     // The answer goes out now; a repeat meanwhile is served from memory
@@ -181,6 +211,21 @@ async fn answer_once(key: PendingKey, req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// The saved response, if it answered this same request; the key reused
+/// with another body is the client's mistake, and replaying the first
+/// answer would tell it something about a request it did not make.
+fn replay(saved: SavedResponse, request_digest: &[u8; 32]) -> Response {
+    match saved.request_digest {
+        Some(d) if &d != request_digest => ApiError::invalid_msg(
+            &["header", "idempotency-key"],
+            "value_error.idempotency_key.reused",
+            "this idempotency-key was used with a different request body",
+        )
+        .into_response(),
+        _ => saved_to_response(saved),
+    }
+}
+
 /// A saved status that is not one is corrupt data: replaying it as some
 /// other status (say 200) would tell the client something never answered.
 fn saved_to_response(saved: SavedResponse) -> Response {
@@ -191,6 +236,92 @@ fn saved_to_response(saved: SavedResponse) -> Response {
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The longest request target (path and query) accepted, in bytes.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// The most header fields, and header bytes (names and values), accepted.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Refuses a request whose target or headers are too large with a JSON 414
+/// or 431 (hyper's own answers to heads past its larger limits are empty).
+pub async fn head_limits(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return ApiError::Status(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
+            "uri_too_long",
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let head_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers.len() > MAX_HEADERS || head_bytes > MAX_HEAD_BYTES {
+        return ApiError::Status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("at most {MAX_HEADERS} header fields and {MAX_HEAD_BYTES} bytes of headers are accepted"),
+            "request_header_fields_too_large",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Largest non-JSON error body turned into a JSON one; what the framework
+/// writes (a path it could not decode, say) is a line of text.
+const PLAIN_ERROR_LIMIT: usize = 16 * 1024;
+
+/// The last word on every response: an error that is not JSON (one the
+/// framework wrote before a handler ran, such as a path whose percent-encoding
+/// is not UTF-8) is rewritten as our `{code, detail}`, keeping its status and
+/// its `Connection` header. Our own errors pass untouched.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let detail = match axum::body::to_bytes(body, PLAIN_ERROR_LIMIT).await {
+        // A 5xx says nothing internal.
+        _ if status.is_server_error() => "internal server error".to_owned(),
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_owned(),
+    };
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "request_header_fields_too_large",
+        s if s >= 500 => "internal",
+        _ => "error",
+    };
+    let mut out = ApiError::Status(status, detail, code).into_response();
+    if let Some(conn) = parts.headers.get(header::CONNECTION) {
+        out.headers_mut().insert(header::CONNECTION, conn.clone());
+    }
+    out
+}
+
+pub async fn method_not_allowed(req: Request) -> Response {
+    ApiError::Status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        "method_not_allowed",
+    )
+    .into_response()
 }
 
 pub async fn not_found(req: Request) -> Response {
@@ -209,6 +340,7 @@ mod tests {
     #[test]
     fn a_saved_response_is_replayed_with_its_status_or_not_at_all() {
         let saved = |status| SavedResponse {
+            request_digest: None,
             status,
             body: bytes::Bytes::from_static(b"{}"),
         };

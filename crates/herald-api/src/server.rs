@@ -79,7 +79,15 @@ impl Default for ConnectionLimits {
 pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, shutdown: CancellationToken) {
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper refuses heads beyond these with an empty 414/431 of its own;
+    // they sit above the limits the router checks (`middleware::head_limits`),
+    // so a client over ours gets a JSON error instead.
+    builder
+        .http1()
+        .max_headers(crate::middleware::MAX_HEADERS * 2)
+        .max_buf_size(crate::middleware::MAX_HEAD_BYTES * 4);
+    let builder = Arc::new(builder);
     let limits = Arc::new(limits);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut cap_log = CapLog::default();

@@ -125,6 +125,16 @@ define_id!(
     AttemptId,
     "atmpt"
 );
+define_id!(
+    /// A background task (recover, replay-missing), as Svix names them.
+    TaskId,
+    "qtask"
+);
+define_id!(
+    /// An app-scoped API token (its id, never the token itself).
+    TokenId,
+    "tok"
+);
 
 /// The creation time (Unix milliseconds) of any id of the form
 /// `prefix_<27 base62>`, whatever its prefix. `None` when it is not such an id.

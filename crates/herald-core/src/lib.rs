@@ -12,4 +12,4 @@ pub mod ssrf;
 pub mod transform;
 pub mod validate;
 
-pub use ids::{AppId, AttemptId, EndpointId, MessageId};
+pub use ids::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};

@@ -182,8 +182,12 @@ pub struct DeliveryTarget {
     pub app_id: AppId,
     pub url: EndpointUrl,
     pub disabled: bool,
-    /// Current secret first; older ones still within their rotation grace period follow.
+    /// The current secret (one; a list so tests and callers can sign with several).
     pub secrets: Vec<EndpointSecret>,
+    /// Secrets replaced by a rotation, each signing beside the current one
+    /// until its grace period ends (SPEC §4): checked per attempt, so a
+    /// cached target stops using one the moment it expires.
+    pub retiring: Vec<RetiringSecret>,
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
     pub retry: RetrySchedule,
@@ -209,12 +213,29 @@ impl DeliveryTarget {
             url,
             disabled,
             secrets,
+            retiring: Vec::new(),
             headers,
             timeout,
             retry,
             payload_template,
         }
     }
+
+    /// Every secret that signs an attempt made at `now`: the current ones,
+    /// then the retiring ones whose grace period has not ended.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&EndpointSecret> {
+        self.secrets
+            .iter()
+            .chain(self.retiring.iter().filter(|r| r.until > now).map(|r| &r.secret))
+            .collect()
+    }
+}
+
+/// A secret a rotation replaced, still signing until `until`.
+#[derive(Debug, Clone)]
+pub struct RetiringSecret {
+    pub secret: EndpointSecret,
+    pub until: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

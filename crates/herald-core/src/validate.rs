@@ -121,7 +121,9 @@ impl EndpointUrl {
                 "URL must not carry credentials; use endpoint credentials instead",
             ));
         }
-        Ok(Self(value.to_owned()))
+        // Normalised (scheme and host lower-cased, default port dropped, an
+        // empty path written `/`), so one URL is stored and shown one way.
+        Ok(Self(url.into()))
     }
     pub fn from_trusted(value: String) -> Self {
         Self(value)

@@ -58,7 +58,7 @@ pub(crate) async fn run(
             Ok(uri) => {
                 let spec = &target.spec;
                 let body = request::body(spec, &job.job, started_at);
-                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at.timestamp(), &body);
+                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
                 let send = transport.post(Outbound {
                     uri,
                     headers,

@@ -273,6 +273,13 @@ impl Engine {
         Ok(ingested)
     }
 
+    /// Tells the loader that deliveries were made due outside ingest (a
+    /// resend, a recover, a replay), so they go out now rather than at its
+    /// next periodic look.
+    pub fn wake(&self) {
+        self.shared.wake_loader.notify_one();
+    }
+
     /// Deliveries held in memory right now.
     pub fn resident(&self) -> usize {
         self.shared.resident()

@@ -30,9 +30,11 @@ pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateT
     }))
 }
 
-pub(crate) fn headers(target: &DeliveryTarget, msg_id: &str, timestamp: i64, body: &Bytes) -> HeaderMap {
-    let secrets: Vec<_> = target.secrets.iter().collect();
-    let signature = signature_header(&secrets, msg_id, timestamp, body);
+/// The headers of an attempt started at `started_at`: during a rotation's
+/// grace period the old secret signs beside the new one, space-separated.
+pub(crate) fn headers(target: &DeliveryTarget, msg_id: &str, started_at: DateTime<Utc>, body: &Bytes) -> HeaderMap {
+    let timestamp = started_at.timestamp();
+    let signature = signature_header(&target.signing_secrets(started_at), msg_id, timestamp, body);
     let timestamp = timestamp.to_string();
     // Custom headers first, so they can never replace the signature headers.
     let mut map = header_map(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));

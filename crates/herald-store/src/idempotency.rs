@@ -11,6 +11,10 @@ use crate::Result;
 pub struct SavedResponse {
     pub status: u16,
     pub body: Bytes,
+    /// A digest of the request that got this response, so a repeat of the
+    /// key with another body is told apart; `None` for responses saved
+    /// before digests were kept (migration 7).
+    pub request_digest: Option<[u8; 32]>,
 }
 
 #[async_trait::async_trait]

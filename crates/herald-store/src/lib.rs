@@ -1,13 +1,18 @@
 //! Herald's storage: the traits the API and the delivery engine talk to, and
 //! their implementations. This is the only crate that knows SQL.
 //!
-//! [`Store`] is four contracts and a change feed:
+//! [`Store`] is these contracts and a change feed:
 //! - [`ResourceStore`]: applications, endpoints, event types, and the read
 //!   side of messages and attempts;
 //! - [`DeliveryQueue`]: ingest with fan-out (so an implementation can
 //!   group-commit many messages under one fsync), and deliveries claimed,
 //!   renewed, recorded and released under owned, fenced leases whose expiry
 //!   the database's clock decides;
+//! - [`HistoryStore`]: one attempt, attempted messages and destinations,
+//!   stats over a time range, expunging content;
+//! - [`RedeliveryStore`]: resend, recover, replay-missing;
+//! - [`TaskStore`]: the background tasks those run as;
+//! - [`AccessStore`]: app-scoped tokens, kept as digests;
 //! - [`IdempotencyStore`]: responses saved for `idempotency-key`s;
 //! - [`RetentionStore`]: history pruned and payloads expunged in small
 //!   batches, never what is still to be delivered;
@@ -16,25 +21,33 @@
 
 use tokio::sync::broadcast;
 
+mod access;
 mod changes;
 mod crypto;
+mod history;
 mod idempotency;
 mod queue;
+mod redeliver;
 mod resources;
 mod retention;
 pub mod sqlite;
+mod tasks;
 
+pub use access::{AccessStore, AppToken};
 pub use changes::{CHANGE_BUFFER, Change};
 pub use crypto::{EncryptionKey, KeyError};
+pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, shown_status};
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
     RetryHold,
 };
+pub use redeliver::RedeliveryStore;
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
 };
 pub use retention::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, PrunedMessages, RetentionStore};
+pub use tasks::{Task, TaskKind, TaskStatus, TaskStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,12 +69,30 @@ pub enum StoreError {
     Crypto(String),
     #[error("could not encode a value for storage: {0}")]
     Encode(String),
+    /// The request names real data but cannot be done in its present
+    /// state (e.g. resending a message whose payload was expunged).
+    #[error("{0}")]
+    Refused(String),
 }
+
+/// The most replaced secrets that may sign beside the current one at once
+/// (Svix's bound too).
+pub const MAX_RETIRING_SECRETS: usize = 10;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[async_trait::async_trait]
-pub trait Store: ResourceStore + DeliveryQueue + IdempotencyStore + RetentionStore + 'static {
+pub trait Store:
+    ResourceStore
+    + HistoryStore
+    + RedeliveryStore
+    + TaskStore
+    + AccessStore
+    + DeliveryQueue
+    + IdempotencyStore
+    + RetentionStore
+    + 'static
+{
     /// Changes committed from now on, on this node and (for a shared
     /// database) every other.
     fn changes(&self) -> broadcast::Receiver<Change>;

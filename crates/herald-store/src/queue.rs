@@ -79,6 +79,9 @@ pub struct NewMessage {
     /// [`crate::DEFAULT_PAYLOAD_RETENTION`]. The message itself stays until
     /// the retention period prunes it.
     pub payload_retention: Option<Duration>,
+    /// Deliver to this endpoint only, whatever its filters (a test event:
+    /// `send-example`); `None` fans out by subscription.
+    pub only_endpoint: Option<EndpointId>,
     /// Claim the fanned-out deliveries under this lease, so the engine can
     /// send them straight from memory without reading them back. `None`
     /// leaves them for whichever node claims due work next.

@@ -6,7 +6,7 @@ use herald_core::model::{
     Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EndpointSettings, EventType, Message, Metadata,
 };
 use herald_core::signing::EndpointSecret;
-use herald_core::validate::Uid;
+use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 
 use crate::Result;
@@ -69,6 +69,8 @@ pub struct AttemptFilter {
     pub event_types: Vec<String>,
     pub endpoint_id: Option<String>,
     pub channel: Option<String>,
+    /// Only attempts of messages carrying this tag.
+    pub tag: Option<String>,
 }
 
 /// Per-status delivery counts for one endpoint.
@@ -100,7 +102,20 @@ pub trait ResourceStore: Send + Sync {
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()>;
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret>;
-    /// What the engine needs to deliver to these endpoints; missing ids are left out.
+    /// Makes `new` the endpoint's secret; the one it replaces keeps signing
+    /// beside it for `grace` from the database's now (SPEC §4). Secrets
+    /// whose grace ended are dropped. With [`crate::MAX_RETIRING_SECRETS`]
+    /// still in grace, a rotation with a grace period is refused
+    /// ([`crate::StoreError::Refused`]): every one of them signs each request.
+    async fn rotate_endpoint_secret(
+        &self,
+        app_id: &AppId,
+        id: &EndpointId,
+        new: EndpointSecret,
+        grace: std::time::Duration,
+    ) -> Result<()>;
+    /// What the engine needs to deliver to these endpoints, with the
+    /// secrets still in a rotation's grace period; missing ids are left out.
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>>;
     async fn endpoint_counts(&self, app_id: &AppId, id: &EndpointId) -> Result<DeliveryCounts>;
 
@@ -110,6 +125,9 @@ pub trait ResourceStore: Send + Sync {
     async fn list_event_types(&self, page: PageRequest, include_archived: bool) -> Result<Page<EventType>>;
     async fn update_event_type(&self, et: EventType) -> Result<EventType>;
     async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<()>;
+    /// Which of `names` are not event types (archived ones count as
+    /// existing), in the order given; linear in the number of names.
+    async fn missing_event_types(&self, names: Vec<EventTypeName>) -> Result<Vec<EventTypeName>>;
 
     // Messages
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message>;

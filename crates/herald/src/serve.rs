@@ -48,6 +48,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&db_path, key).with_context(|| format!("opening database {}", db_path.display()))?);
+    // Background tasks run in this process: any still "running" belonged
+    // to a run that has stopped, and never will finish.
+    let interrupted = store
+        .fail_interrupted_tasks()
+        .await
+        .context("marking interrupted background tasks")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            tasks = interrupted,
+            "background tasks interrupted by the last stop are marked failed"
+        );
+    }
     let engine_stop = CancellationToken::new();
     let engine = Engine::start(
         store.clone(),

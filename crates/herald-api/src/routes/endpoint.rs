@@ -7,16 +7,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_core::transform::PayloadTemplate;
-use herald_core::validate::EndpointUrl;
+use herald_core::validate::{EndpointUrl, EventTypeName};
 use herald_store::{NewEndpoint, Order, StoreError};
 use serde_json::value::RawValue;
 
-use super::{RouteBoth, page_request, parse_channels, parse_event_types, parse_uid};
+use super::{
+    Cursor, MAX_DESCRIPTION_CHARS, RouteBoth, check_length, page_request, parse_channels, parse_event_types, parse_uid,
+};
 use crate::AppState;
-use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, EndpointSecretOut, EndpointStats, ListResponse};
+use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 
@@ -34,8 +37,6 @@ pub fn router() -> Router<AppState> {
                 .patch(patch_endpoint)
                 .delete(delete_endpoint),
         )
-        .route_both("/app/{app_id}/endpoint/{endpoint_id}/secret", get(get_endpoint_secret))
-        .route_both("/app/{app_id}/endpoint/{endpoint_id}/stats", get(get_endpoint_stats))
 }
 
 fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
@@ -62,7 +63,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Custom headers must be valid HTTP and must not collide with ours; names
 /// are stored lower-case.
-fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiResult<BTreeMap<String, String>> {
+pub(crate) fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for (name, value) in headers.unwrap_or_default() {
         let lower = name.to_ascii_lowercase();
@@ -96,6 +97,14 @@ fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
     .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint",
+    tag = "endpoint",
+    summary = "List endpoints (newest first)",
+    params(crate::dto::AppPath, crate::dto::PageQuery),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EndpointOut>), crate::dto::ErrorResponses)
+)]
 async fn list_endpoints(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -104,11 +113,23 @@ async fn list_endpoints(
     let app = s.store.get_app(&app_id).await?;
     let page = s
         .store
-        .list_endpoints(&app.id, page_request(&q, Order::Ascending)?)
+        .list_endpoints(
+            &app.id,
+            page_request(&q, Order::Descending, Cursor::Id(EndpointId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::try_from_page(page, EndpointOut::try_from)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/endpoint",
+    tag = "endpoint",
+    summary = "Create an endpoint",
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader),
+    request_body = crate::dto::EndpointIn,
+    responses((status = 201, description = "Created", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
+)]
 async fn create_endpoint(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -116,6 +137,7 @@ async fn create_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
     let new = new_endpoint(body)?;
+    check_event_types_exist(&s, &new.settings.filter_types).await?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
     Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
@@ -137,9 +159,11 @@ fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
 /// Every setting a create or a PUT gives, validated; what the body leaves
 /// out takes its default.
 fn settings(body: EndpointIn) -> ApiResult<EndpointSettings> {
+    let description = body.description.unwrap_or_default();
+    check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
     Ok(EndpointSettings {
         url: parse_url(&body.url)?,
-        description: body.description.unwrap_or_default(),
+        description,
         metadata: body.metadata.unwrap_or_default(),
         disabled: body.disabled.unwrap_or(false),
         filter_types: parse_event_types(body.event_types, "eventTypes")?,
@@ -161,6 +185,34 @@ fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplat
         .map_err(|e| ApiError::invalid_msg(&["body", "payloadTemplate"], "value_error.template", e.to_string()))
 }
 
+/// Svix's rule: an endpoint may filter only on event types that exist. One
+/// batched lookup, so a list of 100,000 names costs linear time.
+async fn check_event_types_exist(s: &AppState, types: &Option<Vec<EventTypeName>>) -> ApiResult<()> {
+    let Some(types) = types else { return Ok(()) };
+    let missing = s.store.missing_event_types(types.clone()).await?;
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let index = types.iter().position(|t| t == first).unwrap_or_default().to_string();
+    Err(ApiError::invalid_msg(
+        &["body", "eventTypes", &index],
+        "value_error.event_type.unknown",
+        format!(
+            "event type '{}' does not exist ({} of the listed types do not); create it first",
+            first.as_str(),
+            missing.len()
+        ),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Get an endpoint",
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 200, description = "The endpoint", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
+)]
 async fn get_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -175,15 +227,25 @@ pub(crate) async fn find(s: &AppState, app_id: &str, endpoint_id: &str) -> ApiRe
 
 /// PUT: replaces the endpoint's settings, creating it (with the path as its
 /// uid) if absent. The secret is kept.
+#[utoipa::path(
+    put,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Create or replace an endpoint (the secret is kept)",
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    request_body = crate::dto::EndpointIn,
+    responses((status = 200, description = "Replaced", body = crate::dto::EndpointOut), (status = 201, description = "Created", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
+)]
 async fn upsert_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
+    let mut new = new_endpoint(body)?;
+    check_event_types_exist(&s, &new.settings.filter_types).await?;
     match s.store.get_endpoint(&app.id, &endpoint_id).await {
         Ok(mut ep) => {
-            let new = new_endpoint(body)?;
             // The secret is kept: PUT replaces settings, not credentials.
             ep.uid = new.uid;
             ep.settings = new.settings;
@@ -191,7 +253,6 @@ async fn upsert_endpoint(
             Ok((StatusCode::OK, Json(ep.try_into()?)))
         }
         Err(StoreError::NotFound(_)) => {
-            let mut new = new_endpoint(body)?;
             if new.uid.is_none() {
                 new.uid = parse_uid(Some(endpoint_id), "uid")?;
             }
@@ -202,6 +263,15 @@ async fn upsert_endpoint(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Change some fields of an endpoint",
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    request_body = crate::dto::EndpointPatch,
+    responses((status = 200, description = "Changed", body = crate::dto::EndpointOut), crate::dto::ErrorResponses)
+)]
 async fn patch_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -216,13 +286,16 @@ async fn patch_endpoint(
         set.url = parse_url(&url)?;
     }
     if let Some(description) = body.description {
+        check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
         set.description = description;
     }
     if let Some(disabled) = body.disabled {
         set.disabled = disabled;
     }
     if let Some(types) = body.event_types {
-        set.filter_types = parse_event_types(types, "eventTypes")?;
+        let types = parse_event_types(types, "eventTypes")?;
+        check_event_types_exist(&s, &types).await?;
+        set.filter_types = types;
     }
     if let Some(channels) = body.channels {
         set.channels = parse_channels(channels, "channels")?;
@@ -243,6 +316,14 @@ async fn patch_endpoint(
     Ok(Json(ep.try_into()?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+    tag = "endpoint",
+    summary = "Delete an endpoint; its pending work stops",
+    params(crate::dto::AppPath, crate::dto::EndpointPath),
+    responses((status = 204, description = "Deleted"), crate::dto::ErrorResponses)
+)]
 async fn delete_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
@@ -250,30 +331,4 @@ async fn delete_endpoint(
     let ep = find(&s, &app_id, &endpoint_id).await?;
     s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn get_endpoint_secret(
-    State(s): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<EndpointSecretOut>> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let secret = s.store.get_endpoint_secret(&ep.app_id, &ep.id).await?;
-    Ok(Json(EndpointSecretOut {
-        key: secret.to_wire_string(),
-    }))
-}
-
-async fn get_endpoint_stats(
-    State(s): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<EndpointStats>> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
-    let c = s.store.endpoint_counts(&ep.app_id, &ep.id).await?;
-    Ok(Json(EndpointStats {
-        success: c.success,
-        pending: c.pending,
-        sending: c.sending,
-        fail: c.fail,
-        canceled: c.canceled,
-    }))
 }

@@ -9,7 +9,7 @@ use herald_core::model::EventType;
 use herald_core::validate::EventTypeName;
 use herald_store::{Order, StoreError};
 
-use super::{RouteBoth, page_request};
+use super::{Cursor, RouteBoth, page_request};
 use crate::AppState;
 use crate::dto::{EventTypeIn, EventTypeOut, EventTypeUpsertIn, ListResponse};
 use crate::error::{ApiError, ApiResult};
@@ -27,32 +27,92 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// `schemas` is an object keyed by version whose values are JSON Schemas:
+/// each an object whose `type`, `properties`, `required` and `examples`,
+/// where given, have the types JSON Schema gives them. (A full meta-schema
+/// check is left to the portal work, which renders them.)
 fn check_schemas(schemas: &Option<serde_json::Value>) -> ApiResult<()> {
-    match schemas {
-        Some(v) if !v.is_object() && !v.is_null() => Err(ApiError::invalid_msg(
-            &["body", "schemas"],
-            "type_error.dict",
-            "schemas must be an object keyed by version",
-        )),
-        _ => Ok(()),
+    const TYPES: &[&str] = &["object", "array", "string", "number", "integer", "boolean", "null"];
+    let invalid = |loc: &[&str], msg: String| ApiError::invalid_msg(loc, "value_error.schema", msg);
+    let versions = match schemas {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::Object(v)) => v,
+        Some(_) => {
+            return Err(ApiError::invalid_msg(
+                &["body", "schemas"],
+                "type_error.dict",
+                "schemas must be an object keyed by version",
+            ));
+        }
+    };
+    for (version, schema) in versions {
+        let loc = ["body", "schemas", version.as_str()];
+        let Some(schema) = schema.as_object() else {
+            return Err(invalid(
+                &loc,
+                format!("the schema of version '{version}' must be a JSON Schema object"),
+            ));
+        };
+        let type_ok = match schema.get("type") {
+            None => true,
+            Some(serde_json::Value::String(t)) => TYPES.contains(&t.as_str()),
+            Some(serde_json::Value::Array(ts)) => ts.iter().all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))),
+            Some(_) => false,
+        };
+        let shapes_ok = type_ok
+            && schema.get("properties").is_none_or(|p| p.is_object())
+            && schema
+                .get("required")
+                .is_none_or(|r| r.as_array().is_some_and(|r| r.iter().all(|v| v.is_string())))
+            && schema.get("examples").is_none_or(|e| e.is_array());
+        if !shapes_ok {
+            return Err(invalid(
+                &loc,
+                format!(
+                    "the schema of version '{version}' is not a valid JSON Schema: `type` must name JSON types, \
+                     `properties` be an object, `required` a list of names and `examples` a list"
+                ),
+            ));
+        }
     }
+    Ok(())
 }
 
 fn flags(list: Option<Vec<String>>, single: Option<String>) -> Option<Vec<String>> {
     list.or_else(|| single.map(|f| vec![f]))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/event-type",
+    tag = "event_type",
+    summary = "List event types",
+    params(crate::dto::PageQuery, ("include_archived" = Option<bool>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::EventTypeOut>), crate::dto::ErrorResponses)
+)]
 async fn list_event_types(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<ListResponse<EventTypeOut>>> {
     let with_content = q.bool("with_content", true)?;
     let page = s
         .store
-        .list_event_types(page_request(&q, Order::Ascending)?, q.bool("include_archived", false)?)
+        .list_event_types(
+            page_request(&q, Order::Ascending, Cursor::Name)?,
+            q.bool("include_archived", false)?,
+        )
         .await?;
     Ok(Json(ListResponse::from_page(page, |e| {
         EventTypeOut::new(e, with_content)
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/event-type",
+    tag = "event_type",
+    summary = "Create an event type",
+    params(crate::dto::IdempotencyHeader),
+    request_body = crate::dto::EventTypeIn,
+    responses((status = 201, description = "Created", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
+)]
 async fn create_event_type(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<EventTypeIn>,
@@ -75,6 +135,14 @@ async fn create_event_type(
     Ok((StatusCode::CREATED, Json(EventTypeOut::new(et, true))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Get an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    responses((status = 200, description = "The event type", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
+)]
 async fn get_event_type(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<EventTypeOut>> {
     Ok(Json(EventTypeOut::new(s.store.get_event_type(&name).await?, true)))
 }
@@ -106,6 +174,15 @@ fn apply(et: &mut EventType, body: EventTypeUpsertIn) -> ApiResult<()> {
 }
 
 /// PUT: updates the event type or creates it with this name.
+#[utoipa::path(
+    put,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Create or replace an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    request_body = crate::dto::EventTypeUpsertIn,
+    responses((status = 200, description = "Replaced", body = crate::dto::EventTypeOut), (status = 201, description = "Created", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
+)]
 async fn upsert_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -149,6 +226,15 @@ async fn upsert_event_type(
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Change some fields of an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name")),
+    request_body = crate::dto::EventTypeUpsertIn,
+    responses((status = 200, description = "Changed", body = crate::dto::EventTypeOut), crate::dto::ErrorResponses)
+)]
 async fn patch_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -160,6 +246,14 @@ async fn patch_event_type(
 }
 
 /// Archives by default; `expunge=true` deletes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/event-type/{event_type_name}",
+    tag = "event_type",
+    summary = "Archive (or with expunge, delete) an event type",
+    params(("event_type_name" = String, Path, description = "The event type's name"), ("expunge" = Option<bool>, Query)),
+    responses((status = 204, description = "Deleted"), crate::dto::ErrorResponses)
+)]
 async fn delete_event_type(
     State(s): State<AppState>,
     Path(name): Path<String>,

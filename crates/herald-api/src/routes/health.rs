@@ -12,10 +12,29 @@ use crate::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route_both("/api/v1/health", get(health))
-        .route_both("/api/v1/health/ping", get(health))
+        .route_both("/api/v1/health/ping", get(ping))
+}
+
+/// The same check under Svix's other name for it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/ping",
+    tag = "health",
+    summary = "Health of the server and its database",
+    responses((status = 200, description = "Healthy"), (status = 503, description = "The database does not answer"))
+)]
+async fn ping(state: State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    health(state).await
 }
 
 /// Reads through the store so a wedged database shows as unhealthy.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    summary = "Health of the server and its database",
+    responses((status = 200, description = "Healthy"), (status = 503, description = "The database does not answer"))
+)]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     match state.store.next_due().await {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok"}))),

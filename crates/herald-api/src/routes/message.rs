@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use bytes::Bytes;
+use herald_core::MessageId;
 use herald_core::validate::{EventTypeName, check_payload_object};
-use herald_store::{AppRef, MessageFilter, NewMessage, Order};
+use herald_store::{AppRef, NewMessage, Order};
 
-use super::{RouteBoth, page_request, parse_channels, parse_uid};
+use super::{Cursor, RouteBoth, page_request, parse_channels, parse_uid};
 use crate::AppState;
 use crate::dto::{ListResponse, MessageIn, MessageOut};
 use crate::error::{ApiError, ApiResult};
@@ -31,9 +32,19 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route_both("/app/{app_id}/msg", get(list_messages).post(create_message))
         .route_both("/app/{app_id}/msg/{msg_id}", get(get_message))
+        .route_both("/app/{app_id}/msg/{msg_id}/content", delete(expunge_message_content))
 }
 
 /// 202 only once the message and its deliveries are committed to disk.
+#[utoipa::path(
+    post,
+    path = "/api/v1/app/{app_id}/msg",
+    tag = "message",
+    summary = "Send a message: 202 once it and its fan-out are on disk",
+    params(crate::dto::AppPath, crate::dto::IdempotencyHeader, ("with_content" = Option<bool>, Query)),
+    request_body = crate::dto::MessageIn,
+    responses((status = 202, description = "Accepted", body = crate::dto::MessageOut), crate::dto::ErrorResponses)
+)]
 async fn create_message(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -55,15 +66,19 @@ async fn create_message(
     }
     let payload_retention = payload_retention(body.payload_retention_period)?;
     let msg = NewMessage {
-        app: AppRef(app_id),
+        app: AppRef(app_id.clone()),
         event_type,
         event_id: parse_uid(body.event_id, "eventId")?,
         channels: parse_channels(body.channels, "channels")?,
         tags: body.tags,
         payload: Bytes::copy_from_slice(raw.as_bytes()),
         payload_retention,
+        only_endpoint: None,
         lease: None,
     };
+    if let Some(app) = body.application {
+        super::app::ensure_app(&s, &app_id, app).await?;
+    }
     let ingested = s.engine.ingest(msg).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -88,6 +103,14 @@ fn payload_retention(days: Option<i64>) -> ApiResult<Option<Duration>> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg",
+    tag = "message",
+    summary = "List messages (newest first)",
+    params(crate::dto::AppPath, crate::dto::PageQuery, ("channel" = Option<String>, Query), ("before" = Option<String>, Query), ("after" = Option<String>, Query), ("tag" = Option<String>, Query), ("event_types" = Option<Vec<String>>, Query), ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The page", body = crate::dto::ListResponse<crate::dto::MessageOut>), crate::dto::ErrorResponses)
+)]
 async fn list_messages(
     State(s): State<AppState>,
     Path(app_id): Path<String>,
@@ -95,22 +118,28 @@ async fn list_messages(
 ) -> ApiResult<Json<ListResponse<MessageOut>>> {
     let app = s.store.get_app(&app_id).await?;
     let with_content = q.bool("with_content", true)?;
-    let filter = MessageFilter {
-        channel: q.get("channel").map(str::to_owned),
-        before: q.datetime("before")?,
-        after: q.datetime("after")?,
-        event_types: q.list("event_types"),
-        tag: q.get("tag").map(str::to_owned),
-    };
+    let filter = super::message_filter(&q)?;
     let page = s
         .store
-        .list_messages(&app.id, filter, page_request(&q, Order::Descending)?)
+        .list_messages(
+            &app.id,
+            filter,
+            page_request(&q, Order::Descending, Cursor::Id(MessageId::PREFIX))?,
+        )
         .await?;
     Ok(Json(ListResponse::try_from_page(page, |m| {
         MessageOut::new(m, with_content)
     })?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}",
+    tag = "message",
+    summary = "Get a message",
+    params(crate::dto::AppPath, crate::dto::MsgPath, ("with_content" = Option<bool>, Query)),
+    responses((status = 200, description = "The message", body = crate::dto::MessageOut), crate::dto::ErrorResponses)
+)]
 async fn get_message(
     State(s): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
@@ -119,4 +148,24 @@ async fn get_message(
     let app = s.store.get_app(&app_id).await?;
     let msg = s.store.get_message(&app.id, &msg_id).await?;
     Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)?))
+}
+
+/// Empties the payload (it reads as `{"expired": true}` afterwards); the
+/// message and its attempts stay. 204.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/app/{app_id}/msg/{msg_id}/content",
+    tag = "message",
+    summary = "Delete a message's payload",
+    params(crate::dto::AppPath, crate::dto::MsgPath),
+    responses((status = 204, description = "Expunged"), crate::dto::ErrorResponses)
+)]
+async fn expunge_message_content(
+    State(s): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = s.store.get_app(&app_id).await?;
+    let msg = s.store.get_message(&app.id, &msg_id).await?;
+    s.store.expunge_message_content(&app.id, &msg.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

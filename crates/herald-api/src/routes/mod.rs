@@ -2,19 +2,22 @@
 
 pub mod app;
 pub mod attempt;
+pub mod auth;
 pub mod endpoint;
+pub mod endpoint_tools;
 pub mod event_type;
 pub mod health;
 pub mod message;
 pub mod metrics;
 pub mod relay;
+pub mod task;
 
 use std::collections::HashSet;
 
 use axum::Router;
 use axum::routing::MethodRouter;
 use herald_core::validate::{Channel, EventTypeName, MAX_CHANNELS, Uid};
-use herald_store::{Order, PageRequest};
+use herald_store::{MessageFilter, Order, PageRequest};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryPairs;
@@ -36,8 +39,40 @@ impl<S: Clone + Send + Sync + 'static> RouteBoth<S> for Router<S> {
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 250;
 
+/// What a list's `iterator` must be: an id with this prefix, or (event
+/// types) a name. A leading `-` (from `prevIterator`) walks backwards.
+#[derive(Clone, Copy)]
+pub(crate) enum Cursor {
+    Id(&'static str),
+    Name,
+}
+
+/// The iterator, checked: one a list never handed out is a 422, not a
+/// quietly empty or restarted page.
+fn parse_iterator(q: &QueryPairs, cursor: Cursor) -> ApiResult<Option<String>> {
+    let Some(raw) = q.get("iterator").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let bare = raw.strip_prefix('-').unwrap_or(raw);
+    let ok = match cursor {
+        Cursor::Id(prefix) => {
+            bare.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('_'))
+                && herald_core::ids::id_time_ms(bare).is_some()
+        }
+        Cursor::Name => EventTypeName::parse(bare).is_ok(),
+    };
+    if !ok {
+        return Err(ApiError::invalid_msg(
+            &["query", "iterator"],
+            "value_error",
+            format!("'{raw}' is not an iterator this list handed out"),
+        ));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
 /// `limit`, `iterator` and `order` from the query string.
-pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<PageRequest> {
+pub(crate) fn page_request(q: &QueryPairs, default_order: Order, cursor: Cursor) -> ApiResult<PageRequest> {
     let limit = q.uint("limit")?.map(|n| n as usize).unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::invalid_msg(
@@ -60,8 +95,19 @@ pub(crate) fn page_request(q: &QueryPairs, default_order: Order) -> ApiResult<Pa
     };
     Ok(PageRequest {
         limit,
-        iterator: q.get("iterator").filter(|s| !s.is_empty()).map(str::to_owned),
+        iterator: parse_iterator(q, cursor)?,
         order,
+    })
+}
+
+/// The message filters a list takes from its query string.
+pub(crate) fn message_filter(q: &QueryPairs) -> ApiResult<MessageFilter> {
+    Ok(MessageFilter {
+        channel: q.get("channel").map(str::to_owned),
+        before: q.datetime("before")?,
+        after: q.datetime("after")?,
+        event_types: q.list("event_types"),
+        tag: q.get("tag").map(str::to_owned),
     })
 }
 
@@ -71,8 +117,22 @@ pub(crate) fn parse_uid(value: Option<String>, field: &str) -> ApiResult<Option<
         .transpose()
 }
 
+/// An empty list is refused: it reads as "none" to some and "all" to others
+/// (Svix requires at least one item; omit or `null` the field for all).
+fn non_empty<T>(list: &[T], field: &str) -> ApiResult<()> {
+    if list.is_empty() {
+        return Err(ApiError::invalid_msg(
+            &["body", field],
+            "value_error.list.min_items",
+            format!("{field} must list at least one item; leave it out (or null) for all"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn parse_channels(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<Channel>>> {
     let Some(list) = value else { return Ok(None) };
+    non_empty(&list, field)?;
     if list.len() > MAX_CHANNELS {
         return Err(ApiError::invalid_msg(
             &["body", field],
@@ -89,6 +149,7 @@ pub(crate) fn parse_channels(value: Option<Vec<String>>, field: &str) -> ApiResu
 
 pub(crate) fn parse_event_types(value: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<EventTypeName>>> {
     let Some(list) = value else { return Ok(None) };
+    non_empty(&list, field)?;
     // A set, not `Vec::contains`: lists of 100,000 names must cost linear time.
     let mut seen = HashSet::with_capacity(list.len());
     let mut out: Vec<EventTypeName> = Vec::with_capacity(list.len());
@@ -101,12 +162,28 @@ pub(crate) fn parse_event_types(value: Option<Vec<String>>, field: &str) -> ApiR
     Ok(Some(out))
 }
 
+/// Longest application name and endpoint description, in characters:
+/// Svix sets none, but an unbounded field is a way to fill the database.
+pub(crate) const MAX_NAME_CHARS: usize = 256;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 4096;
+
 pub(crate) fn check_name(name: &str, field: &str) -> ApiResult<()> {
     if name.trim().is_empty() {
         return Err(ApiError::invalid_msg(
             &["body", field],
             "value_error.any_str.min_length",
             format!("{field} must not be empty"),
+        ));
+    }
+    check_length(name, field, MAX_NAME_CHARS)
+}
+
+pub(crate) fn check_length(text: &str, field: &str, max: usize) -> ApiResult<()> {
+    if text.chars().count() > max {
+        return Err(ApiError::invalid_msg(
+            &["body", field],
+            "value_error.any_str.max_length",
+            format!("{field} must be at most {max} characters"),
         ));
     }
     Ok(())

@@ -43,6 +43,13 @@ fn unknown_channel() -> ApiError {
     ApiError::not_found("relay channel")
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/relay",
+    tag = "relay",
+    summary = "Open a relay channel: anything sent to its url reaches the `herald listen` connected to it",
+    responses((status = 201, description = "The channel: `{id, url}`"), crate::dto::ErrorResponses)
+)]
 async fn create_relay_channel(State(state): State<AppState>, req: Request) -> Response {
     let id = state.relay.key.mint();
     // The server does not know its public name: the one the client used.
@@ -61,6 +68,14 @@ async fn create_relay_channel(State(state): State<AppState>, req: Request) -> Re
     (StatusCode::CREATED, Json(json!({"id": id, "url": url}))).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/relay/{channel}/listen",
+    tag = "relay",
+    summary = "The listener's end of a relay channel (a WebSocket)",
+    params(("channel" = String, Path, description = "The channel's id")),
+    responses((status = 101, description = "Switching to the WebSocket"), crate::dto::ErrorResponses)
+)]
 async fn listen_relay_channel(
     State(state): State<AppState>,
     Path(channel): Path<String>,

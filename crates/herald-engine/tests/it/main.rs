@@ -111,6 +111,7 @@ fn message(app: &str, n: usize) -> NewMessage {
         tags: None,
         payload: Bytes::from(format!(r#"{{"n":{n}}}"#)),
         payload_retention: None,
+        only_endpoint: None,
         lease: None,
     }
 }

@@ -5,14 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::model::{Application, Attempt, DeliveryTarget, Endpoint, EventType, Message};
+use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
 use herald_core::signing::EndpointSecret;
-use herald_core::{AppId, EndpointId, MessageId};
+use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
 use herald_store::{
-    AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore, Ingested, Lease,
-    LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page, PageRequest,
-    PruneCursor, PrunedMessages, ResourceStore, Result, RetentionStore, SavedResponse, Store,
+    AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore,
+    Ingested, Lease, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page,
+    PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore, SavedResponse,
+    Store, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
 };
+use herald_store::{EndpointMessage, HistoryStore, MessageDestination};
 use tokio::sync::broadcast;
 
 pub struct SlowRecords {
@@ -28,6 +30,109 @@ impl Store for SlowRecords {
     }
     async fn close(&self) {
         self.inner.close().await
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryStore for SlowRecords {
+    async fn get_attempt(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &str) -> Result<Attempt> {
+        self.inner.get_attempt(app_id, msg_id, attempt_id).await
+    }
+    async fn expunge_message_content(&self, app_id: &AppId, msg_id: &MessageId) -> Result<()> {
+        self.inner.expunge_message_content(app_id, msg_id).await
+    }
+    async fn expunge_attempt_content(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &AttemptId) -> Result<()> {
+        self.inner.expunge_attempt_content(app_id, msg_id, attempt_id).await
+    }
+    async fn list_attempted_messages(
+        &self,
+        app_id: &AppId,
+        endpoint_id: &EndpointId,
+        filter: MessageFilter,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<EndpointMessage>> {
+        self.inner
+            .list_attempted_messages(app_id, endpoint_id, filter, status, page)
+            .await
+    }
+    async fn list_attempted_destinations(
+        &self,
+        app_id: &AppId,
+        msg_id: &MessageId,
+        page: PageRequest,
+    ) -> Result<Page<MessageDestination>> {
+        self.inner.list_attempted_destinations(app_id, msg_id, page).await
+    }
+    async fn endpoint_stats(
+        &self,
+        app_id: &AppId,
+        endpoint_id: &EndpointId,
+        range: TimeRange,
+    ) -> Result<DeliveryCounts> {
+        self.inner.endpoint_stats(app_id, endpoint_id, range).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RedeliveryStore for SlowRecords {
+    async fn resend(&self, app_id: &AppId, msg_id: &MessageId, endpoint_id: &EndpointId) -> Result<()> {
+        self.inner.resend(app_id, msg_id, endpoint_id).await
+    }
+    async fn recover_failed(&self, app_id: &AppId, endpoint_id: &EndpointId, range: TimeRange) -> Result<u64> {
+        self.inner.recover_failed(app_id, endpoint_id, range).await
+    }
+    async fn replay_missing(
+        &self,
+        app_id: &AppId,
+        endpoint_id: &EndpointId,
+        range: TimeRange,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<(u64, Option<MessageId>)> {
+        self.inner
+            .replay_missing(app_id, endpoint_id, range, after, limit)
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskStore for SlowRecords {
+    async fn create_task(&self, app_id: &AppId, kind: TaskKind) -> Result<Task> {
+        self.inner.create_task(app_id, kind).await
+    }
+    async fn finish_task(&self, id: &TaskId, status: TaskStatus, data: serde_json::Value) -> Result<Task> {
+        self.inner.finish_task(id, status, data).await
+    }
+    async fn get_task(&self, id: &TaskId) -> Result<Task> {
+        self.inner.get_task(id).await
+    }
+    async fn list_tasks(&self, app_id: Option<&AppId>, page: PageRequest) -> Result<Page<Task>> {
+        self.inner.list_tasks(app_id, page).await
+    }
+    async fn fail_interrupted_tasks(&self) -> Result<u64> {
+        self.inner.fail_interrupted_tasks().await
+    }
+}
+
+#[async_trait::async_trait]
+impl AccessStore for SlowRecords {
+    async fn create_token(
+        &self,
+        app_id: &AppId,
+        digest: [u8; 32],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<AppToken> {
+        self.inner.create_token(app_id, digest, expires_at).await
+    }
+    async fn token_by_digest(&self, digest: [u8; 32]) -> Result<Option<AppToken>> {
+        self.inner.token_by_digest(digest).await
+    }
+    async fn revoke_token(&self, id: &TokenId) -> Result<()> {
+        self.inner.revoke_token(id).await
+    }
+    async fn revoke_app_tokens(&self, app_id: &AppId) -> Result<u64> {
+        self.inner.revoke_app_tokens(app_id).await
     }
 }
 
@@ -63,6 +168,15 @@ impl ResourceStore for SlowRecords {
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()> {
         self.inner.delete_endpoint(app_id, id).await
     }
+    async fn rotate_endpoint_secret(
+        &self,
+        app_id: &AppId,
+        id: &EndpointId,
+        new: EndpointSecret,
+        grace: Duration,
+    ) -> Result<()> {
+        self.inner.rotate_endpoint_secret(app_id, id, new, grace).await
+    }
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret> {
         self.inner.get_endpoint_secret(app_id, id).await
     }
@@ -86,6 +200,12 @@ impl ResourceStore for SlowRecords {
     }
     async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<()> {
         self.inner.delete_event_type(name, expunge).await
+    }
+    async fn missing_event_types(
+        &self,
+        names: Vec<herald_core::validate::EventTypeName>,
+    ) -> Result<Vec<herald_core::validate::EventTypeName>> {
+        self.inner.missing_event_types(names).await
     }
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message> {
         self.inner.get_message(app_id, id_or_event_id).await

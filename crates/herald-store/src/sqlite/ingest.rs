@@ -16,6 +16,13 @@ use crate::{DEFAULT_PAYLOAD_RETENTION, DeliveryJob, Ingested, NewMessage, Result
 /// write.
 pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -> Result<Ingested> {
     let app_id = ctx.resolve_app(&msg.app.0)?;
+    let endpoints = ctx.endpoints_of(&app_id)?;
+    // A failure of its own must come before the first write (see above).
+    if let Some(only) = &msg.only_endpoint
+        && !endpoints.iter().any(|ep| &ep.id == only)
+    {
+        return Err(StoreError::NotFound("endpoint"));
+    }
     let now_ms = ctx.now()?;
     let now: DateTime<Utc> =
         from_ms(now_ms).ok_or_else(|| StoreError::Corrupt("the database clock is out of range".into()))?;
@@ -40,7 +47,6 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         ])
         .map_err(|e| conflict(e, "a message with this eventId already exists"))?;
 
-    let endpoints = ctx.endpoints_of(&app_id)?;
     // Born claimed (fence 1) when the engine will send from memory.
     let (owner, claim_until, fence) = match &msg.lease {
         Some(lease) => (Some(lease.owner.as_str()), Some(after(now_ms, lease.ttl)), 1),
@@ -51,7 +57,11 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claimed_by, \
          claim_until, fence, updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4)",
     )?;
-    for ep in subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()) {
+    let targets: Vec<&herald_core::model::Endpoint> = match &msg.only_endpoint {
+        Some(only) => endpoints.iter().filter(|ep| &ep.id == only).collect(),
+        None => subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()).collect(),
+    };
+    for ep in targets {
         insert.execute(params![
             id.as_str(),
             ep.id.as_str(),

@@ -10,21 +10,27 @@
 //! By concern: `resources.rs` (applications, endpoints, event types, lists),
 //! `ingest.rs` (message and fan-out), `queue.rs` (claims under leases,
 //! outcomes), `idempotency.rs`, `retention.rs` (pruning in small batches),
-//! `rows.rs` (row mapping), `paging.rs`.
+//! `rows.rs` (row mapping), `paging.rs`, `history.rs` (one attempt,
+//! attempted messages and destinations, stats, expunging), `redeliver.rs`
+//! (resend, recover, replay-missing), `tasks.rs`, `access.rs` (tokens).
 //!
 //! The SQLite store serves a single node, but implements the multi-node
 //! queue contract all the same: claims are owned and fenced, and a node
 //! starting up recovers only its own.
 
+mod access;
+mod history;
 mod idempotency;
 mod ingest;
 mod paging;
 mod queue;
 mod read_pool;
+mod redeliver;
 mod resources;
 mod retention;
 mod rows;
 mod schema;
+mod tasks;
 mod writer;
 
 use std::path::{Path, PathBuf};

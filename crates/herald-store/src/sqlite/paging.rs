@@ -6,7 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row};
 
 use super::rows::{APP_COLS, ATTEMPT_COLS, EP_COLS, ET_COLS, MSG_COLS, ms};
-use crate::{AttemptFilter, Order, Page, PageRequest, Result};
+use crate::{AttemptFilter, MessageFilter, Order, Page, PageRequest, Result};
 
 /// A WHERE clause under construction, with its positional parameters.
 #[derive(Default)]
@@ -45,9 +45,9 @@ impl Filter {
 /// What a list query selects, from where, keyed on which id column (ids sort
 /// by creation time, so the key orders by age).
 pub(crate) struct Listing {
-    cols: &'static str,
-    from: &'static str,
-    key: &'static str,
+    pub(crate) cols: &'static str,
+    pub(crate) from: &'static str,
+    pub(crate) key: &'static str,
 }
 
 pub(crate) const APPS: Listing = Listing {
@@ -133,6 +133,24 @@ pub(crate) fn paginate<T>(
     })
 }
 
+/// The clauses of a [`MessageFilter`] on the messages aliased `m`.
+pub(crate) fn message_filter(f: &mut Filter, filter: MessageFilter) {
+    f.any_of("m.event_type", &filter.event_types);
+    f.time_range("m.created_at", filter.before, filter.after);
+    if let Some(ch) = filter.channel {
+        f.push(
+            "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
+            [Value::Text(ch)],
+        );
+    }
+    if let Some(tag) = filter.tag {
+        f.push(
+            "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
+            [Value::Text(tag)],
+        );
+    }
+}
+
 pub(crate) fn attempt_filter(filter: AttemptFilter) -> Filter {
     let mut f = Filter::default();
     if let Some(s) = filter.status {
@@ -150,15 +168,17 @@ pub(crate) fn attempt_filter(filter: AttemptFilter) -> Filter {
     if let Some(ep) = filter.endpoint_id {
         f.push("a.endpoint_id = ?", [Value::Text(ep)]);
     }
-    if !filter.event_types.is_empty() || filter.channel.is_some() {
+    if !filter.event_types.is_empty() || filter.channel.is_some() || filter.tag.is_some() {
         let mut sub = Filter::default();
-        sub.any_of("m.event_type", &filter.event_types);
-        if let Some(ch) = filter.channel {
-            sub.push(
-                "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
-                [Value::Text(ch)],
-            );
-        }
+        message_filter(
+            &mut sub,
+            MessageFilter {
+                event_types: filter.event_types,
+                channel: filter.channel,
+                tag: filter.tag,
+                ..MessageFilter::default()
+            },
+        );
         f.push(
             &format!(
                 "EXISTS (SELECT 1 FROM message m WHERE m.app_id = a.app_id AND m.id = a.msg_id AND {})",

@@ -3,19 +3,23 @@
 //! feed once committed, and invalidate the writer's fan-out caches.
 
 use chrono::Utc;
-use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
+use herald_core::model::{
+    Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, RetiringSecret,
+};
 use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
-use herald_core::validate::Uid;
+use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::paging::{APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, paginate};
+use super::paging::{
+    APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, message_filter, paginate,
+};
 use super::rows::{
-    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, app_row, attempt_row, conflict, decrypt_secret, ep_row,
-    et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, to_json,
+    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
+    et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at, to_json,
 };
 use crate::{
     AttemptFilter, Change, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Page, PageRequest,
@@ -115,6 +119,9 @@ impl ResourceStore for SqliteStore {
                     "DELETE FROM delivery WHERE msg_id IN (SELECT id FROM message WHERE app_id = ?1)",
                     "DELETE FROM message WHERE app_id = ?1",
                     "DELETE FROM endpoint WHERE app_id = ?1",
+                    "DELETE FROM endpoint_retired_secret WHERE app_id = ?1",
+                    "DELETE FROM api_token WHERE app_id = ?1",
+                    "DELETE FROM background_task WHERE app_id = ?1",
                 ] {
                     ctx.conn.execute(sql, [id.as_str()])?;
                 }
@@ -218,6 +225,8 @@ impl ResourceStore for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound("endpoint"));
                 }
+                ctx.conn
+                    .execute("DELETE FROM endpoint_retired_secret WHERE endpoint_id = ?1", [id.as_str()])?;
                 // Pending work for a deleted endpoint can never be delivered.
                 ctx.conn.execute(
                     "UPDATE delivery SET status = 4, claimed_by = NULL, claim_until = NULL WHERE endpoint_id = ?1 AND status = 1",
@@ -246,21 +255,86 @@ impl ResourceStore for SqliteStore {
         decrypt_secret(&key, &sealed)
     }
 
+    async fn rotate_endpoint_secret(
+        &self,
+        app_id: &AppId,
+        id: &EndpointId,
+        new: EndpointSecret,
+        grace: std::time::Duration,
+    ) -> Result<()> {
+        let (app_id, id) = (app_id.clone(), id.clone());
+        let sealed = self.key.seal(&new.to_storage_bytes());
+        self.writer
+            .run(move |ctx| {
+                let now = ctx.now()?;
+                let old: Vec<u8> = ctx
+                    .conn
+                    .prepare_cached("SELECT secret FROM endpoint WHERE id = ?1 AND app_id = ?2")?
+                    .query_row([id.as_str(), app_id.as_str()], |r| r.get(0))
+                    .optional()?
+                    .ok_or(StoreError::NotFound("endpoint"))?;
+                ctx.conn
+                    .prepare_cached("DELETE FROM endpoint_retired_secret WHERE endpoint_id = ?1 AND expires_at <= ?2")?
+                    .execute(params![id.as_str(), now])?;
+                let retiring: i64 = ctx
+                    .conn
+                    .prepare_cached("SELECT COUNT(*) FROM endpoint_retired_secret WHERE endpoint_id = ?1")?
+                    .query_row([id.as_str()], |r| r.get(0))?;
+                if !grace.is_zero() && retiring >= crate::MAX_RETIRING_SECRETS as i64 {
+                    return Err(StoreError::Refused(format!(
+                        "the endpoint already has {retiring} secrets in their grace period; \
+                         rotate again once one expires, or with gracePeriodSeconds 0"
+                    )));
+                }
+                if !grace.is_zero() {
+                    ctx.conn
+                        .prepare_cached(
+                            "INSERT INTO endpoint_retired_secret (endpoint_id, app_id, secret, expires_at) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )?
+                        .execute(params![id.as_str(), app_id.as_str(), old, after(now, grace)])?;
+                }
+                ctx.conn
+                    .prepare_cached("UPDATE endpoint SET secret = ?3, updated_at = ?4 WHERE id = ?1 AND app_id = ?2")?
+                    .execute(params![id.as_str(), app_id.as_str(), sealed, now])?;
+                ctx.forget_app(&app_id);
+                ctx.announce(Change::EndpointUpdated {
+                    app_id: app_id.clone(),
+                    endpoint_id: id.clone(),
+                });
+                Ok(())
+            })
+            .await
+    }
+
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>> {
         let key = self.key.clone();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!("SELECT {EP_COLS}, secret FROM endpoint WHERE id = ?1"))?;
+            let mut retired = c.prepare_cached(
+                "SELECT secret, expires_at FROM endpoint_retired_secret WHERE endpoint_id = ?1 \
+                 AND expires_at > CAST(unixepoch('subsec') * 1000 AS INTEGER) ORDER BY expires_at DESC",
+            )?;
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let row = stmt
                     .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
                     .optional()?;
                 if let Some((ep, sealed)) = row {
-                    out.push(DeliveryTarget::new(
-                        ep,
-                        vec![decrypt_secret(&key, &sealed)?],
-                        RetrySchedule::standard(),
-                    ));
+                    let retiring = retired
+                        .query_map([id.as_str()], |r| Ok((r.get::<_, Vec<u8>>(0)?, time_at(r, 1)?)))?
+                        .map(|row| {
+                            let (sealed, until) = row?;
+                            Ok(RetiringSecret {
+                                secret: decrypt_secret(&key, &sealed)?,
+                                until,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let mut target =
+                        DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?], RetrySchedule::standard());
+                    target.retiring = retiring;
+                    out.push(target);
                 }
             }
             Ok(out)
@@ -382,6 +456,26 @@ impl ResourceStore for SqliteStore {
             .await
     }
 
+    async fn missing_event_types(&self, names: Vec<EventTypeName>) -> Result<Vec<EventTypeName>> {
+        /// Names per query: well under SQLite's parameter limit.
+        const CHUNK: usize = 500;
+        self.read(move |c| {
+            let mut known = std::collections::HashSet::new();
+            for chunk in names.chunks(CHUNK) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare_cached(&format!("SELECT name FROM event_type WHERE name IN ({marks})"))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter().map(|n| n.as_str())), |r| {
+                    r.get::<_, String>(0)
+                })?;
+                for row in rows {
+                    known.insert(row?);
+                }
+            }
+            Ok(names.into_iter().filter(|n| !known.contains(n.as_str())).collect())
+        })
+        .await
+    }
+
     async fn get_message(&self, app_id: &AppId, id_or_event_id: &str) -> Result<Message> {
         let (app_id, key) = (app_id.clone(), id_or_event_id.to_owned());
         self.read(move |c| {
@@ -401,20 +495,7 @@ impl ResourceStore for SqliteStore {
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("m.app_id = ?", [Value::Text(app_id.to_string())]);
-            f.any_of("m.event_type", &filter.event_types);
-            f.time_range("m.created_at", filter.before, filter.after);
-            if let Some(ch) = filter.channel {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)",
-                    [Value::Text(ch)],
-                );
-            }
-            if let Some(tag) = filter.tag {
-                f.push(
-                    "EXISTS (SELECT 1 FROM json_each(m.tags) WHERE value = ?)",
-                    [Value::Text(tag)],
-                );
-            }
+            message_filter(&mut f, filter);
             paginate(c, &MESSAGES, f, &page, msg_row, |m| m.id.to_string())
         })
         .await

@@ -243,6 +243,38 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE endpoint2 RENAME TO endpoint;
     CREATE INDEX endpoint_app ON endpoint (app_id, id);
     CREATE UNIQUE INDEX endpoint_app_uid ON endpoint (app_id, uid) WHERE uid IS NOT NULL;",
+    // 7: the Svix API's remaining state. Secrets a rotation replaced keep
+    // signing until `expires_at` (sealed like the current one); background
+    // tasks (recover, replay-missing) report their state; app-scoped API
+    // tokens are kept as SHA-256 digests only, never the token; a saved
+    // idempotent response keeps a digest of its request, so the same key
+    // with another body is refused rather than answered with the first.
+    "CREATE TABLE endpoint_retired_secret (
+        endpoint_id TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX endpoint_retired_secret_ep ON endpoint_retired_secret (endpoint_id, expires_at);
+    CREATE TABLE background_task (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX background_task_app ON background_task (app_id, id);
+    CREATE TABLE api_token (
+        id TEXT PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,
+        app_id TEXT NOT NULL,
+        expires_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX api_token_app ON api_token (app_id);
+    ALTER TABLE idempotency ADD COLUMN request_digest BLOB;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

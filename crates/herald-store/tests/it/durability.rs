@@ -57,6 +57,7 @@ async fn everything_survives_close_and_reopen() {
         let send = |event_id: &str, lease| NewMessage {
             event_id: Some(uid(event_id)),
             channels: Some(chans(&["eu"])),
+            only_endpoint: None,
             lease,
             ..new_msg("durable", "order.created", &format!("{{\"id\":\"{event_id}\"}}"))
         };
@@ -100,6 +101,7 @@ async fn everything_survives_close_and_reopen() {
         s.save_response(
             "idem-1",
             SavedResponse {
+                request_digest: None,
                 status: 202,
                 body: Bytes::from_static(b"{\"id\":\"msg_x\"}"),
             },
@@ -291,6 +293,7 @@ async fn saved_responses_round_trip() {
         s.save_response(
             "key-1",
             SavedResponse {
+                request_digest: None,
                 status: 201,
                 body: body.clone(),
             },
@@ -309,6 +312,7 @@ async fn saved_responses_round_trip() {
         s.save_response(
             "key-2",
             SavedResponse {
+                request_digest: None,
                 status: 409,
                 body: Bytes::new(),
             },

@@ -34,6 +34,7 @@ mod paging;
 mod parking;
 mod resources;
 mod retention;
+mod svix_tools;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -259,6 +260,7 @@ pub fn new_msg(app: &str, event_type: &str, payload: &str) -> NewMessage {
         channels: None,
         tags: None,
         payload: Bytes::copy_from_slice(payload.as_bytes()),
+        only_endpoint: None,
         lease: None,
         payload_retention: None,
     }
@@ -471,6 +473,7 @@ pub async fn app_with_endpoints(s: &Arc<dyn Store>, n: usize) -> (AppId, Vec<End
 /// A message for `a`, born claimed under `lease` when one is given.
 pub fn msg(a: &AppId, lease: Option<Lease>) -> NewMessage {
     NewMessage {
+        only_endpoint: None,
         lease,
         ..new_msg(a.as_str(), "thing.happened", "{\"k\":1}")
     }

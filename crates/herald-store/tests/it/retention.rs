@@ -205,6 +205,7 @@ async fn retention_prunes_idempotency_keys_past_their_age() {
     each_backend(|b: Backend| async move {
         let s = b.store;
         let saved = || SavedResponse {
+            request_digest: None,
             status: 202,
             body: bytes::Bytes::from_static(b"{}"),
         };

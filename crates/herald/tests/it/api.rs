@@ -153,6 +153,7 @@ async fn endpoints_crud_and_secret() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let app = server.create_app("eps").await;
+    server.create_event_types(&["a.b"]).await;
 
     let (status, ep) = server
         .post(

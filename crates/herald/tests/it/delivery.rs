@@ -16,6 +16,7 @@ async fn fan_out_follows_filter_types_channels_and_disabled() {
     let server = Server::start(dir.path());
     let receiver = Receiver::start().await;
     let app = server.create_app("fanout").await;
+    server.create_event_types(&["invoice.paid"]).await;
     let url = |p: &str| format!("{}/{p}", receiver.url);
     server.create_endpoint(&app, json!({"url": url("all")})).await;
     server

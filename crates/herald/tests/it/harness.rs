@@ -193,6 +193,16 @@ impl Server {
         app["id"].as_str().expect("id").to_owned()
     }
 
+    /// Creates these event types (endpoints may filter only on existing ones).
+    pub async fn create_event_types(&self, names: &[&str]) {
+        for name in names {
+            let (status, et) = self
+                .post("/event-type/", json!({"name": name, "description": name}))
+                .await;
+            assert_eq!(status, 201, "{et}");
+        }
+    }
+
     /// Creates an endpoint from `body` and returns (id, signing secret).
     pub async fn create_endpoint(&self, app: &str, body: Value) -> (String, String) {
         let (status, ep) = self.post(&format!("/app/{app}/endpoint/"), body).await;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod api;
 mod backlog;
 mod bench;
@@ -18,5 +19,8 @@ mod listener;
 mod relay;
 mod retention;
 mod sdk;
+mod sdk_js;
+mod sdk_retry;
 mod signing;
+mod strict;
 mod transform;

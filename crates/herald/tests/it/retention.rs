@@ -48,6 +48,7 @@ async fn retention_prunes_delivered_history_and_keeps_pending_while_ingest_flows
     let ok = Receiver::start().await;
     let failing = Receiver::start_with(Arc::new(|_, _| (500, Duration::ZERO, "down".into()))).await;
     let app = server.create_app("retention").await;
+    server.create_event_types(&["ok", "fail"]).await;
     let (ok_ep, _) = server
         .create_endpoint(&app, json!({"url": format!("{}/ok", ok.url), "filterTypes": ["ok"]}))
         .await;

@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod tools;
+pub use tools::*;
+
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -46,7 +49,7 @@ where
     Option::<T>::deserialize(de).map(Some)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     pub data: Vec<T>,
@@ -78,7 +81,7 @@ impl<T> ListResponse<T> {
 
 // ---------- applications ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationIn {
     pub name: String,
@@ -88,18 +91,20 @@ pub struct ApplicationIn {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationPatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub uid: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     pub throttle_rate: Option<Option<u32>>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationOut {
     pub id: String,
@@ -129,7 +134,7 @@ impl From<Application> for ApplicationOut {
 
 // ---------- endpoints ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointIn {
     pub url: String,
@@ -150,34 +155,40 @@ pub struct EndpointIn {
     /// Herald extension: a JSON template the request body is built from
     /// (SPEC §5); absent or null sends the payload exactly as posted. Kept
     /// as raw text so its keys keep their order.
+    #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPatch {
     pub url: Option<String>,
     pub description: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub uid: Option<Option<String>>,
     pub disabled: Option<bool>,
     #[serde(default, alias = "filterTypes", deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub channels: Option<Option<Vec<String>>>,
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, alias = "rateLimit", deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     pub throttle_rate: Option<Option<u32>>,
     pub timeout_secs: Option<f64>,
     /// `null` goes back to sending the payload as posted.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Option<Box<RawValue>>>,
     pub version: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointOut {
     pub id: String,
@@ -196,8 +207,13 @@ pub struct EndpointOut {
     pub channels: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_rate: Option<u32>,
+    /// The same limit under the name the SPEC gives it (messages/s), so a
+    /// `rateLimit` set comes back as `rateLimit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
     pub timeout_secs: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
     pub version: i64,
     pub created_at: String,
@@ -230,6 +246,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             event_types: types,
             channels: s.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
             throttle_rate: s.throttle_rate,
+            rate_limit: s.throttle_rate,
             timeout_secs: s.timeout.as_secs_f64(),
             payload_template,
             version: 1,
@@ -239,12 +256,12 @@ impl TryFrom<Endpoint> for EndpointOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointSecretOut {
     pub key: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointStats {
     pub success: u64,
     pub pending: u64,
@@ -255,7 +272,7 @@ pub struct EndpointStats {
 
 // ---------- event types ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeIn {
     pub name: String,
@@ -264,29 +281,34 @@ pub struct EventTypeIn {
     pub archived: bool,
     #[serde(default)]
     pub deprecated: bool,
+    #[schema(value_type = Option<Object>)]
     pub schemas: Option<serde_json::Value>,
     pub feature_flags: Option<Vec<String>>,
     pub feature_flag: Option<String>,
     pub group_name: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeUpsertIn {
     pub description: Option<String>,
     pub archived: Option<bool>,
     pub deprecated: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
     pub schemas: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub feature_flags: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub feature_flag: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub group_name: Option<Option<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeOut {
     pub name: String,
@@ -294,6 +316,7 @@ pub struct EventTypeOut {
     pub archived: bool,
     pub deprecated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub schemas: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature_flags: Option<Vec<String>>,
@@ -324,10 +347,11 @@ impl EventTypeOut {
 
 // ---------- messages ----------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIn {
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
@@ -336,13 +360,17 @@ pub struct MessageIn {
     pub payload_retention_period: Option<i64>,
     /// Accepted for compatibility with newer SDKs and ignored.
     pub payload_retention_hours: Option<i64>,
+    /// Creates the application named in the path, if it does not exist,
+    /// with these settings (Svix: "creates a new application alongside").
+    pub application: Option<ApplicationIn>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageOut {
     pub id: String,
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
@@ -393,7 +421,7 @@ impl MessageOut {
 
 // ---------- attempts ----------
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageAttemptOut {
     pub id: String,
@@ -404,11 +432,13 @@ pub struct MessageAttemptOut {
     pub response_status_code: u16,
     pub response_duration_ms: u64,
     pub status: i64,
+    #[schema(value_type = String)]
     pub status_text: &'static str,
     pub trigger_type: i64,
     pub timestamp: String,
     /// Herald extension: why the attempt failed without a usable status.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub error_kind: Option<&'static str>,
     /// Herald extension: 1 for the first try.
     pub attempt_number: u32,
