@@ -175,6 +175,8 @@ assert svx.endpoint.get_stats(app.id, ep.id, EndpointGetStatsOptions(since=since
 step("message_attempt.resend (202 {}) / expunge_content")
 svx.message_attempt.resend(app.id, msg.id, ep.id)
 wait_for(lambda: len(svx.message_attempt.list_by_msg(app.id, msg.id).data) == 2, "the resent attempt")
+triggers = sorted(int(a.trigger_type) for a in svx.message_attempt.list_by_msg(app.id, msg.id).data)
+assert triggers == [0, 1], f"the first attempt is scheduled (0), the resent one manual (1): {triggers}"
 svx.message_attempt.expunge_content(app.id, msg.id, attempts[0].id)
 assert svx.message_attempt.get(app.id, msg.id, attempts[0].id).response == ""
 

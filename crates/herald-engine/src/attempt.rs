@@ -117,7 +117,11 @@ pub(crate) fn record(done: &Done, reply: &Reply) -> Attempt {
             DeliveryStatus::Fail
         },
         error_kind: reply.error,
-        trigger_type: TriggerType::Scheduled,
+        trigger_type: if job.manual {
+            TriggerType::Manual
+        } else {
+            TriggerType::Scheduled
+        },
         attempt_number: job.attempts + 1,
         created_at: done.started_at,
     }

@@ -1,6 +1,7 @@
 //! The retention task (SPEC §3 History): prunes old messages with their
 //! deliveries and attempts, expunges payloads past their
-//! `payloadRetentionPeriod`, and drops idempotency keys no longer replayed.
+//! `payloadRetentionPeriod`, and drops idempotency keys no longer replayed
+//! and app-scoped tokens that expired.
 //!
 //! It runs beside the engine rather than inside it because it shares
 //! nothing with delivery but the store. Work comes in small batches, each one
@@ -58,6 +59,7 @@ struct Pass {
     attempts: u64,
     payloads: u64,
     idempotency: u64,
+    tokens: u64,
 }
 
 impl Pass {
@@ -90,6 +92,7 @@ pub async fn run(store: Arc<dyn Store>, cfg: RetentionConfig, shutdown: Cancella
                 attempts = pass.attempts,
                 payloads_expunged = pass.payloads,
                 idempotency_keys = pass.idempotency,
+                expired_tokens = pass.tokens,
                 "retention: pruned history"
             );
         }
@@ -126,6 +129,13 @@ async fn one_pass(
     loop {
         let n = store.prune_idempotency(cfg.idempotency, batch).await?;
         pass.idempotency += n;
+        if !full(n) || !breathe(cfg, shutdown).await {
+            break;
+        }
+    }
+    loop {
+        let n = store.prune_expired_tokens(batch).await?;
+        pass.tokens += n;
         if !full(n) || !breathe(cfg, shutdown).await {
             break;
         }

@@ -150,6 +150,7 @@ mod tests {
             attempts: 0,
             msg_created_at: Utc::now(),
             first_attempt_at: None,
+            manual: false,
         }
     }
 

@@ -116,6 +116,9 @@ pub struct DeliveryJob {
     pub msg_created_at: DateTime<Utc>,
     /// When the first attempt of this delivery started; `None` before it.
     pub first_attempt_at: Option<DateTime<Utc>>,
+    /// Its next attempt was asked for by hand (resend, recover,
+    /// replay-missing), and is recorded as a manual one.
+    pub manual: bool,
 }
 
 impl DeliveryJob {

@@ -60,4 +60,8 @@ pub trait RetentionStore: Send + Sync {
     /// `max_age` ago (oldest first); returns how many, fewer than `batch`
     /// once nothing more is due.
     async fn prune_idempotency(&self, max_age: Duration, batch: usize) -> Result<u64>;
+    /// Deletes up to `batch` app-scoped tokens whose expiry has passed (by
+    /// the database's clock; every portal visit makes one); returns how
+    /// many, fewer than `batch` once none is left.
+    async fn prune_expired_tokens(&self, batch: usize) -> Result<u64>;
 }

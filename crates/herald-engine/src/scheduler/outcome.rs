@@ -106,6 +106,7 @@ impl Scheduler {
                     RetryHold::Keep => {
                         self.record(outcome, None);
                         job.job.attempts = number;
+                        job.job.manual = false;
                         job.job.first_attempt_at.get_or_insert(started_at);
                         self.timers.schedule(Wake::Retry(job), now + wait);
                     }

@@ -306,4 +306,7 @@ impl RetentionStore for SlowRecords {
     async fn prune_idempotency(&self, max_age: Duration, batch: usize) -> Result<u64> {
         self.inner.prune_idempotency(max_age, batch).await
     }
+    async fn prune_expired_tokens(&self, batch: usize) -> Result<u64> {
+        self.inner.prune_expired_tokens(batch).await
+    }
 }

@@ -82,6 +82,7 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
             attempts: 0,
             msg_created_at: now,
             first_attempt_at: None,
+            manual: false,
         });
     }
     let message = Message {

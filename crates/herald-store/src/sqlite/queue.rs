@@ -353,7 +353,7 @@ fn earliest_parked(
 /// 7) comes from the record header, so a caller can decide on its budget
 /// before the payload (column 8) is read.
 const LOAD_JOB: &str = "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, m.event_type, m.created_at, \
-     d.first_attempt_at, length(m.payload), m.payload FROM delivery d \
+     d.first_attempt_at, length(m.payload), m.payload, d.manual FROM delivery d \
      JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1";
 
 /// The job for a [`LOAD_JOB`] row, with the given payload and a fence the
@@ -370,6 +370,7 @@ fn job_from_row(id: i64, r: &rusqlite::Row<'_>, payload: Bytes) -> rusqlite::Res
         msg_created_at: time_at(r, 5)?,
         first_attempt_at: opt_time_at(r, 6)?,
         payload,
+        manual: r.get(9)?,
     })
 }
 
@@ -446,7 +447,7 @@ fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Re
             };
             conn.prepare_cached(
                 "UPDATE delivery SET status = ?5, attempts = attempts + ?4, claimed_by = NULL, claim_until = NULL, \
-                 updated_at = ?6, first_attempt_at = COALESCE(first_attempt_at, ?7) \
+                 manual = manual * (1 - ?4), updated_at = ?6, first_attempt_at = COALESCE(first_attempt_at, ?7) \
                  WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
             )?
             .execute(params![id, fence, owner, tried, status, now, started])?
@@ -460,7 +461,8 @@ fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Re
             };
             conn.prepare_cached(
                 "UPDATE delivery SET attempts = attempts + ?4, next_attempt_at = ?5, claimed_by = ?6, \
-                 claim_until = ?7, parked = ?10, updated_at = ?8, first_attempt_at = COALESCE(first_attempt_at, ?9) \
+                 claim_until = ?7, parked = ?10, manual = manual * (1 - ?4), updated_at = ?8, \
+                 first_attempt_at = COALESCE(first_attempt_at, ?9) \
                  WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
             )?
             .execute(params![

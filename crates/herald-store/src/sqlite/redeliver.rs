@@ -66,14 +66,14 @@ impl RedeliveryStore for SqliteStore {
                     Some((_, 1, true)) => {}
                     Some((id, 1, false)) => {
                         ctx.conn
-                            .prepare_cached("UPDATE delivery SET next_attempt_at = ?2, updated_at = ?2 WHERE id = ?1")?
+                            .prepare_cached("UPDATE delivery SET next_attempt_at = ?2, manual = 1, updated_at = ?2 WHERE id = ?1")?
                             .execute(params![id, now])?;
                     }
                     Some((id, _, _)) => {
                         ctx.conn
                             .prepare_cached(
                                 "UPDATE delivery SET status = 1, attempts = 0, next_attempt_at = ?2, claimed_by = NULL, \
-                                 claim_until = NULL, parked = 0, updated_at = ?2 WHERE id = ?1",
+                                 claim_until = NULL, parked = 0, manual = 1, updated_at = ?2 WHERE id = ?1",
                             )?
                             .execute(params![id, now])?;
                     }
@@ -81,7 +81,7 @@ impl RedeliveryStore for SqliteStore {
                         ctx.conn
                             .prepare_cached(
                                 "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, \
-                                 updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4)",
+                                 updated_at, manual) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1)",
                             )?
                             .execute(params![msg_id.as_str(), endpoint_id.as_str(), app_id.as_str(), now])?;
                     }
@@ -101,7 +101,7 @@ impl RedeliveryStore for SqliteStore {
                     .conn
                     .prepare_cached(
                         "UPDATE delivery SET status = 1, attempts = 0, next_attempt_at = ?1, claimed_by = NULL, \
-                         claim_until = NULL, parked = 0, updated_at = ?1 \
+                         claim_until = NULL, parked = 0, manual = 1, updated_at = ?1 \
                          WHERE endpoint_id = ?2 AND status = 2 AND app_id = ?3 AND msg_id IN ( \
                              SELECT id FROM message WHERE app_id = ?3 AND id >= ?4 AND id < ?5 \
                              AND created_at >= ?6 AND created_at < ?7 AND length(payload) > 0)",
@@ -158,8 +158,8 @@ impl RedeliveryStore for SqliteStore {
                     .collect::<rusqlite::Result<_>>()?;
                 let mut created = 0;
                 let mut insert = ctx.conn.prepare_cached(
-                    "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, updated_at) \
-                     VALUES (?1, ?2, ?3, 1, 0, ?4, ?4)",
+                    "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, updated_at, \
+                     manual) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1)",
                 )?;
                 for (id, event_type, channels, has_payload, delivered) in &rows {
                     if *delivered || !*has_payload {

@@ -70,6 +70,22 @@ impl RetentionStore for SqliteStore {
             })
             .await
     }
+
+    async fn prune_expired_tokens(&self, batch: usize) -> Result<u64> {
+        self.writer
+            .run(move |ctx| {
+                let now = ctx.now()?;
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM api_token WHERE rowid IN \
+                         (SELECT rowid FROM api_token WHERE expires_at < ?1 LIMIT ?2)",
+                    )?
+                    .execute(rusqlite::params![now, limit(batch)])?;
+                Ok(n as u64)
+            })
+            .await
+    }
 }
 
 fn limit(batch: usize) -> i64 {

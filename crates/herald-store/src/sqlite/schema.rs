@@ -275,6 +275,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_token_app ON api_token (app_id);
     ALTER TABLE idempotency ADD COLUMN request_digest BLOB;",
+    // 8: a delivery whose next attempt was asked for by hand (resend,
+    // recover, replay-missing): that attempt is recorded as manual, as Svix
+    // records it; its retries after are scheduled again. Expired tokens are
+    // found by expiry for the retention task.
+    "ALTER TABLE delivery ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX api_token_expiry ON api_token (expires_at) WHERE expires_at IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -224,3 +224,38 @@ async fn retention_prunes_idempotency_keys_past_their_age() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retention_prunes_expired_tokens_only() {
+    each_backend(|b: Backend| async move {
+        let s = b.store;
+        let a = crate::app(&s, "A").await;
+        let past = Some(chrono::Utc::now() - chrono::Duration::seconds(5));
+        let future = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+        let expired = [[1u8; 32], [2u8; 32]];
+        for digest in expired {
+            s.create_token(&a, digest, past).await.unwrap();
+        }
+        s.create_token(&a, [3u8; 32], future).await.unwrap();
+        s.create_token(&a, [4u8; 32], None).await.unwrap();
+
+        assert_eq!(s.prune_expired_tokens(1).await.unwrap(), 1, "one batch of 1");
+        assert_eq!(s.prune_expired_tokens(100).await.unwrap(), 1);
+        assert_eq!(s.prune_expired_tokens(100).await.unwrap(), 0);
+        for digest in expired {
+            assert!(
+                s.token_by_digest(digest).await.unwrap().is_none(),
+                "an expired token kept"
+            );
+        }
+        assert!(
+            s.token_by_digest([3u8; 32]).await.unwrap().is_some(),
+            "a live token pruned"
+        );
+        assert!(
+            s.token_by_digest([4u8; 32]).await.unwrap().is_some(),
+            "a token without expiry pruned"
+        );
+    })
+    .await;
+}

@@ -145,32 +145,58 @@ async fn resend_recover_and_stats_follow_each_delivery() {
         let again = claim(s, &n).await;
         let mut due: Vec<_> = again
             .iter()
-            .map(|j| (j.msg_id.clone(), j.endpoint_id.clone(), j.attempts))
+            .map(|j| (j.msg_id.clone(), j.endpoint_id.clone(), j.attempts, j.manual))
             .collect();
         due.sort();
-        let mut want = vec![(m2.clone(), ep_a.clone(), 0), (m2.clone(), ep_b.clone(), 0)];
+        let mut want = vec![
+            (m2.clone(), ep_a.clone(), 0, true),
+            (m2.clone(), ep_b.clone(), 0, false),
+        ];
         want.sort();
         assert_eq!(
             due, want,
-            "the recovered delivery (attempts reset) and the untried one; not the retry or the success"
+            "the recovered delivery (attempts reset, its next attempt manual) and the untried one; \
+             not the retry or the success"
         );
         s.release(&n, again.iter().map(|j| j.held()).collect()).await.unwrap();
 
         // Resend: a success starts over, a waiting retry becomes due now.
         s.resend(&a, &m1, ep_a).await.unwrap();
         s.resend(&a, &m1, ep_b).await.unwrap();
-        let due: Vec<_> = claim(s, &n)
-            .await
-            .into_iter()
-            .map(|j| (j.msg_id, j.endpoint_id))
+        let resent = claim(s, &n).await;
+        let due: Vec<_> = resent
+            .iter()
+            .map(|j| (j.msg_id.clone(), j.endpoint_id.clone(), j.manual))
             .collect();
         for want in [
-            (m1.clone(), ep_a.clone()),
-            (m1.clone(), ep_b.clone()),
-            (m2.clone(), ep_a.clone()),
+            (m1.clone(), ep_a.clone(), true),
+            (m1.clone(), ep_b.clone(), true),
+            (m2.clone(), ep_a.clone(), true),
         ] {
             assert!(due.contains(&want), "{want:?} not due: {due:?}");
         }
+        // The manual attempt made, its retries are scheduled ones again.
+        let retried = resent
+            .iter()
+            .find(|j| j.msg_id == m1 && &j.endpoint_id == ep_b)
+            .unwrap();
+        let retry_now = DeliveryState::Retry {
+            after: Duration::ZERO,
+            hold: herald_store::RetryHold::Release,
+        };
+        record_all(s, &n, vec![outcome(retried, Some(attempt(retried, 500, 2)), retry_now)]).await;
+        let others: Vec<_> = resent
+            .iter()
+            .filter(|j| j.delivery_id != retried.delivery_id)
+            .map(|j| j.held())
+            .collect();
+        s.release(&n, others).await.unwrap();
+        let next = claim(s, &n).await;
+        let again = next
+            .iter()
+            .find(|j| j.delivery_id == retried.delivery_id)
+            .expect("the retry is due");
+        assert!(!again.manual, "a retry after a manual attempt counted as manual");
         let other = app(s, "Other").await;
         assert!(matches!(
             s.resend(&other, &m1, ep_a).await,
