@@ -7,6 +7,7 @@ pub mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod head;
 mod middleware;
 pub mod openapi;
 pub mod relay;

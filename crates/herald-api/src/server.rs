@@ -44,6 +44,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::TimedBody;
+use crate::head::HeadMeter;
 
 /// How long accepting pauses after an error such as EMFILE, doubling up to
 /// [`ACCEPT_BACKOFF_MAX`]: the condition usually clears as connections close.
@@ -81,12 +82,13 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
     let slots = Arc::new(Semaphore::new(max));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper refuses heads beyond these with an empty 414/431 of its own;
-    // they sit above the limits the router checks (`middleware::head_limits`),
-    // so a client over ours gets a JSON error instead.
+    // they sit above the limits the router checks (`middleware::head_limits`)
+    // and above those the socket wrapper answers itself (`head`), so every
+    // refusal is JSON.
     builder
         .http1()
-        .max_headers(crate::middleware::MAX_HEADERS * 2)
-        .max_buf_size(crate::middleware::MAX_HEAD_BYTES * 4);
+        .max_headers(crate::head::HYPER_MAX_HEADERS)
+        .max_buf_size(crate::head::HYPER_MAX_BUF);
     let builder = Arc::new(builder);
     let limits = Arc::new(limits);
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -302,8 +304,22 @@ struct TimedStream {
     /// When the head being read began (its first bytes), and which request
     /// count it belongs to.
     head_started: Option<(Instant, u64)>,
+    /// The HTTP/1 head being read, metered against the hard limits.
+    meter: HeadMeter,
+    /// A head past them: answered, then drained until this deadline.
+    refusing: Option<Refusing>,
     timer: Pin<Box<Sleep>>,
     timer_at: Instant,
+}
+
+/// The answer to a head too large, and how much of it is written and of the
+/// rest of the request read and dropped.
+struct Refusing {
+    answer: Vec<u8>,
+    written: usize,
+    shut: bool,
+    drained: usize,
+    until: Instant,
 }
 
 impl TimedStream {
@@ -315,6 +331,8 @@ impl TimedStream {
             header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             head_started: None,
+            meter: HeadMeter::default(),
+            refusing: None,
             timer: Box::pin(tokio::time::sleep_until(timer_at)),
             timer_at,
         }
@@ -333,15 +351,83 @@ impl TimedStream {
     }
 }
 
+impl TimedStream {
+    /// Writes the refusal, then reads and drops what the client still sends
+    /// (within the drain bounds); the error at the end closes the connection.
+    fn poll_refusing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let refused = || {
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            )))
+        };
+        let Some(r) = self.refusing.as_mut() else {
+            return refused();
+        };
+        if self.timer_at != r.until {
+            self.timer_at = r.until;
+            self.timer.as_mut().reset(r.until);
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            return refused();
+        }
+        while r.written < r.answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &r.answer[r.written..]) {
+                Poll::Ready(Ok(0)) => return refused(),
+                Poll::Ready(Ok(n)) => r.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // The answer is complete: end our side, so the client reads to its
+        // end at once, and keep reading what it still sends.
+        if !r.shut {
+            match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                Poll::Ready(_) => r.shut = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let mut scratch = [0u8; 8192];
+        while r.drained < crate::head::DRAIN_BYTES {
+            let mut rest = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut rest) {
+                Poll::Ready(Ok(())) if rest.filled().is_empty() => return refused(),
+                Poll::Ready(Ok(())) => r.drained += rest.filled().len(),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        refused()
+    }
+}
+
 impl AsyncRead for TimedStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.refusing.is_some() {
+            return self.poll_refusing(cx);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before && self.activity.in_flight.load(Ordering::Relaxed) == 0 {
+                let a = &self.activity;
+                let reading_head = a.in_flight.load(Ordering::Relaxed) == 0 && !a.upgraded.load(Ordering::Relaxed);
+                if buf.filled().len() > before && reading_head {
                     let begun = self.activity.begun.load(Ordering::Relaxed);
                     if self.head_started.is_none_or(|(_, n)| n != begun) {
                         self.head_started = Some((Instant::now(), begun));
+                        self.meter.reset();
+                    }
+                    if let Some(why) = self.meter.feed(&buf.filled()[before..]) {
+                        // hyper never sees this head; the connection answers it.
+                        buf.set_filled(before);
+                        self.refusing = Some(Refusing {
+                            answer: crate::head::refusal(why),
+                            written: 0,
+                            shut: false,
+                            drained: 0,
+                            until: Instant::now() + crate::head::DRAIN_TIME,
+                        });
+                        return self.poll_refusing(cx);
                     }
                 }
                 Poll::Ready(Ok(()))

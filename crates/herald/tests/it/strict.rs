@@ -196,6 +196,31 @@ async fn every_error_is_json() {
     let (status, _, out) = raw(&server, &format!("GET /api/v1/app/ HTTP/1.1\r\n{many}x-end: 1"), "").await;
     assert_eq!(status, 431, "{out}");
     assert!(out["detail"].is_string(), "{out}");
+
+    // Far past every limit, where hyper would answer with an empty body:
+    // the connection answers in JSON, and the client, still writing, reads it.
+    let huge_target = format!("GET /api/v1/app/{}/", "a".repeat(400_000));
+    let (status, headers, out) = raw(&server, &huge_target, "").await;
+    assert_eq!((status, out["code"].as_str()), (414, Some("uri_too_long")), "{out}");
+    assert!(headers.contains("content-type: application/json"), "{headers}");
+    let huge_field = format!("GET /api/v1/app/ HTTP/1.1\r\nx-big: {}", "v".repeat(400_000));
+    let (status, _, out) = raw(&server, &huge_field, "").await;
+    assert_eq!(
+        (status, out["code"].as_str()),
+        (431, Some("request_header_fields_too_large")),
+        "{out}"
+    );
+    let thousand: String = (0..1000).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let (status, _, out) = raw(&server, &format!("GET /api/v1/app/ HTTP/1.1\r\n{thousand}x-end: 1"), "").await;
+    assert_eq!(
+        (status, out["code"].as_str()),
+        (431, Some("request_header_fields_too_large")),
+        "{out}"
+    );
+    // A body of many lines sent with its head is a body, not header lines.
+    let lines = format!("{{\"eventType\": \"a.b\",{} \"payload\": {{}}}}", "\n".repeat(3000));
+    let (status, _, out) = raw(&server, "POST /api/v1/app/no_such_app/msg/", &lines).await;
+    assert_eq!(status, 404, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
