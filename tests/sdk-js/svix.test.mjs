@@ -112,7 +112,12 @@ test("every resource through the official JS SDK", { skip }, async (t) => {
     const [got] = await waitFor(() => delivered("/ep", msg.id).length && delivered("/ep", msg.id), "the delivery");
     const secret = (await svx.endpoint.getSecret(app.id, ep.id)).key;
     new Webhook(secret).verify(got.body, got.headers);
-    const attempts = await waitFor(async () => (await svx.messageAttempt.listByMsg(app.id, msg.id)).data, "attempts");
+    // An empty list is truthy: wait for the attempt itself, which is
+    // recorded just after the delivery arrives.
+    const attempts = await waitFor(async () => {
+      const { data } = await svx.messageAttempt.listByMsg(app.id, msg.id);
+      return data.length > 0 && data;
+    }, "attempts");
     attempt = attempts[0];
     assert.equal(attempt.responseStatusCode, 200);
     assert.deepEqual((await svx.messageAttempt.listByEndpoint(app.id, ep.id)).data.map((a) => a.id), [attempt.id]);
