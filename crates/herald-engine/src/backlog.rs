@@ -4,7 +4,7 @@
 //!
 //! A scrape reads the cached number and never touches the database, so
 //! its cost is the same with one scraper or ten, and the count's cost (an
-//! index walk over the pending rows, about 50 ms per million on a reader
+//! index walk over the pending rows, about 0.1 s per million on a reader
 //! thread, never on the async workers) is paid once per interval. The
 //! price is staleness: the gauge is at most one interval old, and its
 //! time is published beside it.
