@@ -10,6 +10,7 @@ mod extract;
 mod head;
 mod middleware;
 pub mod openapi;
+mod prometheus;
 pub mod relay;
 mod routes;
 pub mod server;

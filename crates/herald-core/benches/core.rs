@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the per-delivery work in `herald-core`: signing a
 //! request (and checking a signature, the receiver's half), matching a
-//! message against an application's endpoints, and building a body from a
-//! payload template.
+//! message against an application's endpoints, building a body from a
+//! payload template, and observing a `/metrics` histogram (done once per
+//! attempt).
 //!
 //! `cargo bench -p herald-core`; results are recorded in BENCHMARKS.md.
 
@@ -162,6 +163,26 @@ fn payload_transformation(c: &mut Criterion) {
     group.finish();
 }
 
+fn metrics(c: &mut Criterion) {
+    // The attempt-latency bounds: 5 ms to 30 s in microseconds.
+    const BOUNDS: &[u64] = &[
+        5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+        30_000_000,
+    ];
+    let h = herald_core::metrics::Histogram::new(BOUNDS, 1_000_000);
+    let mut group = c.benchmark_group("metrics");
+    group.throughput(Throughput::Elements(1));
+    let mut v = 0u64;
+    group.bench_function("histogram_observe", |b| {
+        b.iter(|| {
+            // Spread over every bucket, so no branch is always predicted.
+            v = (v + 7_919) % 40_000_000;
+            h.observe(black_box(v))
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Short runs: these are tracked for regressions, not for the last 1%.
     Criterion::default()
@@ -169,5 +190,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = signing, fan_out, payload_transformation }
+criterion_group! { name = benches; config = config(); targets = signing, fan_out, payload_transformation, metrics }
 criterion_main!(benches);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_core::AttemptId;
+use herald_core::metrics::Histogram;
 use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
 use herald_core::retry::{jittered, parse_retry_after};
 use tokio::sync::mpsc;
@@ -20,6 +21,37 @@ use crate::ticket::Job;
 use crate::transport::{Outbound, Reply, Transport, wire_uri};
 
 const JITTER: f64 = 0.2;
+
+/// Bounds of `herald_attempt_duration_seconds`, in microseconds: 5 ms to
+/// 30 s (twice the default timeout), the usual 1-2.5-5 steps.
+pub const ATTEMPT_DURATION_BOUNDS_US: &[u64] = &[
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
+
+/// How long attempts took, from the request's start to the end of the
+/// answer (or the failure), by outcome.
+#[derive(Debug)]
+pub struct AttemptDurations {
+    pub success: Histogram,
+    pub failure: Histogram,
+}
+
+impl Default for AttemptDurations {
+    fn default() -> Self {
+        Self {
+            success: Histogram::new(ATTEMPT_DURATION_BOUNDS_US, 1_000_000),
+            failure: Histogram::new(ATTEMPT_DURATION_BOUNDS_US, 1_000_000),
+        }
+    }
+}
+
+impl AttemptDurations {
+    #[inline]
+    pub(crate) fn observe(&self, success: bool, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if success { &self.success } else { &self.failure }.observe(us);
+    }
+}
 
 /// An endpoint's delivery settings with its URL already in wire form.
 pub(crate) struct Target {

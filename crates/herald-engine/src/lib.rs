@@ -11,9 +11,12 @@
 //!   memory has room, by count and by bytes;
 //! - the *recorder* and the *renewer* ([`recorder`]) write outcomes in
 //!   batches and keep this node's leases alive;
-//! - a forwarder turns the store's change feed into scheduler events.
+//! - a forwarder turns the store's change feed into scheduler events;
+//! - the backlog counter ([`backlog`]) keeps `/metrics`' count of pending
+//!   deliveries a few seconds fresh.
 
 mod attempt;
+mod backlog;
 mod lane;
 mod loader;
 mod recorder;
@@ -34,6 +37,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use attempt::{ATTEMPT_DURATION_BOUNDS_US, AttemptDurations};
 pub use transport::{Transport, TransportError};
 
 use lane::LaneConfig;
@@ -69,6 +73,8 @@ pub struct EngineConfig {
     /// The first probe of an open circuit, then doubling up to the maximum.
     pub circuit_first_probe: Duration,
     pub circuit_max_probe: Duration,
+    /// How often the store's backlog is counted for `/metrics`.
+    pub backlog_refresh: Duration,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +94,7 @@ impl Default for EngineConfig {
             circuit_open_after: 5,
             circuit_first_probe: Duration::from_secs(1),
             circuit_max_probe: Duration::from_secs(60),
+            backlog_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -155,12 +162,25 @@ pub struct Stats {
     pub in_flight: AtomicUsize,
     pub attempts_succeeded: AtomicU64,
     pub attempts_failed: AtomicU64,
+    /// How long those attempts took, by outcome.
+    pub attempt_durations: AttemptDurations,
+    /// Deliveries that ended with a 2xx.
+    pub deliveries_delivered: AtomicU64,
     /// Deliveries that ran out of retries.
     pub deliveries_exhausted: AtomicU64,
+    /// Deliveries ended without a request because their endpoint is disabled.
+    pub deliveries_disabled: AtomicU64,
     /// Deliveries claimed from the store by the loader.
     pub deliveries_loaded: AtomicU64,
     /// Endpoints whose circuit is open now (a gauge).
     pub circuits_open: AtomicUsize,
+    /// Endpoints whose latest attempt from this node, within the last
+    /// day, failed (a gauge; `scheduler/failing.rs`).
+    pub endpoints_failing: AtomicUsize,
+    /// Pending deliveries in the store, all nodes' (a gauge, counted every
+    /// `backlog_refresh`), and when it was counted (Unix milliseconds).
+    pub backlog: AtomicU64,
+    pub backlog_counted_at_ms: AtomicU64,
 }
 
 pub struct Engine {
@@ -193,6 +213,7 @@ impl Engine {
             config.max_in_flight,
         )?);
         let shared = Arc::new(Shared::new(config.max_resident, config.max_resident_bytes));
+        backlog::count(&store, &shared.stats).await?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (records_tx, records_rx) = mpsc::unbounded_channel();
         let (renewals_tx, renewals_rx) = mpsc::unbounded_channel();
@@ -227,13 +248,19 @@ impl Engine {
             shutdown.clone(),
         ));
         tokio::spawn(forward_changes(changes, events_tx.clone(), shutdown.clone()));
+        let counter = tokio::spawn(backlog::run(
+            store.clone(),
+            shared.clone(),
+            config.backlog_refresh,
+            shutdown.clone(),
+        ));
         Ok(Arc::new(Self {
             store,
             config,
             shared,
             events: events_tx,
             shutdown,
-            tasks: tokio::sync::Mutex::new(vec![loader, scheduler, recorder, renewer]),
+            tasks: tokio::sync::Mutex::new(vec![loader, scheduler, recorder, renewer, counter]),
         }))
     }
 

@@ -17,7 +17,9 @@
 //! - [`RetentionStore`]: history pruned and payloads expunged in small
 //!   batches, never what is still to be delivered;
 //! - [`Store::changes`]: endpoint and application changes, announced after
-//!   they commit, for every node's engine.
+//!   they commit, for every node's engine;
+//! - [`Store::metrics`]: what only the store sees (messages per group
+//!   commit, deliveries canceled by deletes), counted as it commits.
 
 use tokio::sync::broadcast;
 
@@ -26,6 +28,7 @@ mod changes;
 mod crypto;
 mod history;
 mod idempotency;
+mod metrics;
 mod queue;
 mod redeliver;
 mod resources;
@@ -38,6 +41,7 @@ pub use changes::{CHANGE_BUFFER, Change};
 pub use crypto::{EncryptionKey, KeyError};
 pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, shown_status};
 pub use idempotency::{IdempotencyStore, SavedResponse};
+pub use metrics::{INGEST_BATCH_BOUNDS, StoreMetrics};
 pub use queue::{
     AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
     RetryHold,
@@ -96,6 +100,8 @@ pub trait Store:
     /// Changes committed from now on, on this node and (for a shared
     /// database) every other.
     fn changes(&self) -> broadcast::Receiver<Change>;
+    /// What this store counted for `/metrics` since it was opened.
+    fn metrics(&self) -> &StoreMetrics;
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self);
 }

@@ -181,6 +181,12 @@ pub trait DeliveryQueue: Send + Sync {
     /// Lapsed claims are rare (a holder died); the loader finds them on its
     /// periodic look rather than by this time.
     async fn next_due(&self) -> Result<Option<Duration>>;
+    /// How many deliveries are still to be delivered: pending (never tried
+    /// or awaiting a retry) wherever they wait — unclaimed, held in a node's
+    /// memory, or parked behind an open circuit — over every node. Its cost
+    /// may grow with the backlog, never with the history: callers read it
+    /// every few seconds, not per request.
+    async fn backlog(&self) -> Result<u64>;
     /// Extends the caller's claims to at least the lease's TTL from now
     /// (never shortening one, such as a parked claim's longer hold); one
     /// answer per delivery, in order.

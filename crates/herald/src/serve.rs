@@ -38,6 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let private_targets = config::private_targets(&args)?;
     let time_scale = config::time_scale()?;
     let retention_period = config::retention(&args)?;
+    let backlog_refresh = config::backlog_refresh(&args)?;
     let key = config::encryption_key(&args)?;
     // Relay channel ids are signed with a key of their own, derived from the
     // encryption key so every node sharing a database accepts the same ids.
@@ -71,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             node,
             time_scale,
             private_targets,
+            backlog_refresh,
             ..EngineConfig::default()
         },
         engine_stop.clone(),

@@ -13,6 +13,7 @@
 //! - an open circuit's work waits parked in the store, not in memory, and
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
+mod failing;
 mod outcome;
 mod parking;
 mod timers;
@@ -34,6 +35,7 @@ use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
 use crate::transport::Transport;
 use crate::{EngineConfig, Event};
+use failing::{FAILING_FOR, Failing};
 use timers::{Timers, Wake};
 
 /// Endpoint targets kept in memory; past this the cache starts over, which
@@ -93,6 +95,8 @@ pub(crate) struct Scheduler {
     loaded_rx: mpsc::UnboundedReceiver<TargetsLoaded>,
     /// Where probe ticks are counted from (`parking.rs`).
     epoch: Instant,
+    /// Endpoints failing now, for `/metrics` (`failing.rs`).
+    failing: Failing,
 }
 
 pub(crate) struct Channels {
@@ -112,6 +116,7 @@ impl Scheduler {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (loaded_tx, loaded_rx) = mpsc::unbounded_channel();
         Self {
+            failing: Failing::new(shared.clone(), attempt::scaled(FAILING_FOR, cfg.time_scale)),
             lane_cfg: cfg.lane_config(),
             store,
             transport,
@@ -145,7 +150,10 @@ impl Scheduler {
             let next_timer = self.timers.next_at();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = renew.tick() => self.renew_claims(),
+                _ = renew.tick() => {
+                    self.renew_claims();
+                    self.failing.expire(Instant::now());
+                }
                 Some(done) = self.done_rx.recv() => self.on_done(done),
                 Some(event) = events.recv() => self.on_event(event),
                 Some(loaded) = self.loaded_rx.recv() => self.on_targets(loaded),
@@ -408,6 +416,7 @@ impl Scheduler {
     /// canceled its deliveries, so nothing is recorded for them.
     fn endpoint_deleted(&mut self, id: &EndpointId) {
         self.targets.insert(id.clone(), TargetEntry::Gone);
+        self.failing.forget(id);
         for job in self.timers.remove_endpoint(id) {
             self.held.remove(&job.job.delivery_id);
         }
@@ -431,8 +440,13 @@ impl Scheduler {
 
     /// Jobs for a disabled endpoint end without a request.
     fn fail_queued(&mut self, id: &EndpointId) {
+        self.failing.forget(id);
         let Some(ls) = self.lanes.get_mut(id) else { return };
         let jobs: Vec<Job> = ls.lane.drain().collect();
+        self.shared
+            .stats
+            .deliveries_disabled
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
         for job in jobs {
             let held = self.held_of(&job);
             self.record(

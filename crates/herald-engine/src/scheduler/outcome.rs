@@ -46,7 +46,11 @@ impl Scheduler {
             &stats.attempts_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if !success {
+        stats.attempt_durations.observe(success, reply.duration);
+        if success {
+            self.failing.succeeded(&id);
+        } else {
+            self.failing.failed(&id, now);
             tracing::debug!(msg_id = %record.msg_id, endpoint_id = %id, status = reply.status,
                 error = ?reply.error, attempt = number, "delivery attempt failed");
         }
@@ -61,14 +65,17 @@ impl Scheduler {
             .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
             .flatten();
         match (success, delay) {
-            (true, _) => self.record(
-                Outcome {
-                    held,
-                    attempt: Some(record),
-                    state: DeliveryState::Succeeded,
-                },
-                Some(job),
-            ),
+            (true, _) => {
+                stats.deliveries_delivered.fetch_add(1, Ordering::Relaxed);
+                self.record(
+                    Outcome {
+                        held,
+                        attempt: Some(record),
+                        state: DeliveryState::Succeeded,
+                    },
+                    Some(job),
+                )
+            }
             (false, None) => {
                 stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
                 self.record(

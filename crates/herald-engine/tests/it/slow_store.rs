@@ -12,7 +12,7 @@ use herald_store::{
     AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore,
     Ingested, Lease, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page,
     PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore, SavedResponse,
-    Store, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
+    Store, StoreMetrics, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
 };
 use herald_store::{EndpointMessage, HistoryStore, MessageDestination};
 use tokio::sync::broadcast;
@@ -27,6 +27,9 @@ pub struct SlowRecords {
 impl Store for SlowRecords {
     fn changes(&self) -> broadcast::Receiver<Change> {
         self.inner.changes()
+    }
+    fn metrics(&self) -> &StoreMetrics {
+        self.inner.metrics()
     }
     async fn close(&self) {
         self.inner.close().await
@@ -245,6 +248,9 @@ impl DeliveryQueue for SlowRecords {
     }
     async fn next_due(&self) -> Result<Option<Duration>> {
         self.inner.next_due().await
+    }
+    async fn backlog(&self) -> Result<u64> {
+        self.inner.backlog().await
     }
     async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
         self.inner.renew(lease, held).await

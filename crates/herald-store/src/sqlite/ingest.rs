@@ -95,5 +95,6 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         payload: msg.payload,
         created_at: now,
     };
+    ctx.tally.messages += 1;
     Ok(Ingested { message, deliveries })
 }

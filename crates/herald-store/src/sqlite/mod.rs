@@ -34,12 +34,13 @@ mod tasks;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 
-use crate::{CHANGE_BUFFER, Change, EncryptionKey, Result, Store, StoreError};
+use crate::{CHANGE_BUFFER, Change, EncryptionKey, Result, Store, StoreError, StoreMetrics};
 use read_pool::{ReadPool, open_reader};
 use writer::Writer;
 
@@ -51,6 +52,7 @@ pub struct SqliteStore {
     key: std::sync::Arc<EncryptionKey>,
     feed: broadcast::Sender<Change>,
     closed: AtomicBool,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl SqliteStore {
@@ -60,12 +62,14 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>>>()?;
         let (feed, _) = broadcast::channel(CHANGE_BUFFER);
+        let metrics = Arc::new(StoreMetrics::default());
         Ok(Self {
-            writer: Writer::spawn(conn, feed.clone()),
+            writer: Writer::spawn(conn, feed.clone(), metrics.clone()),
             readers: ReadPool::new(readers),
             key: std::sync::Arc::new(key),
             feed,
             closed: AtomicBool::new(false),
+            metrics,
         })
     }
 
@@ -104,6 +108,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn changes(&self) -> broadcast::Receiver<Change> {
         self.feed.subscribe()
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     async fn close(&self) {

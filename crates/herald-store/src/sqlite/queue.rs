@@ -15,11 +15,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::ingest::insert_message_with_fanout;
-use super::rows::{after, db_now_ms, ms, opt_time_at, time_at};
+use super::rows::{after, count, db_now_ms, ms, opt_time_at, time_at};
 use crate::{
     DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result,
     RetryHold,
 };
+
+/// Pending deliveries: two walks of partial indexes that hold only pending
+/// rows, the unclaimed ones (`delivery_due`) and every claim
+/// (`delivery_claimed`; only a pending delivery is ever claimed, as every
+/// way out of pending clears the claim in the same statement). About 0.1 s
+/// of a core per million pending; finished deliveries are never read.
+pub(crate) const BACKLOG: &str = "SELECT (SELECT count(*) FROM delivery WHERE status = 1 AND claim_until IS NULL) \
+     + (SELECT count(*) FROM delivery WHERE claim_until IS NOT NULL)";
 
 #[async_trait::async_trait]
 impl DeliveryQueue for SqliteStore {
@@ -48,6 +56,11 @@ impl DeliveryQueue for SqliteStore {
             Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
         })
         .await
+    }
+
+    async fn backlog(&self) -> Result<u64> {
+        self.read(|c| Ok(c.prepare_cached(BACKLOG)?.query_row([], |r| count(r, 0))?))
+            .await
     }
 
     async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {

@@ -112,8 +112,18 @@ impl ResourceStore for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound("application"));
                 }
-                // History goes through the application's messages (their
-                // index), then the messages and endpoints themselves.
+                // Its pending deliveries end with it (counted for
+                // `/metrics`, through its endpoints' index). History goes
+                // through the application's messages (their index), then
+                // the messages and endpoints themselves.
+                let cancelled: u64 = ctx
+                    .conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM delivery WHERE endpoint_id IN \
+                         (SELECT id FROM endpoint WHERE app_id = ?1) AND status = 1",
+                    )?
+                    .query_row([id.as_str()], |r| super::rows::count(r, 0))?;
+                ctx.tally.cancelled += cancelled;
                 for sql in [
                     "DELETE FROM attempt WHERE msg_id IN (SELECT id FROM message WHERE app_id = ?1)",
                     "DELETE FROM delivery WHERE msg_id IN (SELECT id FROM message WHERE app_id = ?1)",
@@ -228,10 +238,11 @@ impl ResourceStore for SqliteStore {
                 ctx.conn
                     .execute("DELETE FROM endpoint_retired_secret WHERE endpoint_id = ?1", [id.as_str()])?;
                 // Pending work for a deleted endpoint can never be delivered.
-                ctx.conn.execute(
+                let cancelled = ctx.conn.execute(
                     "UPDATE delivery SET status = 4, claimed_by = NULL, claim_until = NULL WHERE endpoint_id = ?1 AND status = 1",
                     [id.as_str()],
                 )?;
+                ctx.tally.cancelled += cancelled as u64;
                 ctx.forget_app(&app_id);
                 ctx.announce(Change::EndpointDeleted {
                     app_id: app_id.clone(),

@@ -34,6 +34,11 @@ fn bad_column(col: usize, what: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Integer, msg.into())
 }
 
+/// A `count(*)` column as a count.
+pub(crate) fn count(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<u64> {
+    u64::try_from(r.get::<_, i64>(col)?).map_err(|_| bad_column(col, "a negative count"))
+}
+
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

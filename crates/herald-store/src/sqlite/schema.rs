@@ -527,6 +527,26 @@ mod tests {
         assert_eq!(count, 1, "the failed migration rolled back");
     }
 
+    /// The backlog gauge walks the two partial indexes of pending rows,
+    /// never the table (which holds every finished delivery too).
+    #[test]
+    fn the_backlog_count_reads_only_partial_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", super::super::queue::BACKLOG))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let reads: Vec<&String> = plan.iter().filter(|l| l.contains("delivery")).collect();
+        assert_eq!(reads.len(), 2, "{plan:?}");
+        assert!(reads[0].contains("INDEX delivery_due"), "{plan:?}");
+        assert!(reads[1].contains("INDEX delivery_claimed"), "{plan:?}");
+    }
+
     /// The queue's statements compare parameters with columns that partial
     /// indexes mention; SQLite would parse them again for every new
     /// binding unless the connection asks for stable plans.

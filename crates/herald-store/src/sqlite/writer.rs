@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::rows::{EndpointCache, db_now_ms, load_endpoints, resolve_app};
+use crate::metrics::{StoreMetrics, Tally};
 use crate::{Change, Result, StoreError};
 
 /// How many queued writes one transaction may take. Large enough that one
@@ -29,6 +30,10 @@ pub(crate) struct WriterCtx {
     feed: broadcast::Sender<Change>,
     /// The database's clock, read once per transaction.
     now: Option<i64>,
+    /// What the open transaction did that `/metrics` counts; counted once
+    /// it commits.
+    pub tally: Tally,
+    metrics: Arc<StoreMetrics>,
 }
 
 /// Entries each cache may hold before it starts over; past it, a cold entry
@@ -125,7 +130,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection, feed: broadcast::Sender<Change>) -> Self {
+    pub fn spawn(conn: Connection, feed: broadcast::Sender<Change>, metrics: Arc<StoreMetrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         std::thread::Builder::new()
@@ -139,6 +144,8 @@ impl Writer {
                         changes: Vec::new(),
                         feed,
                         now: None,
+                        tally: Tally::default(),
+                        metrics,
                     },
                     rx,
                 );
@@ -251,6 +258,7 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         return;
     }
     ctx.now = None;
+    ctx.tally = Tally::default();
     let mut poisoned = false;
     for job in batch.drain(..) {
         if !job.atomic {
@@ -260,12 +268,13 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
             continue;
         }
         let savepoint = ctx.conn.execute_batch("SAVEPOINT job");
-        let announced = ctx.changes.len();
+        let (announced, tally) = (ctx.changes.len(), ctx.tally);
         let (verdict, finish) = (job.run)(ctx);
         let closed = if verdict == Verdict::Keep && savepoint.is_ok() {
             ctx.conn.execute_batch("RELEASE job")
         } else {
             ctx.changes.truncate(announced);
+            ctx.tally = tally;
             ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")
         };
         if let Err(e) = closed {
@@ -280,6 +289,7 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
     };
     match committed {
         Ok(()) => {
+            ctx.metrics.committed(std::mem::take(&mut ctx.tally));
             // Announced before any caller hears of its write, so whoever
             // learns of a change through the API also finds it in the feed.
             for change in ctx.changes.drain(..) {
@@ -289,6 +299,7 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         }
         Err(msg) => {
             ctx.changes.clear();
+            ctx.tally = Tally::default();
             tracing::error!(error = %msg, "group commit failed");
             match ctx.conn.execute_batch("ROLLBACK") {
                 Ok(()) => {}

@@ -30,6 +30,7 @@ mod delivery;
 mod durability;
 mod leases;
 mod messages;
+mod metrics;
 mod paging;
 mod parking;
 mod resources;

@@ -113,6 +113,8 @@ async fn bad_settings_fail_with_a_message_naming_them() {
     assert!(run(&["--encryption-key", "short"], &[]).contains("--encryption-key"));
     assert!(run(&[], &[("HERALD_TIME_SCALE", "0")]).contains("HERALD_TIME_SCALE"));
     assert!(run(&["--database-url", "mysql://x"], &[]).contains("--database-url"));
+    assert!(run(&["--backlog-refresh-secs", "0"], &[]).contains("--backlog-refresh-secs"));
+    assert!(run(&[], &[("HERALD_BACKLOG_REFRESH_SECS", "-1")]).contains("--backlog-refresh-secs"));
 }
 
 #[test]

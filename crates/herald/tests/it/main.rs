@@ -16,6 +16,8 @@ mod isolation;
 mod lifecycle;
 mod listen;
 mod listener;
+mod metrics;
+mod prom;
 mod relay;
 mod retention;
 mod sdk;
