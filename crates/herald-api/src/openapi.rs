@@ -66,6 +66,7 @@ use crate::routes;
         routes::auth::app_portal_access,
         routes::auth::logout,
         routes::auth::expire_all,
+        routes::auth::get_caller,
         routes::task::list_background_tasks,
         routes::task::get_background_task,
         routes::relay::create_relay_channel,
@@ -79,6 +80,7 @@ struct ApiDoc;
 pub const EXTENSION_FIELDS: &[(&str, &str)] = &[
     ("AppPortalAccessIn", "expiry"),
     ("AppPortalAccessIn", "readOnly"),
+    ("AppPortalAccessIn", "capabilities"),
     ("AppPortalAccessIn", "sessionId"),
     ("EndpointIn", "headers"),
     ("EndpointIn", "version"),
@@ -111,6 +113,7 @@ pub const EXTENSION_FIELDS: &[(&str, &str)] = &[
 pub const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
     ("/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing", "post"),
     ("/api/v1/auth/app/{app_id}/expire-all", "post"),
+    ("/api/v1/auth/me", "get"),
     ("/api/v1/background-task", "get"),
     ("/api/v1/background-task/{task_id}", "get"),
     ("/api/v1/relay", "post"),

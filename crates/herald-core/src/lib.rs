@@ -3,6 +3,7 @@
 //! signed. Everything here is plain data and pure functions so the same rules
 //! hold on every storage backend and can be tested without I/O.
 
+pub mod access;
 pub mod ids;
 pub mod model;
 pub mod relay;

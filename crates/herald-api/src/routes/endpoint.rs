@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
@@ -19,6 +19,7 @@ use super::{
     Cursor, MAX_DESCRIPTION_CHARS, RouteBoth, check_length, page_request, parse_channels, parse_event_types, parse_uid,
 };
 use crate::AppState;
+use crate::access::{self, Caller};
 use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
@@ -39,7 +40,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
+pub(crate) fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
     EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))
 }
 
@@ -274,10 +275,13 @@ async fn upsert_endpoint(
 )]
 async fn patch_endpoint(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let mut ep = find(&s, &app_id, &endpoint_id).await?;
+    access::allows_endpoint_patch(&caller, body.only_template())?;
+    let app = s.store.get_app(&app_id).await?;
+    let mut ep = s.store.get_endpoint(&app.id, &endpoint_id).await?;
     if let Some(uid) = body.uid {
         ep.uid = parse_uid(uid, "uid")?;
     }
@@ -328,7 +332,8 @@ async fn delete_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
+    let app = s.store.get_app(&app_id).await?;
+    let ep = s.store.get_endpoint(&app.id, &endpoint_id).await?;
     s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,6 +16,7 @@ mod isolation;
 mod lifecycle;
 mod listen;
 mod listener;
+mod permissions;
 mod relay;
 mod retention;
 mod sdk;
