@@ -10,6 +10,7 @@ mod extract;
 mod head;
 mod middleware;
 pub mod openapi;
+pub mod operational;
 pub mod relay;
 mod routes;
 pub mod server;
@@ -52,6 +53,8 @@ pub struct AppState {
     /// Idempotency keys in progress (`None`) or answered and being saved.
     pub(crate) idempotency:
         Arc<std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>>,
+    /// The internal application operational webhooks travel through, once known.
+    pub(crate) operational: Arc<std::sync::OnceLock<herald_core::AppId>>,
 }
 
 impl AppState {
@@ -68,6 +71,7 @@ impl AppState {
             config: Arc::new(config),
             admin_digest,
             idempotency: Default::default(),
+            operational: Default::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::task::router())
         .merge(routes::relay::api_router())
+        .merge(routes::operational::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
     // Every error of Herald's own routes is JSON; the relay's public routes
     // are left out, since what they answer is the developer's target's
@@ -106,6 +111,11 @@ pub fn router(state: AppState) -> Router {
 /// `state.config.connections` (see [`server`]).
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     let limits = state.config.connections.clone();
+    // Known before the first request, so the guard hides it by id as well.
+    if let Err(e) = operational::app_id(&state).await {
+        tracing::warn!(error = ?e, "could not look up the operational webhooks application");
+    }
+    tokio::spawn(operational::run(state.clone(), shutdown.clone()));
     server::serve(listener, router(state), limits, shutdown).await;
     Ok(())
 }

@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod operational;
 mod tools;
+pub use operational::*;
 pub use tools::*;
 
 pub fn fmt_time(t: &DateTime<Utc>) -> String {

@@ -16,6 +16,7 @@ mod isolation;
 mod lifecycle;
 mod listen;
 mod listener;
+mod operational;
 mod permissions;
 mod relay;
 mod retention;
