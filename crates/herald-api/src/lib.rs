@@ -39,6 +39,8 @@ pub struct ApiConfig {
     /// Signs relay channel ids (derived from the encryption key).
     pub relay_key: relay::ChannelKey,
     pub relay_limits: relay::RelayLimits,
+    /// The portal's and the dashboard's headers (`herald-ui`).
+    pub ui: herald_ui::UiConfig,
 }
 
 #[derive(Clone)]
@@ -96,7 +98,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::auth::portal_router())
+        // The customer portal and the operator dashboard: static pages that
+        // call the routes above like any client.
+        .merge(herald_ui::router(&state.config.ui))
         .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
         .layer(axum::middleware::map_response(middleware::json_errors));
     own.merge(routes::relay::public_router())

@@ -1,14 +1,12 @@
 //! Access: `app-portal-access` hands out an app-scoped token (and the url of
 //! the customer portal that uses it) with what it may do, `logout` revokes
 //! the calling token, `expire-all` every token of an application, and `me`
-//! tells a token what it may do. The portal itself is a later piece of
-//! work; `/portal/` is a placeholder page until then.
+//! tells a token what it may do. The portal itself is `herald-ui`.
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
@@ -34,12 +32,6 @@ pub fn router() -> Router<AppState> {
         .route_both("/auth/logout", post(logout))
         .route_both("/auth/app/{app_id}/expire-all", post(expire_all))
         .route_both("/auth/me", get(get_caller))
-}
-
-/// The portal placeholder, outside `/api/v1` (it takes no bearer token:
-/// the token travels in the url's fragment, which browsers never send).
-pub fn portal_router() -> Router<AppState> {
-    Router::new().route_both("/portal", get(portal_placeholder))
 }
 
 /// `readOnly` and `capabilities` as the token will keep them; an unknown
@@ -206,12 +198,4 @@ async fn get_caller(Extension(caller): Extension<Caller>) -> Json<CallerOut> {
             expires_at: expires_at.as_ref().map(fmt_time),
         },
     })
-}
-
-async fn portal_placeholder() -> Html<&'static str> {
-    Html(
-        "<!doctype html><meta charset=utf-8><title>Herald portal</title>\
-         <p>The Herald customer portal is not available yet. The token in this page's address \
-         is an app-scoped API token: use it as a bearer token against <code>/api/v1/</code>.</p>",
-    )
 }
