@@ -165,10 +165,12 @@ pub(crate) async fn endpoint_changed(
 }
 
 async fn attempt_exhausted(s: &AppState, a: Attempt) {
-    // The internal application's own endpoints failing say nothing: an
-    // operational endpoint that is down would otherwise feed itself.
-    if s.operational.get().is_some_and(|id| *id == a.app_id) {
-        return;
+    // With no operational endpoint yet there is no one to tell, and
+    // nothing more is read. The internal application's own endpoints
+    // failing say nothing: a dead operational receiver would feed itself.
+    match app_id(s).await {
+        Ok(Some(op)) if op != a.app_id => {}
+        _ => return,
     }
     let (app, msg) = match (
         s.store.get_app(a.app_id.as_str()).await,
