@@ -1,14 +1,17 @@
 //! Who is calling and what they may touch. The admin token may do
 //! everything; an app-scoped token (from `app-portal-access`) may reach only
 //! its own application's routes, read event types, open and listen to relay
-//! channels, and log itself out.
-//! The rule is decided here, once, from the path, before any handler runs,
-//! so no route can forget it: a route this module does not name is an
-//! admin route (listing every application, creating one, operational
-//! webhooks, ...) and answers 403 to an app token.
+//! channels, and log itself out — and inside its application only what its
+//! `readOnly` flag and `capabilities` allow (`herald_core::access`).
+//! The rule is decided here, once, from the method and the path, before any
+//! handler runs, so no route can forget it: a route this module does not
+//! name is an admin route (listing every application, creating one,
+//! operational webhooks, ...) and answers 403 to an app token, and a change
+//! this module does not name needs a token without restrictions.
 
 use axum::http::Method;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use herald_core::access::{Action, TokenPermissions};
 use herald_core::{AppId, TokenId};
 
 use crate::AppState;
@@ -19,7 +22,12 @@ use crate::middleware::digest;
 #[derive(Debug, Clone)]
 pub enum Caller {
     Admin,
-    App { app_id: AppId, token: TokenId },
+    App {
+        app_id: AppId,
+        token: TokenId,
+        permissions: TokenPermissions,
+        expires_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Caller {
@@ -28,6 +36,14 @@ impl Caller {
         match self {
             Self::Admin => true,
             Self::App { app_id: own, .. } => own == app_id,
+        }
+    }
+
+    /// Whether this caller may do `action` (inside an application it may see).
+    pub fn allows(&self, action: Action) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::App { permissions, .. } => permissions.allows(action),
         }
     }
 }
@@ -63,6 +79,8 @@ pub(crate) async fn caller(state: &AppState, token: &str) -> Result<Caller, ApiE
         Some(t) if t.expires_at.is_none_or(|at| at > Utc::now()) => Ok(Caller::App {
             app_id: t.app_id,
             token: t.id,
+            permissions: t.permissions,
+            expires_at: t.expires_at,
         }),
         Some(_) => Err(ApiError::unauthorized("the token has expired")),
         None => Err(ApiError::unauthorized("invalid token")),
@@ -76,9 +94,10 @@ enum Reach<'a> {
     App {
         segment: &'a str,
         whole_app: bool,
+        action: Action,
     },
-    /// Allowed to every authenticated caller.
-    Open,
+    /// Allowed to every authenticated caller whose permissions allow `action`.
+    Open(Action),
     Denied,
 }
 
@@ -89,20 +108,46 @@ fn reach<'a>(method: &Method, path: &'a str) -> Reach<'a> {
         ["app", segment] => Reach::App {
             segment,
             whole_app: true,
+            action: Action::View,
         },
-        ["app", segment, _, ..] => Reach::App {
+        ["app", segment, rest @ ..] => Reach::App {
             segment,
             whole_app: false,
+            action: action_in_app(method, rest),
         },
-        ["auth", "logout"] => Reach::Open,
-        ["event-type"] | ["event-type", _] if method == Method::GET => Reach::Open,
+        // Logging out ends only the caller's own token, so a read-only one may.
+        ["auth", "logout"] => Reach::Open(Action::View),
+        ["auth", "me"] if method == Method::GET => Reach::Open(Action::View),
+        ["event-type"] | ["event-type", _] if method == Method::GET => Reach::Open(Action::View),
         // The handler checks that the task is of the caller's application.
-        ["background-task", _] if method == Method::GET => Reach::Open,
+        ["background-task", _] if method == Method::GET => Reach::Open(Action::View),
         // SPEC §1: a relay channel may be opened, and listened to, with an
-        // app-scoped token (channel ids are signed, so not guessable).
-        ["relay"] if method == Method::POST => Reach::Open,
-        ["relay", _, "listen"] if method == Method::GET => Reach::Open,
+        // app-scoped token (channel ids are signed, so not guessable); it
+        // is not a portal action, so a restricted token may not.
+        ["relay"] if method == Method::POST => Reach::Open(Action::Unrestricted),
+        ["relay", _, "listen"] if method == Method::GET => Reach::Open(Action::Unrestricted),
         _ => Reach::Denied,
+    }
+}
+
+/// What a request below `/app/{app}/` does, by method and the path after the
+/// application. Reading is `View` except a secret; a change this does not
+/// name (sending messages, expunging content) is `Unrestricted`.
+fn action_in_app(method: &Method, rest: &[&str]) -> Action {
+    let (get, post) = (method == Method::GET, method == Method::POST);
+    match rest {
+        ["endpoint", _, "secret"] if get => Action::ViewSecret,
+        _ if get => Action::View,
+        ["endpoint"] if post => Action::ManageEndpoint,
+        // A PATCH may change only the payload template, which
+        // `ManageTransformations` allows; the handler refuses anything more
+        // to a token without `ManageEndpoint` (`allows_endpoint_patch`).
+        ["endpoint", _] if method == Method::PATCH => Action::ManageTransformation,
+        ["endpoint", _] | ["endpoint", _, "headers"] => Action::ManageEndpoint,
+        ["endpoint", _, "secret", "rotate"] if post => Action::RotateSecret,
+        ["endpoint", _, "recover" | "replay-missing" | "send-example"] if post => Action::CreateAttempts,
+        ["msg", _, "endpoint", _, "resend"] if post => Action::CreateAttempts,
+        _ => Action::Unrestricted,
     }
 }
 
@@ -110,31 +155,69 @@ fn forbidden() -> ApiError {
     ApiError::forbidden("this token is scoped to one application and may not use this route")
 }
 
+fn not_permitted(action: Action) -> ApiError {
+    let what = match action {
+        Action::View => "read this",
+        Action::ViewSecret => "read endpoint secrets",
+        Action::RotateSecret => "rotate endpoint secrets",
+        Action::ManageEndpoint => "change endpoints",
+        Action::ManageTransformation => "change endpoint payload templates",
+        Action::CreateAttempts => "send, resend or recover messages",
+        Action::Unrestricted => "use this route",
+    };
+    ApiError::forbidden(format!(
+        "this token may not {what} (it was made read-only or with capabilities that do not include it)"
+    ))
+}
+
 /// Refuses an app-scoped caller what its scope does not include: another
 /// application's routes and admin routes are 403, and so is changing or
-/// deleting its own application (only reading it is in scope).
+/// deleting its own application (only reading it is in scope), and anything
+/// its permissions do not allow.
 pub(crate) async fn authorize(state: &AppState, caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
     let Caller::App { app_id, .. } = caller else {
         return Ok(());
     };
+    let check = |action: Action| {
+        if caller.allows(action) {
+            Ok(())
+        } else {
+            Err(not_permitted(action))
+        }
+    };
     match reach(method, path) {
-        Reach::Open => Ok(()),
+        Reach::Open(action) => check(action),
         Reach::Denied => Err(forbidden()),
-        Reach::App { segment, whole_app } => {
+        Reach::App {
+            segment,
+            whole_app,
+            action,
+        } => {
             if whole_app && method != Method::GET {
                 return Err(forbidden());
             }
-            if segment == app_id.as_str() {
-                return Ok(());
+            // Another application's route is refused before permissions
+            // are looked at, so the answer says nothing about it.
+            if segment != app_id.as_str() {
+                // The segment may be the application's uid.
+                let own = state.store.get_app(app_id.as_str()).await?;
+                if own.uid.as_ref().is_none_or(|u| u.as_str() != segment) {
+                    return Err(forbidden());
+                }
             }
-            // The segment may be the application's uid.
-            let own = state.store.get_app(app_id.as_str()).await?;
-            if own.uid.as_ref().is_some_and(|u| u.as_str() == segment) {
-                Ok(())
-            } else {
-                Err(forbidden())
-            }
+            check(action)
         }
+    }
+}
+
+/// For the endpoint PATCH handler: a caller without `ManageEndpoint` got
+/// past the guard on `ManageTransformations`, so it may change only the
+/// payload template.
+pub(crate) fn allows_endpoint_patch(caller: &Caller, only_template: bool) -> Result<(), ApiError> {
+    if caller.allows(Action::ManageEndpoint) || only_template {
+        Ok(())
+    } else {
+        Err(not_permitted(Action::ManageEndpoint))
     }
 }
 
@@ -150,14 +233,16 @@ mod tests {
             reach(&get, "/app/app_1/endpoint/"),
             Reach::App {
                 segment: "app_1",
-                whole_app: false
+                whole_app: false,
+                action: Action::View,
             }
         ));
         assert!(matches!(
             reach(&get, "/api/v1/app/acme"),
             Reach::App {
                 segment: "acme",
-                whole_app: true
+                whole_app: true,
+                ..
             }
         ));
         for denied in [
@@ -170,10 +255,43 @@ mod tests {
             assert!(matches!(reach(&get, denied), Reach::Denied), "{denied}");
         }
         assert!(matches!(reach(&post, "/event-type/"), Reach::Denied));
-        assert!(matches!(reach(&get, "/event-type/a.b"), Reach::Open));
-        assert!(matches!(reach(&post, "/auth/logout/"), Reach::Open));
-        assert!(matches!(reach(&post, "/relay/"), Reach::Open));
+        assert!(matches!(reach(&get, "/event-type/a.b"), Reach::Open(Action::View)));
+        assert!(matches!(reach(&post, "/auth/logout/"), Reach::Open(Action::View)));
+        assert!(matches!(reach(&get, "/auth/me/"), Reach::Open(Action::View)));
+        assert!(matches!(reach(&post, "/relay/"), Reach::Open(Action::Unrestricted)));
         assert!(matches!(reach(&get, "/relay/"), Reach::Denied));
+    }
+
+    #[test]
+    fn each_route_in_an_app_names_what_it_does() {
+        let cases = [
+            (Method::GET, "endpoint/ep_1/secret", Action::ViewSecret),
+            (Method::GET, "endpoint/ep_1/stats", Action::View),
+            (Method::GET, "msg", Action::View),
+            (Method::POST, "endpoint", Action::ManageEndpoint),
+            (Method::PUT, "endpoint/ep_1", Action::ManageEndpoint),
+            (Method::DELETE, "endpoint/ep_1", Action::ManageEndpoint),
+            (Method::PATCH, "endpoint/ep_1", Action::ManageTransformation),
+            (Method::PUT, "endpoint/ep_1/headers", Action::ManageEndpoint),
+            (Method::PATCH, "endpoint/ep_1/headers", Action::ManageEndpoint),
+            (Method::POST, "endpoint/ep_1/secret/rotate", Action::RotateSecret),
+            (Method::POST, "endpoint/ep_1/recover", Action::CreateAttempts),
+            (Method::POST, "endpoint/ep_1/replay-missing", Action::CreateAttempts),
+            (Method::POST, "endpoint/ep_1/send-example", Action::CreateAttempts),
+            (Method::POST, "msg/msg_1/endpoint/ep_1/resend", Action::CreateAttempts),
+            (Method::POST, "msg", Action::Unrestricted),
+            (Method::DELETE, "msg/msg_1/content", Action::Unrestricted),
+            (
+                Method::DELETE,
+                "msg/msg_1/attempt/atmpt_1/content",
+                Action::Unrestricted,
+            ),
+            (Method::POST, "something/new", Action::Unrestricted),
+        ];
+        for (method, rest, want) in cases {
+            let parts: Vec<&str> = rest.split('/').collect();
+            assert_eq!(action_in_app(&method, &parts), want, "{method} {rest}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod extract;
 mod head;
 mod middleware;
 pub mod openapi;
+pub mod operational;
 mod prometheus;
 pub mod relay;
 mod routes;
@@ -39,6 +40,8 @@ pub struct ApiConfig {
     /// Signs relay channel ids (derived from the encryption key).
     pub relay_key: relay::ChannelKey,
     pub relay_limits: relay::RelayLimits,
+    /// The portal's and the dashboard's headers (`herald-ui`).
+    pub ui: herald_ui::UiConfig,
 }
 
 #[derive(Clone)]
@@ -53,6 +56,8 @@ pub struct AppState {
     /// Idempotency keys in progress (`None`) or answered and being saved.
     pub(crate) idempotency:
         Arc<std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>>,
+    /// The internal application operational webhooks travel through, once known.
+    pub(crate) operational: Arc<std::sync::OnceLock<herald_core::AppId>>,
 }
 
 impl AppState {
@@ -69,6 +74,7 @@ impl AppState {
             config: Arc::new(config),
             admin_digest,
             idempotency: Default::default(),
+            operational: Default::default(),
         }
     }
 }
@@ -84,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::auth::router())
         .merge(routes::task::router())
         .merge(routes::relay::api_router())
+        .merge(routes::operational::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
     // Every error of Herald's own routes is JSON; the relay's public routes
     // are left out, since what they answer is the developer's target's
@@ -92,7 +99,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", v1)
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::auth::portal_router())
+        // The customer portal and the operator dashboard: static pages that
+        // call the routes above like any client.
+        .merge(herald_ui::router(&state.config.ui))
         .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
         .layer(axum::middleware::map_response(middleware::json_errors));
     own.merge(routes::relay::public_router())
@@ -107,6 +116,11 @@ pub fn router(state: AppState) -> Router {
 /// `state.config.connections` (see [`server`]).
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     let limits = state.config.connections.clone();
+    // Known before the first request, so the guard hides it by id as well.
+    if let Err(e) = operational::app_id(&state).await {
+        tracing::warn!(error = ?e, "could not look up the operational webhooks application");
+    }
+    tokio::spawn(operational::run(state.clone(), shutdown.clone()));
     server::serve(listener, router(state), limits, shutdown).await;
     Ok(())
 }

@@ -42,6 +42,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if let Err(e) = crate::access::authorize(&state, &caller, &method, &path).await {
         return e.into_response();
     }
+    // Operational webhooks' own application is reached only through their routes.
+    if crate::operational::names_internal_app(&state, &path) {
+        return ApiError::not_found("application").into_response();
+    }
     let mut req = req;
     req.extensions_mut().insert(caller);
     if req.method() == Method::POST

@@ -66,10 +66,20 @@ use crate::routes;
         routes::auth::app_portal_access,
         routes::auth::logout,
         routes::auth::expire_all,
+        routes::auth::get_caller,
         routes::task::list_background_tasks,
         routes::task::get_background_task,
         routes::relay::create_relay_channel,
         routes::relay::listen_relay_channel,
+        routes::operational::list_operational_endpoints,
+        routes::operational::create_operational_endpoint,
+        routes::operational::get_operational_endpoint,
+        routes::operational::update_operational_endpoint,
+        routes::operational::delete_operational_endpoint,
+        routes::operational::get_operational_endpoint_secret,
+        routes::operational::rotate_operational_endpoint_secret,
+        routes::operational::get_operational_endpoint_headers,
+        routes::operational::update_operational_endpoint_headers,
     )
 )]
 struct ApiDoc;
@@ -79,6 +89,7 @@ struct ApiDoc;
 pub const EXTENSION_FIELDS: &[(&str, &str)] = &[
     ("AppPortalAccessIn", "expiry"),
     ("AppPortalAccessIn", "readOnly"),
+    ("AppPortalAccessIn", "capabilities"),
     ("AppPortalAccessIn", "sessionId"),
     ("EndpointIn", "headers"),
     ("EndpointIn", "version"),
@@ -111,10 +122,24 @@ pub const EXTENSION_FIELDS: &[(&str, &str)] = &[
 pub const EXTENSION_OPERATIONS: &[(&str, &str)] = &[
     ("/api/v1/app/{app_id}/endpoint/{endpoint_id}/replay-missing", "post"),
     ("/api/v1/auth/app/{app_id}/expire-all", "post"),
+    ("/api/v1/auth/me", "get"),
     ("/api/v1/background-task", "get"),
     ("/api/v1/background-task/{task_id}", "get"),
     ("/api/v1/relay", "post"),
     ("/api/v1/relay/{channel}/listen", "get"),
+    // Svix's later operational-webhook routes, which its v1 document lacks.
+    ("/api/v1/operational-webhook/endpoint", "get"),
+    ("/api/v1/operational-webhook/endpoint", "post"),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}", "get"),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}", "put"),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}", "delete"),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}/secret", "get"),
+    (
+        "/api/v1/operational-webhook/endpoint/{endpoint_id}/secret/rotate",
+        "post",
+    ),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}/headers", "get"),
+    ("/api/v1/operational-webhook/endpoint/{endpoint_id}/headers", "put"),
 ];
 
 const MARK: &str = "x-herald-extension";

@@ -5,6 +5,7 @@
 //! thing with interior state is `metrics`' lock-free histogram, shared by
 //! the store and the engine for `/metrics`.
 
+pub mod access;
 pub mod ids;
 pub mod metrics;
 pub mod model;

@@ -321,6 +321,13 @@ impl Engine {
         &self.shared.stats
     }
 
+    /// The last attempt of every delivery that runs out of retries from now
+    /// on. A listener that falls more than 1,024 behind misses the oldest
+    /// (`RecvError::Lagged` says how many).
+    pub fn exhausted(&self) -> tokio::sync::broadcast::Receiver<herald_core::model::Attempt> {
+        self.shared.exhausted.subscribe()
+    }
+
     /// Waits until the tasks have stopped after `shutdown` was cancelled:
     /// requests in flight finished (within the grace period), results
     /// recorded, and claims on unsent work returned to the store.

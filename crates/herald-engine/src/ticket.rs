@@ -11,10 +11,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use herald_core::model::Attempt;
 use herald_store::DeliveryJob;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 use crate::Stats;
+
+/// Exhausted deliveries a slow listener may fall behind by before it
+/// misses some (it is told how many).
+const EXHAUSTED_BUFFER: usize = 1024;
 
 /// Counters shared by ingest, the dispatcher, the loader and the recorder.
 pub(crate) struct Shared {
@@ -25,6 +30,9 @@ pub(crate) struct Shared {
     /// Wakes the loader: work was handed back to the store, or room was freed.
     pub wake_loader: Notify,
     pub stats: Stats,
+    /// The last attempt of each delivery that ran out of retries, for
+    /// whoever listens (operational webhooks); nothing is kept for no one.
+    pub exhausted: broadcast::Sender<Attempt>,
 }
 
 impl Shared {
@@ -36,6 +44,7 @@ impl Shared {
             max_resident_bytes: max_resident_bytes.max(1),
             wake_loader: Notify::new(),
             stats: Stats::default(),
+            exhausted: broadcast::channel(EXHAUSTED_BUFFER).0,
         }
     }
 

@@ -1,8 +1,10 @@
 //! App-scoped API tokens. The store keeps only a digest of each token (the
 //! API hashes it; tokens are random, so a plain SHA-256 cannot be reversed),
-//! the application it is scoped to, and when it expires.
+//! the application it is scoped to, when it expires, and what it may do
+//! there (Svix's `readOnly` and `capabilities`).
 
 use chrono::{DateTime, Utc};
+use herald_core::access::TokenPermissions;
 use herald_core::{AppId, TokenId};
 
 use crate::Result;
@@ -14,16 +16,19 @@ pub struct AppToken {
     /// `None`: until revoked.
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub permissions: TokenPermissions,
 }
 
 #[async_trait::async_trait]
 pub trait AccessStore: Send + Sync {
-    /// Stores a token's digest, scoped to an existing application.
+    /// Stores a token's digest, scoped to an existing application, with
+    /// what it may do there.
     async fn create_token(
         &self,
         app_id: &AppId,
         digest: [u8; 32],
         expires_at: Option<DateTime<Utc>>,
+        permissions: TokenPermissions,
     ) -> Result<AppToken>;
     /// The token with this digest, expired or not (the caller compares the
     /// expiry); `None` when there is none, or it was revoked.

@@ -104,6 +104,19 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub backlog_refresh_secs: f64,
+    /// Who may show the customer portal (`/portal/`) in a frame: CSP
+    /// `frame-ancestors` sources, separated by spaces or commas — `*` (any
+    /// origin), `'self'`, `'none'`, or origins such as
+    /// `https://app.example.com`. The default is any origin: the portal
+    /// keeps no cookie or other ambient credential, so a frame gets nothing
+    /// its url does not carry. The operator dashboard (`/ui/`) is never framed.
+    #[arg(long, env = "HERALD_PORTAL_FRAME_ANCESTORS", default_value = "*", value_name = "SOURCES",
+          value_parser = parse_frame_ancestors)]
+    pub portal_frame_ancestors: herald_ui::FrameAncestors,
+}
+
+fn parse_frame_ancestors(text: &str) -> Result<herald_ui::FrameAncestors, String> {
+    herald_ui::FrameAncestors::parse(text).map_err(|e| e.to_string())
 }
 
 /// File descriptors the default connection cap leaves for everything else:

@@ -115,6 +115,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             connections,
             relay_key,
             relay_limits: herald_api::relay::RelayLimits::default(),
+            ui: herald_ui::UiConfig {
+                portal_frame_ancestors: args.portal_frame_ancestors.clone(),
+            },
         },
     );
     let server = tokio::spawn(herald_api::serve(listener, state, api_stop.clone()));

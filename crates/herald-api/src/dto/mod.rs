@@ -15,7 +15,9 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod operational;
 mod tools;
+pub use operational::*;
 pub use tools::*;
 
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
@@ -186,6 +188,35 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Option<Box<RawValue>>>,
     pub version: Option<i64>,
+}
+
+impl EndpointPatch {
+    /// Whether the patch changes nothing but the payload template (what
+    /// `ManageTransformations` alone allows); `version` changes nothing.
+    pub fn only_template(&self) -> bool {
+        let Self {
+            url,
+            description,
+            uid,
+            disabled,
+            event_types,
+            channels,
+            metadata,
+            throttle_rate,
+            timeout_secs,
+            payload_template: _,
+            version: _,
+        } = self;
+        url.is_none()
+            && description.is_none()
+            && uid.is_none()
+            && disabled.is_none()
+            && event_types.is_none()
+            && channels.is_none()
+            && metadata.is_none()
+            && throttle_rate.is_none()
+            && timeout_secs.is_none()
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -178,8 +178,33 @@ pub struct AppPortalAccessIn {
     /// Seconds the token lives (default 7 days, at most one year).
     pub expiry: Option<u64>,
     pub feature_flags: Option<Vec<String>>,
+    /// Refuses the token every change (403), whatever `capabilities` says.
     pub read_only: Option<bool>,
+    /// What the token may do in its application (Svix's
+    /// `AppPortalCapability` names); `ViewBase` is implied. Absent: everything.
+    pub capabilities: Option<Vec<String>>,
     pub session_id: Option<String>,
+}
+
+/// `GET /api/v1/auth/me` (Herald extension): the calling token and what it
+/// may do, so a page can hide what would be refused.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerOut {
+    /// `admin` or `app`.
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    /// The application an app-scoped token is limited to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    pub read_only: bool,
+    /// The capabilities in force (under `readOnly`, only the ones that read).
+    pub capabilities: Vec<String>,
+    /// Whether the token may also do what no capability names (send
+    /// messages, expunge content, open relay channels).
+    pub unrestricted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

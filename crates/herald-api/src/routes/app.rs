@@ -36,7 +36,11 @@ async fn list_apps(State(s): State<AppState>, q: QueryPairs) -> ApiResult<Json<L
         .store
         .list_apps(page_request(&q, Order::Ascending, Cursor::Id(AppId::PREFIX))?)
         .await?;
-    Ok(Json(ListResponse::from_page(page, ApplicationOut::from)))
+    let mut out = ListResponse::from_page(page, ApplicationOut::from);
+    // Operational webhooks' internal application is not the platform's.
+    out.data
+        .retain(|a| a.uid.as_deref() != Some(crate::operational::APP_UID));
+    Ok(Json(out))
 }
 
 /// With `get_if_exists=true`, an application with the same `uid` is returned

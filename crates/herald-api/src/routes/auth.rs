@@ -1,21 +1,22 @@
 //! Access: `app-portal-access` hands out an app-scoped token (and the url of
-//! the customer portal that will use it), `logout` revokes the calling
-//! token, `expire-all` every token of an application. The portal itself is
-//! a later piece of work; `/portal/` is a placeholder page until then.
+//! the customer portal that uses it) with what it may do, `logout` revokes
+//! the calling token, `expire-all` every token of an application, and `me`
+//! tells a token what it may do. The portal itself is `herald-ui`.
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 
 use super::RouteBoth;
 use crate::AppState;
+use herald_core::access::{Action, Capability, TokenPermissions};
+
 use crate::access::{Caller, new_app_token};
-use crate::dto::{AppPortalAccessIn, AppPortalAccessOut, ApplicationTokenExpireIn};
+use crate::dto::{AppPortalAccessIn, AppPortalAccessOut, ApplicationTokenExpireIn, CallerOut, fmt_time};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 
@@ -30,12 +31,36 @@ pub fn router() -> Router<AppState> {
         .route_both("/auth/app-portal-access/{app_id}", post(app_portal_access))
         .route_both("/auth/logout", post(logout))
         .route_both("/auth/app/{app_id}/expire-all", post(expire_all))
+        .route_both("/auth/me", get(get_caller))
 }
 
-/// The portal placeholder, outside `/api/v1` (it takes no bearer token:
-/// the token travels in the url's fragment, which browsers never send).
-pub fn portal_router() -> Router<AppState> {
-    Router::new().route_both("/portal", get(portal_placeholder))
+/// `readOnly` and `capabilities` as the token will keep them; an unknown
+/// capability is a 422 naming it, never a right quietly dropped.
+fn permissions(read_only: Option<bool>, capabilities: Option<Vec<String>>) -> ApiResult<TokenPermissions> {
+    let capabilities = capabilities
+        .map(|names| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    Capability::parse(name).ok_or_else(|| {
+                        ApiError::invalid_msg(
+                            &["body", "capabilities", &i.to_string()],
+                            "type_error.enum",
+                            format!(
+                                "'{name}' is not a capability (one of {})",
+                                Capability::ALL.map(Capability::as_str).join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect::<ApiResult<_>>()
+        })
+        .transpose()?;
+    Ok(TokenPermissions {
+        read_only: read_only.unwrap_or(false),
+        capabilities,
+    })
 }
 
 #[utoipa::path(
@@ -64,6 +89,7 @@ async fn app_portal_access(
             ));
         }
     };
+    let permissions = permissions(body.read_only, body.capabilities)?;
     let app = match body.application {
         Some(inline) => super::app::ensure_app(&s, &app_id, inline).await?,
         None => s.store.get_app(&app_id).await?,
@@ -71,7 +97,9 @@ async fn app_portal_access(
     let expires_at = Utc::now()
         + chrono::Duration::from_std(expiry).map_err(|e| ApiError::Internal(format!("token expiry: {e}")))?;
     let (token, digest) = new_app_token();
-    s.store.create_token(&app.id, digest, Some(expires_at)).await?;
+    s.store
+        .create_token(&app.id, digest, Some(expires_at), permissions)
+        .await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -133,10 +161,41 @@ async fn expire_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn portal_placeholder() -> Html<&'static str> {
-    Html(
-        "<!doctype html><meta charset=utf-8><title>Herald portal</title>\
-         <p>The Herald customer portal is not available yet. The token in this page's address \
-         is an app-scoped API token: use it as a bearer token against <code>/api/v1/</code>.</p>",
-    )
+/// The calling token and what it may do (Herald extension: Svix has no
+/// such route; the portal reads it to hide controls its token cannot use).
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    summary = "The calling token: its application and what it may do",
+    responses((status = 200, description = "The caller", body = crate::dto::CallerOut), crate::dto::ErrorResponses)
+)]
+async fn get_caller(Extension(caller): Extension<Caller>) -> Json<CallerOut> {
+    Json(match caller {
+        Caller::Admin => CallerOut {
+            kind: "admin",
+            app_id: None,
+            read_only: false,
+            capabilities: Capability::ALL.map(|c| c.as_str().to_owned()).to_vec(),
+            unrestricted: true,
+            expires_at: None,
+        },
+        Caller::App {
+            app_id,
+            permissions,
+            expires_at,
+            ..
+        } => CallerOut {
+            kind: "app",
+            app_id: Some(app_id.to_string()),
+            read_only: permissions.read_only,
+            capabilities: permissions
+                .effective()
+                .into_iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            unrestricted: permissions.allows(Action::Unrestricted),
+            expires_at: expires_at.as_ref().map(fmt_time),
+        },
+    })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
@@ -19,9 +19,11 @@ use super::{
     Cursor, MAX_DESCRIPTION_CHARS, RouteBoth, check_length, page_request, parse_channels, parse_event_types, parse_uid,
 };
 use crate::AppState;
+use crate::access::{self, Caller};
 use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
+use crate::operational;
 
 /// Longest per-endpoint timeout we accept; beyond it a dead endpoint would
 /// hold a delivery slot for too long.
@@ -39,7 +41,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
+pub(crate) fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
     EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))
 }
 
@@ -139,6 +141,7 @@ async fn create_endpoint(
     let new = new_endpoint(body)?;
     check_event_types_exist(&s, &new.settings.filter_types).await?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
+    operational::endpoint_changed(&s, &app, None, Some(&ep)).await;
     Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
 
@@ -246,10 +249,12 @@ async fn upsert_endpoint(
     check_event_types_exist(&s, &new.settings.filter_types).await?;
     match s.store.get_endpoint(&app.id, &endpoint_id).await {
         Ok(mut ep) => {
+            let before = ep.clone();
             // The secret is kept: PUT replaces settings, not credentials.
             ep.uid = new.uid;
             ep.settings = new.settings;
             let ep = s.store.update_endpoint(ep).await?;
+            operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;
             Ok((StatusCode::OK, Json(ep.try_into()?)))
         }
         Err(StoreError::NotFound(_)) => {
@@ -257,6 +262,7 @@ async fn upsert_endpoint(
                 new.uid = parse_uid(Some(endpoint_id), "uid")?;
             }
             let ep = s.store.create_endpoint(&app.id, new).await?;
+            operational::endpoint_changed(&s, &app, None, Some(&ep)).await;
             Ok((StatusCode::CREATED, Json(ep.try_into()?)))
         }
         Err(e) => Err(e.into()),
@@ -274,10 +280,14 @@ async fn upsert_endpoint(
 )]
 async fn patch_endpoint(
     State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let mut ep = find(&s, &app_id, &endpoint_id).await?;
+    access::allows_endpoint_patch(&caller, body.only_template())?;
+    let app = s.store.get_app(&app_id).await?;
+    let mut ep = s.store.get_endpoint(&app.id, &endpoint_id).await?;
+    let before = ep.clone();
     if let Some(uid) = body.uid {
         ep.uid = parse_uid(uid, "uid")?;
     }
@@ -313,6 +323,7 @@ async fn patch_endpoint(
         set.payload_template = parse_template(template)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
+    operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;
     Ok(Json(ep.try_into()?))
 }
 
@@ -328,7 +339,9 @@ async fn delete_endpoint(
     State(s): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let ep = find(&s, &app_id, &endpoint_id).await?;
+    let app = s.store.get_app(&app_id).await?;
+    let ep = s.store.get_endpoint(&app.id, &endpoint_id).await?;
     s.store.delete_endpoint(&ep.app_id, &ep.id).await?;
+    operational::endpoint_changed(&s, &app, Some(&ep), None).await;
     Ok(StatusCode::NO_CONTENT)
 }

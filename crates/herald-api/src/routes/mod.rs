@@ -9,6 +9,7 @@ pub mod event_type;
 pub mod health;
 pub mod message;
 pub mod metrics;
+pub mod operational;
 pub mod relay;
 pub mod task;
 

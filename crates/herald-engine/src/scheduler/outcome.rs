@@ -78,6 +78,9 @@ impl Scheduler {
             }
             (false, None) => {
                 stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
+                if self.shared.exhausted.receiver_count() > 0 {
+                    let _ = self.shared.exhausted.send(record.clone());
+                }
                 self.record(
                     Outcome {
                         held,

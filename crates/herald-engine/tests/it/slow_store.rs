@@ -125,8 +125,9 @@ impl AccessStore for SlowRecords {
         app_id: &AppId,
         digest: [u8; 32],
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        permissions: herald_core::access::TokenPermissions,
     ) -> Result<AppToken> {
-        self.inner.create_token(app_id, digest, expires_at).await
+        self.inner.create_token(app_id, digest, expires_at, permissions).await
     }
     async fn token_by_digest(&self, digest: [u8; 32]) -> Result<Option<AppToken>> {
         self.inner.token_by_digest(digest).await

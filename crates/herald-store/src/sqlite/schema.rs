@@ -281,6 +281,12 @@ const MIGRATIONS: &[&str] = &[
     // found by expiry for the retention task.
     "ALTER TABLE delivery ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX api_token_expiry ON api_token (expires_at) WHERE expires_at IS NOT NULL;",
+    // 9: what an app-scoped token may do (Svix's `readOnly` and
+    // `capabilities`). Tokens made before kept every right, and keep it:
+    // `capabilities` NULL is no list (everything), otherwise the names
+    // separated by commas.
+    "ALTER TABLE api_token ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE api_token ADD COLUMN capabilities TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -500,6 +506,28 @@ mod tests {
             [],
         );
         assert!(dup.is_err());
+    }
+
+    /// A token made before migration 9 keeps every right it had: no list,
+    /// not read-only.
+    #[test]
+    fn version_8_tokens_keep_full_rights_through_migration_9() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 8;
+             INSERT INTO api_token (id, digest, app_id, expires_at, created_at) VALUES ('tok_1', X'01', 'app_1', NULL, 1);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let (read_only, caps): (bool, Option<String>) = conn
+            .query_row("SELECT read_only, capabilities FROM api_token", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((read_only, caps), (false, None));
     }
 
     /// A stored value that is not JSON stops the migration instead of being

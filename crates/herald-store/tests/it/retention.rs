@@ -227,6 +227,7 @@ async fn retention_prunes_idempotency_keys_past_their_age() {
 
 #[tokio::test]
 async fn retention_prunes_expired_tokens_only() {
+    let full = herald_core::access::TokenPermissions::full;
     each_backend(|b: Backend| async move {
         let s = b.store;
         let a = crate::app(&s, "A").await;
@@ -234,10 +235,10 @@ async fn retention_prunes_expired_tokens_only() {
         let future = Some(chrono::Utc::now() + chrono::Duration::hours(1));
         let expired = [[1u8; 32], [2u8; 32]];
         for digest in expired {
-            s.create_token(&a, digest, past).await.unwrap();
+            s.create_token(&a, digest, past, full()).await.unwrap();
         }
-        s.create_token(&a, [3u8; 32], future).await.unwrap();
-        s.create_token(&a, [4u8; 32], None).await.unwrap();
+        s.create_token(&a, [3u8; 32], future, full()).await.unwrap();
+        s.create_token(&a, [4u8; 32], None, full()).await.unwrap();
 
         assert_eq!(s.prune_expired_tokens(1).await.unwrap(), 1, "one batch of 1");
         assert_eq!(s.prune_expired_tokens(100).await.unwrap(), 1);

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use herald_core::access::{Capability, TokenPermissions};
 use herald_core::model::DeliveryStatus;
 use herald_core::signing::EndpointSecret;
 use herald_store::{
@@ -344,6 +345,7 @@ async fn expunging_content_keeps_history_and_refuses_what_is_still_pending() {
 
 #[tokio::test]
 async fn tasks_and_tokens_round_trip() {
+    let full = TokenPermissions::full;
     each_backend(|b| async move {
         let s = &b.store;
         let a = app(s, "A").await;
@@ -377,16 +379,45 @@ async fn tasks_and_tokens_round_trip() {
 
         let digest = [7u8; 32];
         let expires = Some(Utc::now() + chrono::Duration::hours(1));
-        let tok = s.create_token(&a, digest, expires).await.unwrap();
+        let tok = s.create_token(&a, digest, expires, full()).await.unwrap();
         let found = s.token_by_digest(digest).await.unwrap().unwrap();
         assert_eq!((&found.id, &found.app_id), (&tok.id, &a));
+        assert_eq!(found.permissions, full());
+        // What a token may do is kept beside it, exactly: an empty list is
+        // not "no list", and read-only is not lost.
+        for (n, permissions) in [
+            TokenPermissions {
+                read_only: true,
+                capabilities: None,
+            },
+            TokenPermissions {
+                read_only: false,
+                capabilities: Some([Capability::ViewBase, Capability::CreateAttempts].into()),
+            },
+            TokenPermissions {
+                read_only: true,
+                capabilities: Some(Default::default()),
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = [100 + n as u8; 32];
+            let made = s.create_token(&a, d, None, permissions.clone()).await.unwrap();
+            assert_eq!(made.permissions, permissions);
+            assert_eq!(s.token_by_digest(d).await.unwrap().unwrap().permissions, permissions);
+        }
         assert!(s.token_by_digest([8u8; 32]).await.unwrap().is_none());
         s.revoke_token(&tok.id).await.unwrap();
         assert!(s.token_by_digest(digest).await.unwrap().is_none());
-        s.create_token(&a, [1u8; 32], None).await.unwrap();
-        s.create_token(&a, [2u8; 32], None).await.unwrap();
-        s.create_token(&other, [3u8; 32], None).await.unwrap();
-        assert_eq!(s.revoke_app_tokens(&a).await.unwrap(), 2);
+        s.create_token(&a, [1u8; 32], None, full()).await.unwrap();
+        s.create_token(&a, [2u8; 32], None, full()).await.unwrap();
+        s.create_token(&other, [3u8; 32], None, full()).await.unwrap();
+        assert_eq!(
+            s.revoke_app_tokens(&a).await.unwrap(),
+            5,
+            "the three above and these two"
+        );
         assert!(
             s.token_by_digest([3u8; 32]).await.unwrap().is_some(),
             "another app's token stays"
@@ -396,7 +427,7 @@ async fn tasks_and_tokens_round_trip() {
         assert!(s.token_by_digest([3u8; 32]).await.unwrap().is_none());
         assert!(matches!(s.get_task(&t2.id).await, Err(StoreError::NotFound(_))));
         assert!(matches!(
-            s.create_token(&other, [4u8; 32], None).await,
+            s.create_token(&other, [4u8; 32], None, full()).await,
             Err(StoreError::NotFound(_))
         ));
     })

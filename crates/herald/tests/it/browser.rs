@@ -1,8 +1,9 @@
-//! herald listen's page in a real headless Chromium (Debian's `chromium`
-//! driven by npm `playwright-core`, both installed by `.ci/run`): the script
-//! in `tests/browser/` checks the page, this test starts the listener and
-//! the target and checks what the target received. Under `CI=true` it never
-//! skips: a missing browser or node module is a failure.
+//! Pages in a real headless Chromium (Debian's `chromium` driven by npm
+//! `playwright-core`, both installed by `.ci/run`): here herald listen's
+//! page, and the helpers the portal and dashboard tests share. A script in
+//! `tests/browser/` drives the page; the Rust test starts the servers and
+//! checks what arrived. Under `CI=true` nothing skips: a missing browser or
+//! node module is a failure.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,12 +12,12 @@ use std::time::Duration;
 use crate::harness::{Receiver, temp_dir};
 use crate::listener::{Listener, SECRET, signed};
 
-struct Browser {
-    chromium: PathBuf,
-    scripts: PathBuf,
+pub(crate) struct Browser {
+    pub chromium: PathBuf,
+    pub scripts: PathBuf,
 }
 
-fn browser() -> Option<Browser> {
+pub(crate) fn browser() -> Option<Browser> {
     let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
     let chromium = PathBuf::from(std::env::var("HERALD_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     let ready = chromium.exists() && scripts.join("node_modules/playwright-core").exists();
@@ -33,6 +34,76 @@ fn browser() -> Option<Browser> {
     }
     eprintln!("skipped: the browser test {why}");
     None
+}
+
+/// Where a browser test keeps its screenshots: `HERALD_SCREENSHOT_DIR`
+/// (`docs/images` to refresh the documentation's), else a temporary dir.
+pub(crate) fn screenshot_dir(fallback: &std::path::Path) -> PathBuf {
+    let dir = std::env::var("HERALD_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| fallback.join("screenshots"));
+    std::fs::create_dir_all(&dir).expect("the screenshot directory");
+    dir
+}
+
+/// Runs `script` (in `tests/browser/`) under node with `env`, at most
+/// `within`; panics with its output when it fails. Answers the `FACT {json}`
+/// lines it printed, merged: what the page saw, for the test to check on
+/// the wire.
+pub(crate) async fn run_script(
+    browser: &Browser,
+    script: &str,
+    env: Vec<(&str, String)>,
+    within: Duration,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut node = tokio::process::Command::new("node");
+    node.arg(browser.scripts.join(script))
+        .current_dir(&browser.scripts)
+        .env("CHROMIUM", &browser.chromium)
+        .envs(env)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(within, node.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} ran longer than {within:?}"))
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut facts = serde_json::Map::new();
+    for line in stdout.lines() {
+        if let Some(json) = line.strip_prefix("FACT ") {
+            let serde_json::Value::Object(map) = serde_json::from_str(json).expect("a FACT line is JSON") else {
+                panic!("a FACT line is an object: {line}");
+            };
+            facts.extend(map);
+        }
+    }
+    facts
+}
+
+/// A page on another origin (its own loopback port) that puts `src` in an
+/// iframe, as a platform embedding the portal would.
+pub(crate) async fn embedder(src: std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind embedder");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().fallback(move || {
+        let src = src.lock().expect("lock").clone();
+        async move {
+            let escaped = src.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+            axum::response::Html(format!(
+                "<!doctype html><meta charset=utf-8><title>Acme dashboard</title>\
+                 <h1>Acme's own dashboard</h1>\
+                 <iframe id=portal title=\"Webhooks\" src=\"{escaped}\" width=1100 height=800></iframe>"
+            ))
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
