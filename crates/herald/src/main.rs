@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 // The delivery path allocates many small, short-lived buffers across
 // threads; mimalloc handles that with far less fragmentation than glibc.
 // Built with `no_thp`: mimalloc otherwise asks the kernel for transparent
-// huge pages over its arena, and every touched 4 KiB then costs 2 MiB of
-// RSS (a 1,000,000-message backlog peaked at 93 MB with them, 52 MB
+// huge pages over its arena, and one touched 4 KiB page can then make 2 MiB
+// resident (a 1,000,000-message backlog peaked at 93 MB with them, 52 MB
 // without; see BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
