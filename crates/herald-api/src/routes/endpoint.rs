@@ -146,11 +146,7 @@ async fn create_endpoint(
 }
 
 fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
-    let secret = match body.secret.take() {
-        Some(text) => EndpointSecret::parse(&text)
-            .map_err(|e| ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string()))?,
-        None => EndpointSecret::generate_symmetric(),
-    };
+    let secret = super::parse_secret(body.secret.take(), "secret")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     let uid = parse_uid(body.uid.take(), "uid")?;
     Ok(NewEndpoint {
         uid,

@@ -111,9 +111,8 @@ async fn rotate_endpoint_secret(
             ));
         }
     };
-    let new = match body.key {
-        Some(text) => EndpointSecret::parse(&text)
-            .map_err(|e| ApiError::invalid_msg(&["body", "key"], "value_error.secret", e.to_string()))?,
+    let new = match super::parse_secret(body.key, "key")? {
+        Some(secret) => secret,
         // The same kind as the secret it replaces.
         None => match s.store.get_endpoint_secret(&ep.app_id, &ep.id).await? {
             EndpointSecret::Asymmetric(_) => EndpointSecret::generate_asymmetric(),

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 
 use axum::Router;
 use axum::routing::MethodRouter;
+use herald_core::signing::EndpointSecret;
 use herald_core::validate::{Channel, EventTypeName, MAX_CHANNELS, Uid};
 use herald_store::{MessageFilter, Order, PageRequest};
 
@@ -110,6 +111,16 @@ pub(crate) fn message_filter(q: &QueryPairs) -> ApiResult<MessageFilter> {
         event_types: q.list("event_types"),
         tag: q.get("tag").map(str::to_owned),
     })
+}
+
+/// A signing secret given in the body's `field` (`whsec_…` or `whpk_…`/`whsk_…`).
+pub(crate) fn parse_secret(value: Option<String>, field: &str) -> ApiResult<Option<EndpointSecret>> {
+    value
+        .map(|text| {
+            EndpointSecret::parse(&text)
+                .map_err(|e| ApiError::invalid_msg(&["body", field], "value_error.secret", e.to_string()))
+        })
+        .transpose()
 }
 
 pub(crate) fn parse_uid(value: Option<String>, field: &str) -> ApiResult<Option<Uid>> {

@@ -128,11 +128,7 @@ async fn create_operational_endpoint(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<OperationalWebhookEndpointIn>,
 ) -> ApiResult<(StatusCode, Json<OperationalWebhookEndpointOut>)> {
-    let secret = match body.secret {
-        Some(text) => EndpointSecret::parse(&text)
-            .map_err(|e| ApiError::invalid_msg(&["body", "secret"], "value_error.secret", e.to_string()))?,
-        None => EndpointSecret::generate_symmetric(),
-    };
+    let secret = super::parse_secret(body.secret, "secret")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     let new = NewEndpoint {
         uid: parse_uid(body.uid, "uid")?,
         settings: settings(
@@ -252,11 +248,7 @@ async fn rotate_operational_endpoint_secret(
     JsonBody(body): JsonBody<OperationalWebhookEndpointSecretIn>,
 ) -> ApiResult<StatusCode> {
     let ep = find(&s, &endpoint_id).await?;
-    let new = match body.key {
-        Some(text) => EndpointSecret::parse(&text)
-            .map_err(|e| ApiError::invalid_msg(&["body", "key"], "value_error.secret", e.to_string()))?,
-        None => EndpointSecret::generate_symmetric(),
-    };
+    let new = super::parse_secret(body.key, "key")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     s.store.rotate_endpoint_secret(&ep.app_id, &ep.id, new, GRACE).await?;
     Ok(StatusCode::NO_CONTENT)
 }
