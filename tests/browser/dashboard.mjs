@@ -7,17 +7,10 @@
 // Env: BASE (the server), ADMIN_TOKEN, ACME_ID, BROKEN_URL (an endpoint
 // whose deliveries fail), RECEIVER_URL, CHROMIUM, SCREENSHOT_DIR.
 import assert from "node:assert/strict";
-import { assertLabelled, assertNoOverflow, fact, launch, newPage, settled, shot } from "./lib.mjs";
+import { assertLabelled, assertNoOverflow, fact, go, launch, newPage, shot } from "./lib.mjs";
 
 const { BASE, ADMIN_TOKEN, ACME_ID, BROKEN_URL, RECEIVER_URL } = process.env;
 assert.ok(BASE && ADMIN_TOKEN && ACME_ID && BROKEN_URL && RECEIVER_URL, "BASE, ADMIN_TOKEN, ACME_ID, BROKEN_URL and RECEIVER_URL are required");
-
-async function go(page, route) {
-  await page.evaluate((r) => {
-    location.hash = r;
-  }, route);
-  await settled(page);
-}
 
 const browser = await launch();
 try {

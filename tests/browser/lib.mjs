@@ -66,6 +66,14 @@ export async function settled(page) {
   await page.waitForFunction(() => !document.querySelector("main .loading, [data-testid=screen] > .loading"));
 }
 
+/** Moves the page to a route of its hash router and waits for the screen. */
+export async function go(page, route) {
+  await page.evaluate((r) => {
+    location.hash = r;
+  }, route);
+  await settled(page);
+}
+
 export function sessionToken(page, key) {
   return page.evaluate((k) => sessionStorage.getItem(k), key);
 }

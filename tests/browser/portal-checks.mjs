@@ -9,17 +9,10 @@
 // only the other application's data contains), READONLY_URL,
 // EMBED_ALLOWED, EMBED_DENIED.
 import assert from "node:assert/strict";
-import { assertLabelled, assertNoOverflow, newPage, settled, shot } from "./lib.mjs";
+import { assertLabelled, assertNoOverflow, go, newPage, settled, shot } from "./lib.mjs";
 
 const env = process.env;
 const TOKEN_KEY = "herald.portal.token";
-
-async function go(page, route) {
-  await page.evaluate((r) => {
-    location.hash = r;
-  }, route);
-  await settled(page);
-}
 
 /** The screen shows the API's refusal, and the API did refuse. */
 async function refused(page, route, apiPath, statuses = [403]) {

@@ -9,19 +9,12 @@
 // Env: PORTAL_URL, APP_ID, RECEIVER_URL, FLAKY_EP (an endpoint whose
 // message failed), CHROMIUM, SCREENSHOT_DIR, and those of portal-checks.mjs.
 import assert from "node:assert/strict";
-import { assertLabelled, fact, launch, newPage, settled, shot } from "./lib.mjs";
+import { assertLabelled, fact, go, launch, newPage, shot } from "./lib.mjs";
 import { checkFraming, checkIsolation, checkKeyboard, checkPhone, checkReadOnly } from "./portal-checks.mjs";
 
 const { PORTAL_URL, APP_ID, RECEIVER_URL, FLAKY_EP } = process.env;
 assert.ok(PORTAL_URL && APP_ID && RECEIVER_URL && FLAKY_EP, "PORTAL_URL, APP_ID, RECEIVER_URL and FLAKY_EP are required");
 const base = new URL(PORTAL_URL).origin;
-
-async function go(page, route) {
-  await page.evaluate((r) => {
-    location.hash = r;
-  }, route);
-  await settled(page);
-}
 
 const browser = await launch();
 try {
