@@ -1,14 +1,18 @@
 //! Request heads too large for hyper, answered in JSON.
 //!
 //! The router refuses a target or headers over our limits with a JSON 414
-//! or 431 (`middleware::head_limits`), but only once hyper has parsed the
+//! or 431 (`middleware::head_refusal`), but only once hyper has parsed the
 //! head, and hyper refuses a head past its own buffer or header count
 //! itself, with an empty answer. So the socket wrapper meters each HTTP/1
 //! head as it arrives ([`HeadMeter`]); one past [`HARD_HEAD_BYTES`] or
-//! [`HARD_HEAD_LINES`] (both below hyper's limits, both above ours) is
-//! answered here with [`refusal`] and then drained for a bound before the
-//! connection closes, so that a client still writing its head reads the
-//! answer instead of a reset.
+//! [`HARD_HEAD_LINES`] is answered here with [`refusal`] and then drained
+//! for a bound before the connection closes, so that a client still
+//! writing its head reads the answer instead of a reset.
+//!
+//! The line limit is the router's own header count, which is also hyper's
+//! default: hyper parses into an inline array of 100 headers, and any
+//! larger `max_headers` makes it allocate and fill one of that size on
+//! the heap for every request.
 
 use std::time::Duration;
 
@@ -17,11 +21,13 @@ use crate::middleware::{MAX_HEAD_BYTES, MAX_HEADERS, MAX_URI_BYTES};
 /// Bytes of one head past which the connection answers for itself.
 pub const HARD_HEAD_BYTES: usize = 2 * (MAX_URI_BYTES + MAX_HEAD_BYTES);
 /// Lines of one head (request line and header fields) past which the
-/// connection answers for itself.
-pub const HARD_HEAD_LINES: usize = 2 * MAX_HEADERS + 1;
-/// hyper's own limits, kept above ours so that it never answers first.
+/// connection answers for itself: one more field than the router accepts.
+pub const HARD_HEAD_LINES: usize = MAX_HEADERS + 1;
+/// hyper's buffer limit, kept above ours so that it never answers first.
 pub const HYPER_MAX_BUF: usize = 2 * HARD_HEAD_BYTES;
-pub const HYPER_MAX_HEADERS: usize = 2 * HARD_HEAD_LINES;
+/// hyper's default header count, which the server keeps (see above).
+pub const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+const _: () = assert!(MAX_HEADERS <= HYPER_DEFAULT_MAX_HEADERS);
 
 /// How much of a refused head, and for how long, is read and dropped after
 /// the answer.

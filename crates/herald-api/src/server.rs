@@ -81,14 +81,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimi
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper refuses heads beyond these with an empty 414/431 of its own;
-    // they sit above the limits the router checks (`middleware::head_limits`)
-    // and above those the socket wrapper answers itself (`head`), so every
-    // refusal is JSON.
-    builder
-        .http1()
-        .max_headers(crate::head::HYPER_MAX_HEADERS)
-        .max_buf_size(crate::head::HYPER_MAX_BUF);
+    // hyper refuses heads beyond its buffer or header count with an empty
+    // 414/431 of its own; the socket wrapper (`head`) answers any head past
+    // the router's limits in JSON before hyper parses it, so every refusal
+    // is JSON. The header count stays hyper's default (`head` says why).
+    builder.http1().max_buf_size(crate::head::HYPER_MAX_BUF);
     let builder = Arc::new(builder);
     let limits = Arc::new(limits);
     let mut backoff = ACCEPT_BACKOFF_MIN;
