@@ -44,38 +44,47 @@ pub struct ApiConfig {
     pub ui: herald_ui::UiConfig,
 }
 
+/// What every handler shares. One `Arc` around it all, because axum
+/// clones the state for each extractor of each request, and one reference
+/// count is cheaper to bump than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    pub config: Arc<ApiConfig>,
+    pub config: ApiConfig,
     /// Relay channels: connected listeners and queued requests.
     pub relay: Arc<relay::RelayHub>,
     /// SHA-256 of the admin token, computed once.
     pub(crate) admin_digest: [u8; 32],
     /// Idempotency keys in progress (`None`) or answered and being saved.
     pub(crate) idempotency:
-        Arc<std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>>,
+        std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>,
     /// The internal application operational webhooks travel through, once known.
-    pub(crate) operational: Arc<std::sync::OnceLock<herald_core::AppId>>,
+    pub(crate) operational: std::sync::OnceLock<herald_core::AppId>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
         let admin_digest = middleware::digest(config.admin_token.as_bytes());
-        let relay = Arc::new(relay::RelayHub::new(
-            config.relay_key.clone(),
-            config.relay_limits.clone(),
-        ));
-        Self {
+        let relay = Arc::new(relay::RelayHub::new(config.relay_key.clone(), config.relay_limits.clone()));
+        Self(Arc::new(Shared {
             store,
             engine,
             relay,
-            config: Arc::new(config),
+            config,
             admin_digest,
             idempotency: Default::default(),
             operational: Default::default(),
-        }
+        }))
     }
 }
 
