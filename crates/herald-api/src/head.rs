@@ -12,7 +12,10 @@
 //! The line limit is the router's own header count, which is also hyper's
 //! default: hyper parses into an inline array of 100 headers, and any
 //! larger `max_headers` makes it allocate and fill one of that size on
-//! the heap for every request.
+//! the heap for every request. A head that arrives while the request
+//! before it on the connection is still in progress (HTTP/1 pipelining) is
+//! not metered, since its bytes cannot be told from that request's body;
+//! past 100 fields it gets hyper's empty 431.
 
 use std::time::Duration;
 

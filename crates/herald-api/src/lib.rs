@@ -7,6 +7,7 @@ pub mod body;
 pub mod dto;
 pub mod error;
 mod extract;
+mod frame;
 mod head;
 mod middleware;
 pub mod openapi;
@@ -101,9 +102,9 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::relay::api_router())
         .merge(routes::operational::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::guard));
-    // Every error of Herald's own routes is JSON; the relay's public routes
-    // are left out, since what they answer is the developer's target's
-    // response, passed back as it came.
+    // Every error of Herald's own routes is JSON (`frame`); the relay's
+    // public routes are left out, since what they answer is the developer's
+    // target's response, passed back as it came.
     let own = Router::new()
         .nest("/api/v1", v1)
         .merge(routes::health::router())
@@ -111,13 +112,12 @@ pub fn router(state: AppState) -> Router {
         // The customer portal and the operator dashboard: static pages that
         // call the routes above like any client.
         .merge(herald_ui::router(&state.config.ui))
-        .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi))
-        .layer(axum::middleware::map_response(middleware::json_errors));
+        .route("/api/v1/openapi.json", axum::routing::get(openapi::get_openapi));
     own.merge(routes::relay::public_router())
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .with_state(state)
-        .layer(axum::middleware::from_fn(middleware::head_limits))
+        .layer(frame::FrameLayer)
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets

@@ -248,51 +248,55 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Refuses a request whose target or headers are too large with a JSON 414
-/// or 431 (hyper's own answers to heads past its larger limits are empty).
-pub async fn head_limits(req: Request, next: Next) -> Response {
+/// The JSON 414 or 431 for a request whose target or headers are too large
+/// (hyper's own answers to heads past its larger limits are empty).
+pub fn head_refusal(req: &Request) -> Option<Response> {
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI_BYTES {
-        return ApiError::Status(
-            StatusCode::URI_TOO_LONG,
-            format!("the request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
-            "uri_too_long",
-        )
-        .into_response();
+        return Some(
+            ApiError::Status(
+                StatusCode::URI_TOO_LONG,
+                format!("the request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted"),
+                "uri_too_long",
+            )
+            .into_response(),
+        );
     }
     let headers = req.headers();
     let head_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    if headers.len() > MAX_HEADERS || head_bytes > MAX_HEAD_BYTES {
-        return ApiError::Status(
+    (headers.len() > MAX_HEADERS || head_bytes > MAX_HEAD_BYTES).then(|| {
+        ApiError::Status(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("at most {MAX_HEADERS} header fields and {MAX_HEAD_BYTES} bytes of headers are accepted"),
             "request_header_fields_too_large",
         )
-        .into_response();
-    }
-    next.run(req).await
+        .into_response()
+    })
 }
 
 /// Largest non-JSON error body turned into a JSON one; what the framework
 /// writes (a path it could not decode, say) is a line of text.
 const PLAIN_ERROR_LIMIT: usize = 16 * 1024;
 
-/// The last word on every response: an error that is not JSON (one the
+/// An error status with a body that is not JSON.
+pub fn needs_rewrite(resp: &Response) -> bool {
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        && !resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+/// The last word on every response (see `frame`): an error that is not JSON (one the
 /// framework wrote before a handler ran, such as a path whose percent-encoding
 /// is not UTF-8) is rewritten as our `{code, detail}`, keeping its status and
 /// its `Connection` header. Our own errors pass untouched.
 pub async fn json_errors(resp: Response) -> Response {
+    if !needs_rewrite(&resp) {
+        return resp;
+    }
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
-        return resp;
-    }
     let (parts, body) = resp.into_parts();
     let detail = match axum::body::to_bytes(body, PLAIN_ERROR_LIMIT).await {
         // A 5xx says nothing internal.
