@@ -169,24 +169,32 @@ pub struct TooDeep {
 /// stack grows with the depth. Syntax is not checked (the parser does that).
 pub fn check_depth(json: &[u8], max: usize) -> Result<(), TooDeep> {
     let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
+    let mut in_string = false;
     // Top-level keys, so the error can name the field that is too deep.
     let (mut top_is_object, mut expect_key, mut string_is_key) = (false, false, false);
     let (mut string_start, mut key) = (0usize, None::<(usize, usize)>);
-    for (i, &b) in json.iter().enumerate() {
+    let mut i = 0;
+    while i < json.len() {
         if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-                if string_is_key {
-                    key = Some((string_start, i));
-                }
+            // Strings are most of a payload's bytes: skip to the next quote
+            // or backslash at once.
+            match memchr::memchr2(b'"', b'\\', &json[i..]) {
+                None => return Ok(()),
+                Some(at) => i += at,
             }
+            if json[i] == b'\\' {
+                // The escaped byte cannot end the string.
+                i += 2;
+                continue;
+            }
+            in_string = false;
+            if string_is_key {
+                key = Some((string_start, i));
+            }
+            i += 1;
             continue;
         }
+        let b = json[i];
         match b {
             b'"' => {
                 in_string = true;
@@ -213,6 +221,7 @@ pub fn check_depth(json: &[u8], max: usize) -> Result<(), TooDeep> {
             b',' if depth == 1 => expect_key = top_is_object,
             _ => {}
         }
+        i += 1;
     }
     Ok(())
 }
@@ -292,5 +301,64 @@ mod tests {
             Err(TooDeep { field: None })
         );
         assert_eq!(check_depth(br#"{"a":[[1],[2]],"b":{"c":[]}}"#, 3), Ok(()));
+    }
+
+    /// The depth check one byte at a time, as plainly as it can be written.
+    fn depth_byte_by_byte(json: &[u8], max: usize) -> Result<(), TooDeep> {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let (mut top_is_object, mut expect_key, mut string_is_key) = (false, false, false);
+        let (mut string_start, mut key) = (0usize, None::<(usize, usize)>);
+        for (i, &b) in json.iter().enumerate() {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                    if string_is_key {
+                        key = Some((string_start, i));
+                    }
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    in_string = true;
+                    string_start = i + 1;
+                    string_is_key = depth == 1 && expect_key;
+                    if depth == 1 {
+                        expect_key = false;
+                    }
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        let field = key
+                            .filter(|_| top_is_object && depth > 1)
+                            .map(|(s, e)| String::from_utf8_lossy(&json[s..e]).into_owned());
+                        return Err(TooDeep { field });
+                    }
+                    if depth == 1 {
+                        top_is_object = b == b'{';
+                        expect_key = top_is_object;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b',' if depth == 1 => expect_key = top_is_object,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_depth_check_skipping_strings_agrees_with_one_byte_at_a_time(
+            text in proptest::collection::vec(proptest::sample::select(b"{}[]\"\\\\a:,".to_vec()), 0..200),
+            max in 0usize..6,
+        ) {
+            proptest::prop_assert_eq!(check_depth(&text, max), depth_byte_by_byte(&text, max));
+        }
     }
 }
