@@ -26,8 +26,11 @@ mod scheduler;
 mod ticket;
 pub mod transport;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use herald_core::ssrf::PrivateTargets;
@@ -267,14 +270,13 @@ impl Engine {
     /// Commits a message and its fan-out, then hands the deliveries to the
     /// scheduler directly (no read-back) when memory has room.
     ///
-    /// Cancel-safe: the work runs in its own task, so a caller that stops
-    /// waiting (its client hung up) never leaves a committed message
-    /// undispatched.
+    /// Cancel-safe: a caller that stops waiting (its client hung up) hands
+    /// the unfinished work to a task of its own, so a committed message is
+    /// never left undispatched. Only then is a task spawned: one per
+    /// message would cost more than the rest of the API's work on it.
     pub async fn ingest(self: &Arc<Self>, msg: NewMessage) -> Result<Ingested, StoreError> {
         let engine = self.clone();
-        tokio::spawn(async move { engine.ingest_now(msg).await })
-            .await
-            .map_err(|_| StoreError::Closed)?
+        FinishOnDrop(Some(Box::pin(async move { engine.ingest_now(msg).await }))).await
     }
 
     async fn ingest_now(&self, mut msg: NewMessage) -> Result<Ingested, StoreError> {
@@ -366,6 +368,39 @@ async fn forward_changes(
         };
         if events.send(event).is_err() {
             return;
+        }
+    }
+}
+
+/// A future that, dropped before it completes, is run to completion in a
+/// task of its own instead of being cancelled.
+struct FinishOnDrop<F: Future + Send + 'static>(Option<Pin<Box<F>>>)
+where
+    F::Output: Send;
+
+impl<F: Future + Send + 'static> Future for FinishOnDrop<F>
+where
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let work = self.0.as_mut().expect("polled after completion");
+        let out = ready!(work.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for FinishOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
         }
     }
 }
