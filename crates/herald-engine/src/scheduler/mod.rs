@@ -146,10 +146,24 @@ impl Scheduler {
         let every = self.cfg.claim_ttl / 4;
         let mut renew = tokio::time::interval_at(Instant::now() + every, every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Both made once: a new shutdown future or timer each turn of the
+        // loop would register and deregister it, under a lock, for every
+        // event the scheduler handles.
+        let stop = shutdown.cancelled();
+        tokio::pin!(stop);
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut timer_at = None;
         loop {
             let next_timer = self.timers.next_at();
+            if next_timer != timer_at
+                && let Some(at) = next_timer
+            {
+                timer.as_mut().reset(at);
+            }
+            timer_at = next_timer;
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = &mut stop => break,
                 _ = renew.tick() => {
                     self.renew_claims();
                     self.failing.expire(Instant::now());
@@ -157,7 +171,11 @@ impl Scheduler {
                 Some(done) = self.done_rx.recv() => self.on_done(done),
                 Some(event) = events.recv() => self.on_event(event),
                 Some(loaded) = self.loaded_rx.recv() => self.on_targets(loaded),
-                _ = sleep_until_opt(next_timer), if next_timer.is_some() => self.fire_timers(),
+                _ = &mut timer, if timer_at.is_some() => {
+                    // Fired: set again next turn, even to the same instant.
+                    timer_at = None;
+                    self.fire_timers();
+                }
             }
         }
         self.stop(events).await;
@@ -539,9 +557,3 @@ impl Scheduler {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
