@@ -51,7 +51,9 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         if let Some(refusal) = head_refusal(&req) {
-            return FrameFuture::Answered { response: Some(refusal) };
+            return FrameFuture::Answered {
+                response: Some(refusal),
+            };
         }
         let rewrite = !req.uri().path().starts_with(RELAY_PUBLIC_PREFIX);
         FrameFuture::Inner {

@@ -60,8 +60,7 @@ pub struct Shared {
     /// SHA-256 of the admin token, computed once.
     pub(crate) admin_digest: [u8; 32],
     /// Idempotency keys in progress (`None`) or answered and being saved.
-    pub(crate) idempotency:
-        std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>,
+    pub(crate) idempotency: std::sync::Mutex<std::collections::HashMap<String, Option<herald_store::SavedResponse>>>,
     /// The internal application operational webhooks travel through, once known.
     pub(crate) operational: std::sync::OnceLock<herald_core::AppId>,
 }
@@ -76,7 +75,10 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, config: ApiConfig) -> Self {
         let admin_digest = middleware::digest(config.admin_token.as_bytes());
-        let relay = Arc::new(relay::RelayHub::new(config.relay_key.clone(), config.relay_limits.clone()));
+        let relay = Arc::new(relay::RelayHub::new(
+            config.relay_key.clone(),
+            config.relay_limits.clone(),
+        ));
         Self(Arc::new(Shared {
             store,
             engine,

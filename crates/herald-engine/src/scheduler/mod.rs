@@ -556,4 +556,3 @@ impl Scheduler {
         // Dropping `self.records` lets the recorder finish once it has written everything.
     }
 }
-
