@@ -33,17 +33,16 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(req) => req,
         Err(e) => return e.into_response(),
     };
-    let presented = bearer(&req).map(str::to_owned);
-    let caller = match authenticate(&state, presented.as_deref()).await {
+    let caller = match authenticate(&state, bearer(&req)).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    if let Err(e) = crate::access::authorize(&state, &caller, &method, &path).await {
+    let path = req.uri().path();
+    if let Err(e) = crate::access::authorize(&state, &caller, req.method(), path).await {
         return e.into_response();
     }
     // Operational webhooks' own application is reached only through their routes.
-    if crate::operational::names_internal_app(&state, &path) {
+    if crate::operational::names_internal_app(&state, path) {
         return ApiError::not_found("application").into_response();
     }
     let mut req = req;
