@@ -13,13 +13,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{PruneCursor, Store, StoreError};
+use herald_store::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct RetentionConfig {
     /// Messages and their attempts older than this are pruned.
     pub retention: Duration,
+    /// A payload whose message set no `payloadRetentionPeriod` is expunged
+    /// this long after it was created.
+    pub payload_retention: Duration,
     /// Saved idempotency responses older than this are pruned: the shorter
     /// of the replay window and the retention period (a key that is no
     /// longer replayed is dead weight; one that outlives its message would
@@ -44,6 +47,7 @@ impl RetentionConfig {
     pub fn for_period(retention: Duration, idempotency_window: Duration) -> Self {
         Self {
             retention,
+            payload_retention: DEFAULT_PAYLOAD_RETENTION,
             idempotency: idempotency_window.min(retention),
             interval: (retention / 10).clamp(Duration::from_millis(50), Duration::from_secs(3600)),
             batch: 500,
@@ -73,6 +77,10 @@ impl Pass {
 /// not as a whole.
 pub async fn run(store: Arc<dyn Store>, cfg: RetentionConfig, shutdown: CancellationToken) {
     let mut wait = cfg.interval.min(FIRST_PASS_MAX_DELAY);
+    // Every message before this has no payload left to expunge by age: a
+    // pass starts there rather than at the oldest message, so a long
+    // retention period does not make each pass re-read old history.
+    let mut payloads_from = PruneCursor::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -80,7 +88,7 @@ pub async fn run(store: Arc<dyn Store>, cfg: RetentionConfig, shutdown: Cancella
         }
         wait = cfg.interval;
         let mut pass = Pass::default();
-        match one_pass(&*store, &cfg, &shutdown, &mut pass).await {
+        match one_pass(&*store, &cfg, &shutdown, &mut payloads_from, &mut pass).await {
             Ok(()) => {}
             Err(StoreError::Closed) => return,
             // The next pass tries again; what this one did is committed.
@@ -103,15 +111,25 @@ async fn one_pass(
     store: &dyn Store,
     cfg: &RetentionConfig,
     shutdown: &CancellationToken,
+    payloads_from: &mut PruneCursor,
     pass: &mut Pass,
 ) -> Result<(), StoreError> {
     let batch = cfg.batch.max(1);
     let full = |n: u64| n >= batch as u64;
     // Payloads first: they are due before their messages are.
+    let mut cursor = *payloads_from;
+    let mut settled = true;
     loop {
-        let n = store.expunge_payloads(batch).await?;
-        pass.payloads += n;
-        if !full(n) || !breathe(cfg, shutdown).await {
+        let p = store.expunge_payloads(cfg.payload_retention, batch, cursor).await?;
+        pass.payloads += p.payloads;
+        // Up to the first payload kept for a pending message, the next pass
+        // need not look again (from the batch before it, conservatively).
+        settled &= !p.kept_pending;
+        if settled {
+            *payloads_from = p.cursor;
+        }
+        cursor = p.cursor;
+        if !p.more || !breathe(cfg, shutdown).await {
             break;
         }
     }

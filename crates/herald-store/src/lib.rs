@@ -50,7 +50,7 @@ pub use redeliver::RedeliveryStore;
 pub use resources::{
     AttemptFilter, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Order, Page, PageRequest, ResourceStore,
 };
-pub use retention::{DEFAULT_PAYLOAD_RETENTION, PruneCursor, PrunedMessages, RetentionStore};
+pub use retention::{DEFAULT_PAYLOAD_RETENTION, ExpungedPayloads, PruneCursor, PrunedMessages, RetentionStore};
 pub use tasks::{Task, TaskKind, TaskStatus, TaskStore};
 
 #[derive(Debug, thiserror::Error)]

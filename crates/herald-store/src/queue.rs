@@ -76,7 +76,8 @@ pub struct NewMessage {
     pub tags: Option<Vec<String>>,
     pub payload: Bytes,
     /// How long the payload is kept (`payloadRetentionPeriod`); `None` is
-    /// [`crate::DEFAULT_PAYLOAD_RETENTION`]. The message itself stays until
+    /// the retention task's default ([`crate::DEFAULT_PAYLOAD_RETENTION`]),
+    /// stored as no expiry at all. The message itself stays until
     /// the retention period prunes it.
     pub payload_retention: Option<Duration>,
     /// Deliver to this endpoint only, whatever its filters (a test event:

@@ -42,6 +42,20 @@ pub struct PrunedMessages {
     pub next: Option<PruneCursor>,
 }
 
+/// What one batch of [`RetentionStore::expunge_payloads`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpungedPayloads {
+    pub payloads: u64,
+    /// Where the walk over default-retention payloads stands: the next
+    /// batch goes on from here.
+    pub cursor: PruneCursor,
+    /// The walk kept a due payload because its message is still pending:
+    /// a later pass must look at it again, so it should not start past it.
+    pub kept_pending: bool,
+    /// The batch was full: more may be due now.
+    pub more: bool,
+}
+
 #[async_trait::async_trait]
 pub trait RetentionStore: Send + Sync {
     /// Deletes up to `batch` messages created more than `max_age` ago (by the
@@ -54,8 +68,18 @@ pub trait RetentionStore: Send + Sync {
     /// retention has passed: the message and its attempts stay, its payload
     /// becomes empty (which no posted payload is: they are JSON objects). A
     /// message with a pending delivery keeps its payload until it is sent.
-    /// Returns how many; fewer than `batch` means nothing more is due now.
-    async fn expunge_payloads(&self, batch: usize) -> Result<u64>;
+    ///
+    /// A message that set `payloadRetentionPeriod` expires at its own time;
+    /// one that did not expires `default_retention` after it was created.
+    /// The second kind is the common one and costs ingest nothing: no expiry
+    /// is stored or indexed for it, and it is found by walking messages
+    /// oldest first from `from`, stopping at the first one too young.
+    async fn expunge_payloads(
+        &self,
+        default_retention: Duration,
+        batch: usize,
+        from: PruneCursor,
+    ) -> Result<ExpungedPayloads>;
     /// Deletes up to `batch` responses saved for idempotency keys more than
     /// `max_age` ago (oldest first); returns how many, fewer than `batch`
     /// once nothing more is due.

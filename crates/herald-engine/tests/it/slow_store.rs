@@ -9,10 +9,10 @@ use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, E
 use herald_core::signing::EndpointSecret;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
 use herald_store::{
-    AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, Held, IdempotencyStore,
-    Ingested, Lease, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId, Outcome, Page,
-    PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore, SavedResponse,
-    Store, StoreMetrics, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
+    AccessStore, AppToken, AttemptFilter, Change, DeliveryCounts, DeliveryJob, DeliveryQueue, ExpungedPayloads, Held,
+    IdempotencyStore, Ingested, Lease, LeaseResult, MessageFilter, NewApplication, NewEndpoint, NewMessage, NodeId,
+    Outcome, Page, PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore,
+    SavedResponse, Store, StoreMetrics, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
 };
 use herald_store::{EndpointMessage, HistoryStore, MessageDestination};
 use tokio::sync::broadcast;
@@ -307,8 +307,13 @@ impl RetentionStore for SlowRecords {
     async fn prune_messages(&self, max_age: Duration, batch: usize, from: PruneCursor) -> Result<PrunedMessages> {
         self.inner.prune_messages(max_age, batch, from).await
     }
-    async fn expunge_payloads(&self, batch: usize) -> Result<u64> {
-        self.inner.expunge_payloads(batch).await
+    async fn expunge_payloads(
+        &self,
+        default_retention: Duration,
+        batch: usize,
+        from: PruneCursor,
+    ) -> Result<ExpungedPayloads> {
+        self.inner.expunge_payloads(default_retention, batch, from).await
     }
     async fn prune_idempotency(&self, max_age: Duration, batch: usize) -> Result<u64> {
         self.inner.prune_idempotency(max_age, batch).await

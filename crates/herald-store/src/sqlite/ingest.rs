@@ -9,7 +9,7 @@ use rusqlite::params;
 
 use super::rows::{after, conflict, from_ms, opt_json};
 use super::writer::WriterCtx;
-use crate::{DEFAULT_PAYLOAD_RETENTION, DeliveryJob, Ingested, NewMessage, Result, StoreError};
+use crate::{DeliveryJob, Ingested, NewMessage, Result, StoreError};
 
 /// Runs without a savepoint (the hot path): every way it can fail alone
 /// (an unknown application, a duplicate `eventId`) comes before its first
@@ -43,7 +43,10 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
             tags_json,
             &msg.payload[..],
             now_ms,
-            after(now_ms, msg.payload_retention.unwrap_or(DEFAULT_PAYLOAD_RETENTION))
+            // Only an explicit period is stored: the partial index on it
+            // then costs a group commit nothing for the common message
+            // (retention finds those by age, in rowid order).
+            msg.payload_retention.map(|period| after(now_ms, period))
         ])
         .map_err(|e| conflict(e, "a message with this eventId already exists"))?;
 

@@ -8,9 +8,11 @@
 //! row too young to prune: a batch reads the rows it prunes, the pending
 //! ones it keeps, and one more, never the whole table. Each row's age is
 //! still checked on its own, so a clock that stepped back only makes a
-//! walk stop early, never prune something young. Payload expiry varies per
-//! message (5 to 90 days), so it has its own partial index
-//! (`message_payload_expiry`) that holds only payloads not yet expunged.
+//! walk stop early, never prune something young. Payloads are expunged the
+//! same way when their message kept the default retention, which stores no
+//! expiry; one that set `payloadRetentionPeriod` (5 to 90 days) has its
+//! expiry in a partial index (`message_payload_expiry`) that holds only
+//! those not yet expunged.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::rows::ttl_ms;
-use crate::{PruneCursor, PrunedMessages, Result, RetentionStore};
+use crate::{ExpungedPayloads, PruneCursor, PrunedMessages, Result, RetentionStore};
 
 /// How many messages one batch may look at, per message it may prune:
 /// bounds a batch that meets a run of pending messages it must keep.
@@ -31,6 +33,14 @@ const WALK_MESSAGES: &str = "SELECT m.rowid, m.id, m.created_at, \
      FROM message m WHERE m.rowid > ?1 ORDER BY m.rowid";
 
 const WALK_IDEMPOTENCY: &str = "SELECT rowid, created_at FROM idempotency ORDER BY rowid LIMIT ?1";
+
+/// Messages from `after` on, oldest first, each with 0 when its payload is
+/// not the walk's to expunge (expunged already, or an explicit expiry the
+/// index serves), 1 when it is, 2 when it is but the message is pending.
+const WALK_PAYLOADS: &str = "SELECT m.rowid, m.created_at, \
+     CASE WHEN m.payload_expires_at IS NULL AND length(m.payload) > 0 \
+     THEN 1 + EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id AND d.status = 1) ELSE 0 END \
+     FROM message m WHERE m.rowid > ?1 ORDER BY m.rowid";
 
 const EXPUNGE_PAYLOADS: &str = "UPDATE message SET payload = X'', payload_expires_at = NULL WHERE rowid IN (\
      SELECT m.rowid FROM message m \
@@ -49,15 +59,32 @@ impl RetentionStore for SqliteStore {
             .await
     }
 
-    async fn expunge_payloads(&self, batch: usize) -> Result<u64> {
+    async fn expunge_payloads(
+        &self,
+        default_retention: Duration,
+        batch: usize,
+        from: PruneCursor,
+    ) -> Result<ExpungedPayloads> {
         self.writer
             .run(move |ctx| {
                 let now = ctx.now()?;
-                let n = ctx
+                let batch = batch.max(1);
+                let explicit = ctx
                     .conn
                     .prepare_cached(EXPUNGE_PAYLOADS)?
                     .execute(params![now, limit(batch)])?;
-                Ok(n as u64)
+                if explicit >= batch {
+                    return Ok(ExpungedPayloads {
+                        payloads: explicit as u64,
+                        cursor: from,
+                        kept_pending: false,
+                        more: true,
+                    });
+                }
+                let cutoff = now.saturating_sub(ttl_ms(default_retention));
+                let mut walked = expunge_by_age(&ctx.conn, cutoff, batch - explicit, from)?;
+                walked.payloads += explicit as u64;
+                Ok(walked)
             })
             .await
     }
@@ -132,6 +159,44 @@ fn prune_messages(conn: &Connection, cutoff: i64, batch: usize, from: PruneCurso
         pruned.messages += message.execute([rowid])? as u64;
     }
     Ok(pruned)
+}
+
+/// Default-retention payloads of messages created before `cutoff` (Unix
+/// ms), from `from` on.
+fn expunge_by_age(conn: &Connection, cutoff: i64, batch: usize, from: PruneCursor) -> Result<ExpungedPayloads> {
+    let max_examined = batch.saturating_mul(EXAMINE_PER_BATCH);
+    let mut doomed: Vec<i64> = Vec::with_capacity(batch);
+    let mut out = ExpungedPayloads {
+        cursor: from,
+        ..ExpungedPayloads::default()
+    };
+    {
+        let mut walk = conn.prepare_cached(WALK_PAYLOADS)?;
+        let mut rows = walk.query([from.position()])?;
+        let mut examined = 0;
+        while let Some(row) = rows.next()? {
+            let (rowid, created_at, state): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            if created_at >= cutoff {
+                break;
+            }
+            examined += 1;
+            out.cursor = PruneCursor::at(rowid);
+            match state {
+                1 => doomed.push(rowid),
+                2 => out.kept_pending = true,
+                _ => {}
+            }
+            if doomed.len() >= batch || examined >= max_examined {
+                out.more = true;
+                break;
+            }
+        }
+    }
+    let mut expunge = conn.prepare_cached("UPDATE message SET payload = X'' WHERE rowid = ?1")?;
+    for rowid in doomed {
+        out.payloads += expunge.execute([rowid])? as u64;
+    }
+    Ok(out)
 }
 
 /// Saved responses older than `cutoff` (Unix ms). `INSERT OR REPLACE` gives

@@ -12,8 +12,8 @@ use chrono::Utc;
 use herald_core::model::{Attempt, DeliveryStatus, TriggerType};
 use herald_core::{AppId, AttemptId, MessageId};
 use herald_store::{
-    AttemptFilter, DeliveryJob, DeliveryState, Lease, NewMessage, NodeId, Outcome, PruneCursor, SavedResponse, Store,
-    StoreError,
+    AttemptFilter, DEFAULT_PAYLOAD_RETENTION, DeliveryJob, DeliveryState, Lease, NewMessage, NodeId, Outcome,
+    PruneCursor, SavedResponse, Store, StoreError,
 };
 
 use crate::{Backend, Order, app, each_backend, endpoint, new_endpoint, new_msg, page};
@@ -71,6 +71,15 @@ async fn deliver_all(s: &Arc<dyn Store>) -> usize {
         .await
         .unwrap();
     n
+}
+
+/// One batch of payload expiry with the real default (90 days), walking
+/// from the oldest message; how many it expunged.
+async fn expunge(s: &Arc<dyn Store>, batch: usize) -> u64 {
+    s.expunge_payloads(DEFAULT_PAYLOAD_RETENTION, batch, PruneCursor::default())
+        .await
+        .unwrap()
+        .payloads
 }
 
 async fn attempts_of(s: &Arc<dyn Store>, a: &AppId, m: &MessageId) -> usize {
@@ -173,7 +182,7 @@ async fn retention_payload_expiry_blanks_only_the_payload() {
         let before = s.get_message(&a, expiring.as_str()).await.unwrap();
         tokio::time::sleep(GAP).await;
 
-        assert_eq!(s.expunge_payloads(100).await.unwrap(), 1);
+        assert_eq!(expunge(&s, 100).await, 1);
         let after = s.get_message(&a, expiring.as_str()).await.unwrap();
         assert!(after.payload.is_empty(), "the payload is expunged");
         assert_eq!(
@@ -190,12 +199,82 @@ async fn retention_payload_expiry_blanks_only_the_payload() {
             br#"{"undelivered":1}"#,
             "pending keeps its payload"
         );
-        assert_eq!(s.expunge_payloads(100).await.unwrap(), 0, "expunged once");
+        assert_eq!(expunge(&s, 100).await, 0, "expunged once");
 
         // Once delivered, its payload goes too.
         assert_eq!(deliver_all(&s).await, 1);
-        assert_eq!(s.expunge_payloads(100).await.unwrap(), 1);
+        assert_eq!(expunge(&s, 100).await, 1);
         assert!(s.get_message(&a, pending.as_str()).await.unwrap().payload.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_default_payload_expiry_walks_by_age() {
+    each_backend(|b: Backend| async move {
+        let s = b.store;
+        let a = app_with_endpoint(&s).await;
+        let mut old = Vec::new();
+        for i in 0..5 {
+            old.push(send(&s, new_msg(a.as_str(), "a.b", &format!(r#"{{"old":{i}}}"#))).await);
+        }
+        assert_eq!(deliver_all(&s).await, 5);
+        let pending = send(&s, new_msg(a.as_str(), "a.b", r#"{"pending":1}"#)).await;
+        let own_period = send(
+            &s,
+            NewMessage {
+                payload_retention: Some(Duration::from_secs(3600)),
+                ..new_msg(a.as_str(), "a.b", r#"{"own":1}"#)
+            },
+        )
+        .await;
+        tokio::time::sleep(GAP).await;
+        let young = send(&s, new_msg(a.as_str(), "a.b", r#"{"young":1}"#)).await;
+        let payload = |m: MessageId| {
+            let s = s.clone();
+            let a = a.clone();
+            async move { s.get_message(&a, m.as_str()).await.unwrap().payload }
+        };
+
+        // Batches of 2 from the oldest: 2, 2, then the last old one; the
+        // pending one is kept and said to be.
+        let mut cursor = PruneCursor::default();
+        let mut batches = Vec::new();
+        let mut kept_pending = false;
+        loop {
+            let p = s.expunge_payloads(MAX_AGE, 2, cursor).await.unwrap();
+            batches.push(p.payloads);
+            kept_pending |= p.kept_pending;
+            cursor = p.cursor;
+            if !p.more {
+                break;
+            }
+        }
+        assert_eq!(batches.iter().sum::<u64>(), 5, "{batches:?}");
+        assert!(batches.iter().all(|&n| n <= 2), "{batches:?}");
+        assert!(kept_pending, "the pending message's payload is kept, and said to be");
+        for m in old {
+            assert!(
+                payload(m).await.is_empty(),
+                "an old payload with the default retention goes"
+            );
+        }
+        assert_eq!(&payload(pending.clone()).await[..], br#"{"pending":1}"#);
+        assert_eq!(
+            &payload(own_period).await[..],
+            br#"{"own":1}"#,
+            "a message's own period wins over the default"
+        );
+        assert_eq!(&payload(young).await[..], br#"{"young":1}"#, "young payloads stay");
+
+        // From where the walk ended, nothing is left; from the start, only
+        // the pending one is still due, and once sent it goes.
+        let p = s.expunge_payloads(MAX_AGE, 100, cursor).await.unwrap();
+        assert_eq!((p.payloads, p.more), (0, false));
+        assert_eq!(deliver_all(&s).await, 3);
+        let p = s.expunge_payloads(MAX_AGE, 100, PruneCursor::default()).await.unwrap();
+        assert_eq!(p.payloads, 1);
+        assert!(payload(pending).await.is_empty());
     })
     .await;
 }
