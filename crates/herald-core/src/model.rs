@@ -8,7 +8,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
-use crate::retry::RetrySchedule;
+use crate::retry::RetryPolicy;
 use crate::signing::EndpointSecret;
 use crate::transform::PayloadTemplate;
 use crate::validate::{Channel, EndpointUrl, EventTypeName, Uid};
@@ -71,6 +71,10 @@ pub struct EndpointSettings {
     /// being the payload as posted (SPEC §5).
     #[serde(with = "stored::template")]
     pub payload_template: Option<PayloadTemplate>,
+    /// Herald extension: when failed deliveries are tried again; `None` is
+    /// the server's default ([`RetryPolicy::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 impl EndpointSettings {
@@ -88,6 +92,7 @@ impl EndpointSettings {
             headers: BTreeMap::new(),
             timeout: DEFAULT_ENDPOINT_TIMEOUT,
             payload_template: None,
+            retry: None,
         }
     }
 }
@@ -190,7 +195,7 @@ pub struct DeliveryTarget {
     pub retiring: Vec<RetiringSecret>,
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
-    pub retry: RetrySchedule,
+    pub retry: RetryPolicy,
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
 }
@@ -198,13 +203,14 @@ pub struct DeliveryTarget {
 impl DeliveryTarget {
     /// The engine's view of `ep`: only what sending needs, taken from its
     /// settings.
-    pub fn new(ep: Endpoint, secrets: Vec<EndpointSecret>, retry: RetrySchedule) -> Self {
+    pub fn new(ep: Endpoint, secrets: Vec<EndpointSecret>) -> Self {
         let EndpointSettings {
             url,
             disabled,
             headers,
             timeout,
             payload_template,
+            retry,
             ..
         } = ep.settings;
         Self {
@@ -216,7 +222,7 @@ impl DeliveryTarget {
             retiring: Vec::new(),
             headers,
             timeout,
-            retry,
+            retry: retry.unwrap_or_default(),
             payload_template,
         }
     }

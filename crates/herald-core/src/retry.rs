@@ -34,6 +34,40 @@ pub enum RetrySchedule {
     None,
 }
 
+/// An endpoint's retry policy: when to try again, and whether each wait is
+/// jittered (on by default: endpoints that failed together are not all
+/// retried in the same instant; a provider that documents exact times turns
+/// it off).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RetryPolicy {
+    pub schedule: RetrySchedule,
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    /// The SPEC default: [`RetrySchedule::standard`], jittered.
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::standard(),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `failed_attempts + 1` (see
+    /// [`RetrySchedule::next_delay`]), jittered by [`DEFAULT_JITTER`] when
+    /// the policy says so; `None` when the schedule is exhausted.
+    pub fn next_wait(&self, failed_attempts: u32, rng: &mut impl rand::Rng) -> Option<Duration> {
+        let step = self.schedule.next_delay(failed_attempts)?;
+        Some(if self.jitter {
+            jittered(step, DEFAULT_JITTER, rng)
+        } else {
+            step
+        })
+    }
+}
+
 impl Default for RetrySchedule {
     fn default() -> Self {
         Self::standard()
@@ -190,6 +224,27 @@ mod tests {
         assert_eq!(s.next_delay(u32::MAX), None);
         assert_eq!(s.total_attempts(), 8);
         assert_eq!(s.max_step(), 10 * HOUR);
+    }
+
+    #[test]
+    fn a_policy_jitters_only_when_asked() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let exact = RetryPolicy {
+            schedule: RetrySchedule::Delays(vec![secs(60), secs(120)]),
+            jitter: false,
+        };
+        assert_eq!(exact.next_wait(1, &mut rng), Some(secs(60)));
+        assert_eq!(exact.next_wait(2, &mut rng), Some(secs(120)));
+        assert_eq!(exact.next_wait(3, &mut rng), None);
+        let jittered = RetryPolicy {
+            jitter: true,
+            ..exact.clone()
+        };
+        let waits: Vec<Duration> = (0..50).filter_map(|_| jittered.next_wait(1, &mut rng)).collect();
+        assert!(waits.iter().all(|w| (secs(48)..=secs(72)).contains(w)), "{waits:?}");
+        assert!(waits.iter().any(|w| *w != secs(60)), "jitter moves the wait");
+        assert_eq!(RetryPolicy::default().schedule, RetrySchedule::standard());
+        assert!(RetryPolicy::default().jitter);
     }
 
     #[test]

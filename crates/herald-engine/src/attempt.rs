@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use herald_core::AttemptId;
 use herald_core::metrics::Histogram;
 use herald_core::model::{Attempt, AttemptErrorKind, DeliveryStatus, DeliveryTarget, TriggerType, truncate_response};
-use herald_core::retry::{jittered, parse_retry_after};
+use herald_core::retry::parse_retry_after;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,8 +19,6 @@ use crate::lane::Answer;
 use crate::request;
 use crate::ticket::Job;
 use crate::transport::{Outbound, Reply, Transport, wire_uri};
-
-const JITTER: f64 = 0.2;
 
 /// Bounds of `herald_attempt_duration_seconds`, in microseconds: 5 ms to
 /// 30 s (twice the default timeout), the usual 1-2.5-5 steps.
@@ -167,13 +165,12 @@ pub(crate) fn retry_delay(
     reply: &Reply,
     time_scale: f64,
 ) -> Option<Duration> {
-    let step = target.retry.next_delay(failed_attempts)?;
-    let mut wait = jittered(step, JITTER, &mut rand::rng());
+    let mut wait = target.retry.next_wait(failed_attempts, &mut rand::rng())?;
     if matches!(reply.status, 429 | 503)
         && let Some(asked) = reply
             .retry_after
             .as_deref()
-            .and_then(|v| parse_retry_after(v, Utc::now(), target.retry.max_step()))
+            .and_then(|v| parse_retry_after(v, Utc::now(), target.retry.schedule.max_step()))
     {
         wait = wait.max(asked);
     }

@@ -16,8 +16,11 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 
 mod operational;
+mod retry;
 mod tools;
+
 pub use operational::*;
+pub use retry::RetryScheduleDto;
 pub use tools::*;
 
 pub fn fmt_time(t: &DateTime<Utc>) -> String {
@@ -159,6 +162,9 @@ pub struct EndpointIn {
     /// as raw text so its keys keep their order.
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
+    /// Herald extension: when failed deliveries are tried again; absent or
+    /// null is the server's default schedule.
+    pub retry_schedule: Option<RetryScheduleDto>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -187,6 +193,10 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Option<Box<RawValue>>>,
+    /// `null` goes back to the server's default schedule.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<RetryScheduleDto>)]
+    pub retry_schedule: Option<Option<RetryScheduleDto>>,
     pub version: Option<i64>,
 }
 
@@ -204,6 +214,7 @@ impl EndpointPatch {
             metadata,
             throttle_rate,
             timeout_secs,
+            retry_schedule,
             payload_template: _,
             version: _,
         } = self;
@@ -216,6 +227,7 @@ impl EndpointPatch {
             && metadata.is_none()
             && throttle_rate.is_none()
             && timeout_secs.is_none()
+            && retry_schedule.is_none()
     }
 }
 
@@ -246,6 +258,9 @@ pub struct EndpointOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
+    /// Absent: the server's default schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_schedule: Option<RetryScheduleDto>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -280,6 +295,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             rate_limit: s.throttle_rate,
             timeout_secs: s.timeout.as_secs_f64(),
             payload_template,
+            retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::AppState;
 use crate::access::{self, Caller};
-use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse};
+use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 use crate::operational;
@@ -171,6 +171,7 @@ fn settings(body: EndpointIn) -> ApiResult<EndpointSettings> {
         headers: parse_headers(body.headers)?,
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
         payload_template: parse_template(body.payload_template)?,
+        retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
     })
 }
 
@@ -317,6 +318,9 @@ async fn patch_endpoint(
     }
     if let Some(template) = body.payload_template {
         set.payload_template = parse_template(template)?;
+    }
+    if let Some(retry) = body.retry_schedule {
+        set.retry = retry.map(RetryScheduleDto::parse).transpose()?;
     }
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;

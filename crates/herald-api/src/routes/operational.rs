@@ -79,6 +79,7 @@ fn settings(f: Fields, headers: std::collections::BTreeMap<String, String>) -> A
         headers,
         timeout: DEFAULT_ENDPOINT_TIMEOUT,
         payload_template: None,
+        retry: None,
     })
 }
 

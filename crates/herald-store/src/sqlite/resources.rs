@@ -6,7 +6,6 @@ use chrono::Utc;
 use herald_core::model::{
     Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, RetiringSecret,
 };
-use herald_core::retry::RetrySchedule;
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
@@ -342,8 +341,7 @@ impl ResourceStore for SqliteStore {
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    let mut target =
-                        DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?], RetrySchedule::standard());
+                    let mut target = DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?]);
                     target.retiring = retiring;
                     out.push(target);
                 }

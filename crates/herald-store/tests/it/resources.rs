@@ -362,6 +362,13 @@ async fn endpoint_create_get_update_delete() {
                         payload_template: Some(template(
                             r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#,
                         )),
+                        retry: Some(herald_core::retry::RetryPolicy {
+                            schedule: herald_core::retry::RetrySchedule::Delays(vec![
+                                Duration::from_secs(60),
+                                Duration::from_millis(1500),
+                            ]),
+                            jitter: false,
+                        }),
                     },
                     secret: secret.clone(),
                 },
@@ -395,6 +402,11 @@ async fn endpoint_create_get_update_delete() {
             targets[0].payload_template, created.settings.payload_template,
             "the engine sees the template"
         );
+        assert_eq!(
+            Some(&targets[0].retry),
+            created.settings.retry.as_ref(),
+            "and the retry policy"
+        );
 
         let by_id = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
         assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
@@ -421,6 +433,7 @@ async fn endpoint_create_get_update_delete() {
                     headers: BTreeMap::new(),
                     timeout: Duration::from_secs(30),
                     payload_template: Some(template(r#"["{{msg.id}}"]"#)),
+                    retry: None,
                 },
                 ..by_id.clone()
             })

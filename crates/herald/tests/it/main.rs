@@ -20,6 +20,7 @@ mod listener;
 mod metrics;
 mod operational;
 mod permissions;
+mod policy;
 mod portal;
 mod prom;
 mod relay;

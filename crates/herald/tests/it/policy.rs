@@ -1,0 +1,183 @@
+//! Per-endpoint delivery policy: an endpoint's own retry schedule is what
+//! the receiver sees on the wire, and it reads back, changes and goes back
+//! to the default through the API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Receiver, Server, ServerOptions, temp_dir};
+
+/// Every delay divided by this: a schedule's seconds arrive as 50 ms steps.
+const SCALE: f64 = 20.0;
+
+/// The gaps between the arrivals of one message, in milliseconds.
+fn gaps_ms(r: &Receiver) -> Vec<u128> {
+    let at: Vec<_> = r.requests().iter().map(|x| x.at).collect();
+    at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect()
+}
+
+/// An endpoint whose receiver always fails, with `schedule`; one message
+/// sent. Returns once `arrivals` requests came in, and after a quiet period
+/// long enough for one more retry to have shown.
+async fn failing_with(schedule: Value, arrivals: usize) -> (Receiver, Vec<u128>) {
+    let dir = temp_dir();
+    let server = Server::start_with(dir.path(), ServerOptions::scaled(SCALE));
+    let receiver = Receiver::start_with(Arc::new(|_, _| (500, Duration::ZERO, "down".into()))).await;
+    let app = server.create_app("policy").await;
+    server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/hook", receiver.url), "retrySchedule": schedule}),
+        )
+        .await;
+    server.send(&app, "policy.test", json!({"n": 1})).await;
+    receiver
+        .wait_until(Duration::from_secs(20), |r| r.len() >= arrivals)
+        .await;
+    // Longer than any step of these schedules (at most 10 s / SCALE).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gaps = gaps_ms(&receiver);
+    assert_eq!(receiver.requests().len(), arrivals, "then no more: gaps {gaps:?}");
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one message, retried: {ids:?}");
+    (receiver, gaps)
+}
+
+/// Each gap is at least its step (scaled) and not far past it: the timing
+/// pattern, not only the count.
+fn assert_steps(gaps: &[u128], steps_secs: &[f64]) {
+    assert_eq!(gaps.len(), steps_secs.len(), "{gaps:?}");
+    for (gap, step) in gaps.iter().zip(steps_secs) {
+        let want = (step * 1000.0 / SCALE) as u128;
+        assert!(
+            *gap + 5 >= want && *gap <= want + 400,
+            "gap {gap} ms for a step of {want} ms: {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn explicit_delays_without_jitter_are_kept_exactly() {
+    let (_r, gaps) = failing_with(json!({"kind": "delays", "delaysSecs": [2, 6, 4], "jitter": false}), 4).await;
+    assert_steps(&gaps, &[2.0, 6.0, 4.0]);
+}
+
+#[tokio::test]
+async fn exponential_grows_to_its_cap_and_stops() {
+    // 2 s, 4 s, then capped at 6 s, 6 s: four retries.
+    let (_r, gaps) = failing_with(
+        json!({"kind": "exponential", "initialSecs": 2, "factor": 2, "maxSecs": 6, "attempts": 4, "jitter": false}),
+        5,
+    )
+    .await;
+    assert_steps(&gaps, &[2.0, 4.0, 6.0, 6.0]);
+}
+
+#[tokio::test]
+async fn kind_none_sends_once() {
+    let (_r, gaps) = failing_with(json!({"kind": "none"}), 1).await;
+    assert!(gaps.is_empty());
+}
+
+#[tokio::test]
+async fn the_schedule_reads_back_changes_and_resets() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let app = server.create_app("policy-api").await;
+    let schedule = json!({"kind": "delays", "delaysSecs": [60.0, 120.0, 180.0, 240.0], "jitter": false});
+    let (id, _) = server
+        .create_endpoint(
+            &app,
+            json!({"url": "http://127.0.0.1:9/hook", "retrySchedule": schedule}),
+        )
+        .await;
+    let path = format!("/app/{app}/endpoint/{id}/");
+    let (status, ep) = server.get(&path).await;
+    assert_eq!(status, 200, "{ep}");
+    assert_eq!(ep["retrySchedule"], schedule);
+
+    // Jitter is on unless turned off, and shows so.
+    let exp = json!({"kind": "exponential", "initialSecs": 1, "factor": 3, "maxSecs": 600, "attempts": 6});
+    let (status, ep) = server
+        .request(reqwest::Method::PATCH, &path, Some(json!({"retrySchedule": exp})))
+        .await;
+    assert_eq!(status, 200, "{ep}");
+    assert_eq!(
+        ep["retrySchedule"],
+        json!({"kind": "exponential", "initialSecs": 1.0, "factor": 3.0, "maxSecs": 600.0, "attempts": 6, "jitter": true})
+    );
+
+    // A patch that leaves it out keeps it; `null` goes back to the default.
+    let (_, ep) = server
+        .request(reqwest::Method::PATCH, &path, Some(json!({"description": "x"})))
+        .await;
+    assert_eq!(ep["retrySchedule"]["kind"], "exponential");
+    let (status, ep) = server
+        .request(reqwest::Method::PATCH, &path, Some(json!({"retrySchedule": null})))
+        .await;
+    assert_eq!(status, 200, "{ep}");
+    assert!(ep.get("retrySchedule").is_none(), "{ep}");
+    let (_, ep) = server.get(&path).await;
+    assert!(ep.get("retrySchedule").is_none(), "{ep}");
+}
+
+#[tokio::test]
+async fn a_bad_schedule_is_a_422_naming_the_field() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let app = server.create_app("policy-bad").await;
+    let url = "http://127.0.0.1:9/hook";
+    for (schedule, field) in [
+        (json!({"kind": "delays", "delaysSecs": []}), "delaysSecs"),
+        (json!({"kind": "delays", "delaysSecs": [5, 0]}), "delaysSecs"),
+        (json!({"kind": "delays", "delaysSecs": [700000]}), "delaysSecs"),
+        (
+            json!({"kind": "exponential", "initialSecs": 5, "factor": 2, "maxSecs": 1, "attempts": 3}),
+            "maxSecs",
+        ),
+        (
+            json!({"kind": "exponential", "initialSecs": 1, "factor": 0.5, "maxSecs": 9, "attempts": 3}),
+            "factor",
+        ),
+        (
+            json!({"kind": "exponential", "initialSecs": 1, "factor": 2, "maxSecs": 9, "attempts": 51}),
+            "attempts",
+        ),
+    ] {
+        let (status, err) = server
+            .post(
+                &format!("/app/{app}/endpoint/"),
+                json!({"url": url, "retrySchedule": schedule}),
+            )
+            .await;
+        assert_eq!(status, 422, "{schedule}: {err}");
+        assert_eq!(
+            err["detail"][0]["loc"],
+            json!(["body", "retrySchedule", field]),
+            "{schedule}: {err}"
+        );
+    }
+    // A shape that is not a schedule (an unknown kind, a misspelt field).
+    for schedule in [
+        json!({"kind": "linear", "delaysSecs": [5]}),
+        json!({"kind": "delays", "delays": [5]}),
+        json!([5, 10]),
+    ] {
+        let (status, err) = server
+            .post(
+                &format!("/app/{app}/endpoint/"),
+                json!({"url": url, "retrySchedule": schedule}),
+            )
+            .await;
+        assert_eq!(status, 422, "{schedule}: {err}");
+        assert!(err.to_string().contains("retrySchedule"), "{schedule}: {err}");
+    }
+    let (_, list) = server.get(&format!("/app/{app}/endpoint/")).await;
+    assert_eq!(list["data"], json!([]), "nothing was created");
+}
