@@ -196,24 +196,51 @@ async fn attempt_exhausted(s: &AppState, a: Attempt) {
 }
 
 /// Turns the engine's exhausted deliveries into `message.attempt.exhausted`
-/// events until `shutdown`.
+/// events, and the endpoints it disabled into `endpoint.disabled`, until
+/// `shutdown`.
 pub(crate) async fn run(s: AppState, shutdown: CancellationToken) {
     use tokio::sync::broadcast::error::RecvError;
     let mut exhausted = s.engine.exhausted();
+    let mut disabled = s.engine.disabled();
     loop {
-        let next = tokio::select! {
-            n = exhausted.recv() => n,
-            _ = shutdown.cancelled() => return,
-        };
-        match next {
-            Ok(a) => attempt_exhausted(&s, a).await,
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(
+        tokio::select! {
+            n = exhausted.recv() => match n {
+                Ok(a) => attempt_exhausted(&s, a).await,
+                Err(RecvError::Lagged(n)) => tracing::warn!(
                     missed = n,
                     "operational webhooks fell behind; some exhausted deliveries go untold"
-                )
-            }
-            Err(RecvError::Closed) => return,
+                ),
+                Err(RecvError::Closed) => return,
+            },
+            d = disabled.recv() => match d {
+                Ok(d) => endpoint_disabled(&s, d).await,
+                Err(RecvError::Lagged(n)) => tracing::warn!(
+                    missed = n,
+                    "operational webhooks fell behind; some disabled endpoints go untold"
+                ),
+                Err(RecvError::Closed) => return,
+            },
+            _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// `endpoint.disabled` with `trigger: automatic`, for an endpoint the
+/// engine disabled; never about an operational endpoint itself.
+async fn endpoint_disabled(s: &AppState, d: herald_engine::EndpointDisabled) {
+    match app_id(s).await {
+        Ok(Some(op)) if op != d.app_id => {}
+        _ => return,
+    }
+    let (app, ep) = match (
+        s.store.get_app(d.app_id.as_str()).await,
+        s.store.get_endpoint(&d.app_id, d.endpoint_id.as_str()).await,
+    ) {
+        (Ok(app), Ok(ep)) => (app, ep),
+        // Deleted since: nothing to tell about.
+        _ => return,
+    };
+    let mut data = endpoint_data(&app, &ep);
+    data["trigger"] = json!("automatic");
+    emit(s, "endpoint.disabled", data).await;
 }

@@ -186,6 +186,15 @@ pub struct Stats {
     pub backlog_counted_at_ms: AtomicU64,
 }
 
+/// An endpoint the engine disabled, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointDisabled {
+    pub app_id: herald_core::AppId,
+    pub endpoint_id: herald_core::EndpointId,
+    /// The status code that asked for it.
+    pub status: u16,
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     config: EngineConfig,
@@ -328,6 +337,13 @@ impl Engine {
     /// (`RecvError::Lagged` says how many).
     pub fn exhausted(&self) -> tokio::sync::broadcast::Receiver<herald_core::model::Attempt> {
         self.shared.exhausted.subscribe()
+    }
+
+    /// Every endpoint the engine disables itself from now on (it answered
+    /// `410 Gone`), once each; a listener that falls behind misses the
+    /// oldest, as with [`Engine::exhausted`].
+    pub fn disabled(&self) -> tokio::sync::broadcast::Receiver<EndpointDisabled> {
+        self.shared.disabled.subscribe()
     }
 
     /// Waits until the tasks have stopped after `shutdown` was cancelled:

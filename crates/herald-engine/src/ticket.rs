@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     /// The last attempt of each delivery that ran out of retries, for
     /// whoever listens (operational webhooks); nothing is kept for no one.
     pub exhausted: broadcast::Sender<Attempt>,
+    /// Endpoints the engine disabled itself (one answered `410 Gone`).
+    pub disabled: broadcast::Sender<crate::EndpointDisabled>,
 }
 
 impl Shared {
@@ -45,6 +47,7 @@ impl Shared {
             wake_loader: Notify::new(),
             stats: Stats::default(),
             exhausted: broadcast::channel(EXHAUSTED_BUFFER).0,
+            disabled: broadcast::channel(EXHAUSTED_BUFFER).0,
         }
     }
 

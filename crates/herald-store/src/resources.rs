@@ -100,6 +100,11 @@ pub trait ResourceStore: Send + Sync {
     /// Replaces the uid and the settings; the id, application and creation
     /// time stay.
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
+    /// Disables the endpoint unless it already is, changing nothing else:
+    /// the engine's own change (an endpoint that answered `410 Gone`), made
+    /// without reading the settings first so a concurrent update is never
+    /// overwritten. `true` when this call disabled it.
+    async fn disable_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<bool>;
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()>;
     async fn get_endpoint_secret(&self, app_id: &AppId, id: &EndpointId) -> Result<EndpointSecret>;
     /// Makes `new` the endpoint's secret; the one it replaces keeps signing

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use herald_store::{DeliveryState, Outcome, RetryHold};
+use herald_core::model::AttemptErrorKind;
+use herald_core::{AppId, EndpointId};
+use herald_store::{DeliveryState, Outcome, RetryHold, StoreError};
 use tokio::time::Instant;
 
 use super::Scheduler;
@@ -12,6 +14,8 @@ use super::timers::Wake;
 use crate::attempt::{self, Done};
 use crate::lane::Transition;
 use crate::recorder::PARK_HOLD;
+
+const GONE: u16 = 410;
 
 impl Scheduler {
     pub(super) fn on_done(&mut self, done: Done) {
@@ -61,7 +65,14 @@ impl Scheduler {
             ..
         } = done;
         let held = self.held_of(&job);
-        let delay = (!success)
+        // `410 Gone`: the receiver says the endpoint is no more. It is
+        // disabled at once, and this delivery is given up rather than
+        // retried (re-enable, then `recover`, to send it again).
+        let gone = reply.error == Some(AttemptErrorKind::Status) && reply.status == GONE;
+        if gone {
+            self.disable(&job.job.app_id, &id, reply.status);
+        }
+        let delay = (!success && !gone)
             .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
             .flatten();
         match (success, delay) {
@@ -141,5 +152,29 @@ impl Scheduler {
         self.pump(&id);
         self.forget_idle_lane(&id);
         self.serve_ready();
+    }
+
+    /// Disables the endpoint in the store, off the scheduler's loop. The
+    /// store's change feed then brings the disabled target back here, which
+    /// ends its other queued work without a request; listeners hear of it
+    /// once, from the call that changed it.
+    fn disable(&self, app_id: &AppId, endpoint_id: &EndpointId, status: u16) {
+        let (store, shared) = (self.store.clone(), self.shared.clone());
+        let (app_id, endpoint_id) = (app_id.clone(), endpoint_id.clone());
+        tokio::spawn(async move {
+            match store.disable_endpoint(&app_id, &endpoint_id).await {
+                Ok(true) => {
+                    tracing::warn!(endpoint_id = %endpoint_id, status, "endpoint answered 410 Gone; disabled");
+                    let _ = shared.disabled.send(crate::EndpointDisabled {
+                        app_id,
+                        endpoint_id,
+                        status,
+                    });
+                }
+                // Disabled already, or deleted since: nothing to do.
+                Ok(false) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(endpoint_id = %endpoint_id, error = %e, "disabling a gone endpoint failed"),
+            }
+        });
     }
 }

@@ -169,6 +169,9 @@ impl ResourceStore for SlowRecords {
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
         self.inner.update_endpoint(ep).await
     }
+    async fn disable_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<bool> {
+        self.inner.disable_endpoint(app_id, id).await
+    }
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()> {
         self.inner.delete_endpoint(app_id, id).await
     }

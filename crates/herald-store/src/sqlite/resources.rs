@@ -223,6 +223,40 @@ impl ResourceStore for SqliteStore {
             .await
     }
 
+    async fn disable_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<bool> {
+        let (app_id, id) = (app_id.clone(), id.clone());
+        self.writer
+            .run(move |ctx| {
+                let now = ctx.now()?;
+                let n = ctx
+                    .conn
+                    .prepare_cached(
+                        "UPDATE endpoint SET settings = json_set(settings, '$.disabled', json('true')), \
+                         updated_at = ?3 WHERE id = ?1 AND app_id = ?2 \
+                         AND json_extract(settings, '$.disabled') IS NOT 1",
+                    )?
+                    .execute(params![id.as_str(), app_id.as_str(), now])?;
+                if n == 0 {
+                    let exists = ctx
+                        .conn
+                        .prepare_cached("SELECT 1 FROM endpoint WHERE id = ?1 AND app_id = ?2")?
+                        .exists([id.as_str(), app_id.as_str()])?;
+                    return if exists {
+                        Ok(false)
+                    } else {
+                        Err(StoreError::NotFound("endpoint"))
+                    };
+                }
+                ctx.forget_app(&app_id);
+                ctx.announce(Change::EndpointUpdated {
+                    app_id,
+                    endpoint_id: id,
+                });
+                Ok(true)
+            })
+            .await
+    }
+
     async fn delete_endpoint(&self, app_id: &AppId, id: &EndpointId) -> Result<()> {
         let (app_id, id) = (app_id.clone(), id.clone());
         self.writer

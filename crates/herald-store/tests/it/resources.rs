@@ -973,3 +973,60 @@ async fn event_type_archive_expunge_and_list() {
 fn template(source: &str) -> herald_core::transform::PayloadTemplate {
     herald_core::transform::PayloadTemplate::parse(source).unwrap()
 }
+
+#[tokio::test]
+async fn endpoint_disable_changes_only_disabled_and_is_announced() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let a = app(s, "disable").await;
+        let ep = endpoint(
+            s,
+            &a,
+            new_endpoint_with("https://receiver.example/hook", |set| {
+                set.description = "kept".into();
+                set.throttle_rate = Some(7);
+            }),
+        )
+        .await;
+        let mut changes = s.changes();
+        let before = s.get_endpoint(&a, ep.as_str()).await.unwrap();
+
+        assert!(s.disable_endpoint(&a, &ep).await.unwrap(), "this call disabled it");
+        let after = s.get_endpoint(&a, ep.as_str()).await.unwrap();
+        assert!(after.settings.disabled);
+        assert_eq!(
+            changed(after.clone(), |set| set.disabled = false).settings,
+            before.settings,
+            "nothing else changed"
+        );
+        assert!(after.updated_at >= before.updated_at);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(5), changes.recv())
+                .await
+                .expect("announced")
+                .unwrap(),
+            herald_store::Change::EndpointUpdated {
+                app_id: a.clone(),
+                endpoint_id: ep.clone()
+            }
+        );
+        assert!(
+            s.delivery_targets(vec![ep.clone()]).await.unwrap()[0].disabled,
+            "the engine sees it disabled"
+        );
+        // Fan-out skips it from now on.
+        let ingested = s.ingest(new_msg(a.as_str(), "a.b", "{}")).await.unwrap();
+        assert!(ingested.deliveries.is_empty());
+
+        assert!(!s.disable_endpoint(&a, &ep).await.unwrap(), "already disabled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(changes.try_recv().is_err(), "and nothing announced");
+        let other = app(s, "other").await;
+        assert_matches!(
+            s.disable_endpoint(&other, &ep).await,
+            Err(StoreError::NotFound(_)),
+            "another app's"
+        );
+    })
+    .await;
+}
