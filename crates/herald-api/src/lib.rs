@@ -36,6 +36,8 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub struct ApiConfig {
     pub admin_token: String,
     pub max_payload_bytes: usize,
+    /// Endpoint URLs must be `https://` (`--require-https`).
+    pub require_https: bool,
     /// Timeouts and the connection cap of [`serve`].
     pub connections: ConnectionLimits,
     /// Signs relay channel ids (derived from the encryption key).

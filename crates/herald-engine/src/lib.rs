@@ -67,6 +67,8 @@ pub struct EngineConfig {
     /// Divides every retry and probe delay (a testing aid: `HERALD_TIME_SCALE`).
     pub time_scale: f64,
     pub private_targets: PrivateTargets,
+    /// Refuse to send to `http://` URLs (`--require-https`).
+    pub require_https: bool,
     pub user_agent: String,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
@@ -92,6 +94,7 @@ impl Default for EngineConfig {
             retry_horizon: Duration::from_secs(60),
             time_scale: 1.0,
             private_targets: PrivateTargets::Deny,
+            require_https: false,
             user_agent: format!("Herald/{}", env!("CARGO_PKG_VERSION")),
             shutdown_grace: Duration::from_secs(20),
             circuit_open_after: 5,
@@ -218,12 +221,15 @@ impl Engine {
         if n > 0 {
             tracing::info!(deliveries = n, "resuming deliveries interrupted by the last stop");
         }
-        let transport = Arc::new(Transport::new(
-            config.private_targets.clone(),
-            &config.user_agent,
-            // Pools are per host, and many endpoints may share one host.
-            config.max_in_flight,
-        )?);
+        let transport = Arc::new(
+            Transport::new(
+                config.private_targets.clone(),
+                &config.user_agent,
+                // Pools are per host, and many endpoints may share one host.
+                config.max_in_flight,
+            )?
+            .require_https(config.require_https),
+        );
         let shared = Arc::new(Shared::new(config.max_resident, config.max_resident_bytes));
         backlog::count(&store, &shared.stats).await?;
         let (events_tx, events_rx) = mpsc::unbounded_channel();

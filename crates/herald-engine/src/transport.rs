@@ -89,6 +89,7 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
 pub struct Transport {
     client: Client<Connector, Full<Bytes>>,
     policy: Arc<PrivateTargets>,
+    require_https: bool,
     user_agent: HeaderValue,
 }
 
@@ -157,9 +158,16 @@ impl Transport {
         Ok(Self {
             client,
             policy,
+            require_https: false,
             user_agent: HeaderValue::from_str(user_agent)
                 .map_err(|_| TransportError::UserAgent(user_agent.to_owned()))?,
         })
+    }
+
+    /// Refuses every `http://` URL from now on (`--require-https`).
+    pub fn require_https(mut self, on: bool) -> Self {
+        self.require_https = on;
+        self
     }
 
     /// Sends one POST and reads at most [`RESPONSE_BODY_LIMIT`] bytes of the
@@ -167,6 +175,14 @@ impl Transport {
     pub async fn post(&self, req: Outbound<'_>) -> Reply {
         let started = Instant::now();
         let fail = |kind: AttemptErrorKind, text: String| Reply::failed(kind, text, started.elapsed());
+        // Also checked when an endpoint is saved; this covers endpoints
+        // saved before the server required it.
+        if self.require_https && req.uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return fail(
+                AttemptErrorKind::Blocked,
+                "this server requires https:// endpoint URLs".to_owned(),
+            );
+        }
         // IP literals never reach the resolver, so they are checked here.
         if let Some(ip) = literal_ip(req.uri)
             && !self.policy.permits(ip)

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// non-public addresses: alone for all, or a list of CIDRs.
     #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true", value_name = "CIDRS")]
     pub allow_private_targets: Option<String>,
+    /// Refuse endpoint URLs that are not `https://`: on create and update
+    /// (422), and at delivery for endpoints saved before.
+    #[arg(long, env = "HERALD_REQUIRE_HTTPS")]
+    pub require_https: bool,
     /// Key (32 bytes, base64) that encrypts endpoint secrets at rest;
     /// generated and stored in the data dir when not given.
     #[arg(long, env = "HERALD_ENCRYPTION_KEY", hide_env_values = true)]

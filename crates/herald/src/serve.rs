@@ -72,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             node,
             time_scale,
             private_targets,
+            require_https: args.require_https,
             backlog_refresh,
             ..EngineConfig::default()
         },
@@ -112,6 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ApiConfig {
             admin_token,
             max_payload_bytes: args.max_payload_bytes,
+            require_https: args.require_https,
             connections,
             relay_key,
             relay_limits: herald_api::relay::RelayLimits::default(),

@@ -41,8 +41,18 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-pub(crate) fn parse_url(url: &str) -> ApiResult<EndpointUrl> {
-    EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))
+/// An endpoint URL as the server accepts it: valid, and `https://` when
+/// the server requires it.
+pub(crate) fn parse_url(s: &AppState, url: &str) -> ApiResult<EndpointUrl> {
+    let url = EndpointUrl::parse(url).map_err(|e| ApiError::invalid(&["body", "url"], e))?;
+    if s.config.require_https && !url.as_str().starts_with("https://") {
+        return Err(ApiError::invalid_msg(
+            &["body", "url"],
+            "value_error.url.scheme",
+            "this server requires https:// endpoint URLs",
+        ));
+    }
+    Ok(url)
 }
 
 /// Headers Herald sets itself, which an endpoint's custom headers may not replace.
@@ -138,30 +148,30 @@ async fn create_endpoint(
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
-    let new = new_endpoint(body)?;
+    let new = new_endpoint(&s, body)?;
     check_event_types_exist(&s, &new.settings.filter_types).await?;
     let ep = s.store.create_endpoint(&app.id, new).await?;
     operational::endpoint_changed(&s, &app, None, Some(&ep)).await;
     Ok((StatusCode::CREATED, Json(ep.try_into()?)))
 }
 
-fn new_endpoint(mut body: EndpointIn) -> ApiResult<NewEndpoint> {
+fn new_endpoint(s: &AppState, mut body: EndpointIn) -> ApiResult<NewEndpoint> {
     let secret = super::parse_secret(body.secret.take(), "secret")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     let uid = parse_uid(body.uid.take(), "uid")?;
     Ok(NewEndpoint {
         uid,
-        settings: settings(body)?,
+        settings: settings(s, body)?,
         secret,
     })
 }
 
 /// Every setting a create or a PUT gives, validated; what the body leaves
 /// out takes its default.
-fn settings(body: EndpointIn) -> ApiResult<EndpointSettings> {
+fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
     let description = body.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
     Ok(EndpointSettings {
-        url: parse_url(&body.url)?,
+        url: parse_url(s, &body.url)?,
         description,
         metadata: body.metadata.unwrap_or_default(),
         disabled: body.disabled.unwrap_or(false),
@@ -242,7 +252,7 @@ async fn upsert_endpoint(
     JsonBody(body): JsonBody<EndpointIn>,
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let app = s.store.get_app(&app_id).await?;
-    let mut new = new_endpoint(body)?;
+    let mut new = new_endpoint(&s, body)?;
     check_event_types_exist(&s, &new.settings.filter_types).await?;
     match s.store.get_endpoint(&app.id, &endpoint_id).await {
         Ok(mut ep) => {
@@ -290,7 +300,7 @@ async fn patch_endpoint(
     }
     let set = &mut ep.settings;
     if let Some(url) = body.url {
-        set.url = parse_url(&url)?;
+        set.url = parse_url(&s, &url)?;
     }
     if let Some(description) = body.description {
         check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;

@@ -65,11 +65,15 @@ struct Fields {
     metadata: Option<std::collections::BTreeMap<String, String>>,
 }
 
-fn settings(f: Fields, headers: std::collections::BTreeMap<String, String>) -> ApiResult<EndpointSettings> {
+fn settings(
+    s: &AppState,
+    f: Fields,
+    headers: std::collections::BTreeMap<String, String>,
+) -> ApiResult<EndpointSettings> {
     let description = f.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
     Ok(EndpointSettings {
-        url: parse_url(&f.url)?,
+        url: parse_url(s, &f.url)?,
         description,
         metadata: f.metadata.unwrap_or_default(),
         disabled: f.disabled.unwrap_or(false),
@@ -133,6 +137,7 @@ async fn create_operational_endpoint(
     let new = NewEndpoint {
         uid: parse_uid(body.uid, "uid")?,
         settings: settings(
+            &s,
             Fields {
                 url: body.url,
                 description: body.description,
@@ -184,6 +189,7 @@ async fn update_operational_endpoint(
     let headers = std::mem::take(&mut ep.settings.headers);
     ep.uid = parse_uid(body.uid, "uid")?;
     ep.settings = settings(
+        &s,
         Fields {
             url: body.url,
             description: body.description,

@@ -271,3 +271,68 @@ async fn gone_disables_the_endpoint_at_once_and_says_so() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.on_path("/hook").len(), 3, "and nothing more");
 }
+
+#[tokio::test]
+async fn https_can_be_required_of_every_endpoint() {
+    let dir = temp_dir();
+    let receiver = Receiver::start().await;
+    let plain = format!("{}/hook", receiver.url);
+    // Saved while the server still allowed it.
+    let (app, old) = {
+        let server = Server::start(dir.path());
+        let app = server.create_app("https").await;
+        let (ep, _) = server.create_endpoint(&app, json!({"url": plain})).await;
+        (app, ep)
+    };
+
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            extra_args: vec!["--require-https".into()],
+            ..ServerOptions::default()
+        },
+    );
+    let refused = |what: &str, status: u16, err: &Value| {
+        assert_eq!(status, 422, "{what}: {err}");
+        assert_eq!(err["detail"][0]["loc"], json!(["body", "url"]), "{what}: {err}");
+        assert!(err.to_string().contains("https://"), "{what}: {err}");
+    };
+    let (status, err) = server
+        .post(&format!("/app/{app}/endpoint/"), json!({"url": plain}))
+        .await;
+    refused("create", status, &err);
+    let (status, err) = server
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/app/{app}/endpoint/{old}/"),
+            Some(json!({"url": "http://127.0.0.1:9/other"})),
+        )
+        .await;
+    refused("patch", status, &err);
+    let (status, err) = server
+        .post("/operational-webhook/endpoint/", json!({"url": plain}))
+        .await;
+    refused("operational", status, &err);
+    let (status, ep) = server
+        .post(
+            &format!("/app/{app}/endpoint/"),
+            json!({"url": "https://127.0.0.1:9/hook", "filterTypes": null, "description": "tls"}),
+        )
+        .await;
+    assert_eq!(status, 201, "https is accepted: {ep}");
+
+    // The endpoint saved before gets nothing: its attempt is blocked.
+    let msg = server.send(&app, "policy.test", json!({"n": 1})).await;
+    let attempts = server
+        .wait_attempts(&app, &msg, Duration::from_secs(20), |a| {
+            a.iter().any(|x| x["endpointId"] == old.as_str())
+        })
+        .await;
+    let on_old: Vec<&Value> = attempts.iter().filter(|x| x["endpointId"] == old.as_str()).collect();
+    assert_eq!(on_old[0]["errorKind"], "blocked", "{on_old:?}");
+    assert!(
+        on_old[0]["response"].as_str().unwrap().contains("https://"),
+        "{on_old:?}"
+    );
+    assert!(receiver.requests().is_empty(), "nothing went out over http");
+}
