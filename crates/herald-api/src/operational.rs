@@ -164,13 +164,17 @@ pub(crate) async fn endpoint_changed(
     }
 }
 
+/// Whether something that happened in `about` is told at all. With no
+/// operational endpoint yet there is no one to tell, and nothing more is
+/// read. The internal application's own endpoints say nothing about
+/// themselves: a dead operational receiver would feed itself.
+async fn is_told(s: &AppState, about: &AppId) -> bool {
+    matches!(app_id(s).await, Ok(Some(op)) if op != *about)
+}
+
 async fn attempt_exhausted(s: &AppState, a: Attempt) {
-    // With no operational endpoint yet there is no one to tell, and
-    // nothing more is read. The internal application's own endpoints
-    // failing say nothing: a dead operational receiver would feed itself.
-    match app_id(s).await {
-        Ok(Some(op)) if op != a.app_id => {}
-        _ => return,
+    if !is_told(s, &a.app_id).await {
+        return;
     }
     let (app, msg) = match (
         s.store.get_app(a.app_id.as_str()).await,
@@ -228,9 +232,8 @@ pub(crate) async fn run(s: AppState, shutdown: CancellationToken) {
 /// `endpoint.disabled` with `trigger: automatic`, for an endpoint the
 /// engine disabled; never about an operational endpoint itself.
 async fn endpoint_disabled(s: &AppState, d: herald_engine::EndpointDisabled) {
-    match app_id(s).await {
-        Ok(Some(op)) if op != d.app_id => {}
-        _ => return,
+    if !is_told(s, &d.app_id).await {
+        return;
     }
     let (app, ep) = match (
         s.store.get_app(d.app_id.as_str()).await,

@@ -132,7 +132,12 @@ async fn a_bad_schedule_is_a_422_naming_the_field() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
     let app = server.create_app("policy-bad").await;
-    let url = "http://127.0.0.1:9/hook";
+    let create = |schedule: &Value| {
+        let body = json!({"url": "http://127.0.0.1:9/hook", "retrySchedule": schedule});
+        let path = format!("/app/{app}/endpoint/");
+        let server = &server;
+        async move { server.post(&path, body).await }
+    };
     for (schedule, field) in [
         (json!({"kind": "delays", "delaysSecs": []}), "delaysSecs"),
         (json!({"kind": "delays", "delaysSecs": [5, 0]}), "delaysSecs"),
@@ -150,12 +155,7 @@ async fn a_bad_schedule_is_a_422_naming_the_field() {
             "attempts",
         ),
     ] {
-        let (status, err) = server
-            .post(
-                &format!("/app/{app}/endpoint/"),
-                json!({"url": url, "retrySchedule": schedule}),
-            )
-            .await;
+        let (status, err) = create(&schedule).await;
         assert_eq!(status, 422, "{schedule}: {err}");
         assert_eq!(
             err["detail"][0]["loc"],
@@ -169,12 +169,7 @@ async fn a_bad_schedule_is_a_422_naming_the_field() {
         json!({"kind": "delays", "delays": [5]}),
         json!([5, 10]),
     ] {
-        let (status, err) = server
-            .post(
-                &format!("/app/{app}/endpoint/"),
-                json!({"url": url, "retrySchedule": schedule}),
-            )
-            .await;
+        let (status, err) = create(&schedule).await;
         assert_eq!(status, 422, "{schedule}: {err}");
         assert!(err.to_string().contains("retrySchedule"), "{schedule}: {err}");
     }
