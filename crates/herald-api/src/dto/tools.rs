@@ -79,7 +79,10 @@ impl From<Task> for BackgroundTaskOut {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventExampleIn {
-    pub event_type: String,
+    /// Absent: `webhook.test`, the test event (Herald extension: Svix
+    /// requires it).
+    #[serde(default)]
+    pub event_type: Option<String>,
     pub example_index: Option<usize>,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<RawValue>>,

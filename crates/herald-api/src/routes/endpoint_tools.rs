@@ -423,8 +423,8 @@ async fn replay_missing_endpoint(
     .await
 }
 
-/// A message of `eventType` sent to this endpoint only, whatever its
-/// filters: the given payload, else the event type's example (from its
+/// A message of `eventType` (`webhook.test` when absent) sent to this
+/// endpoint only, whatever its filters: the given payload, else the event type's example (from its
 /// `schemas`, `exampleIndex`-th), else for a test event `{"success": true}`.
 #[utoipa::path(
     post,
@@ -441,7 +441,8 @@ async fn send_example(
     JsonBody(body): JsonBody<EventExampleIn>,
 ) -> ApiResult<(StatusCode, Json<MessageOut>)> {
     let ep = find(&s, &app_id, &endpoint_id).await?;
-    let event_type = EventTypeName::parse(body.event_type).map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
+    let event_type = body.event_type.unwrap_or_else(|| TEST_EVENTS[0].to_owned());
+    let event_type = EventTypeName::parse(event_type).map_err(|e| ApiError::invalid(&["body", "eventType"], e))?;
     let payload = match body.payload {
         Some(raw) => {
             check_payload_object(raw.get()).map_err(|e| ApiError::invalid(&["body", "payload"], e))?;

@@ -331,3 +331,33 @@ async fn https_can_be_required_of_every_endpoint() {
     );
     assert!(receiver.requests().is_empty(), "nothing went out over http");
 }
+
+#[tokio::test]
+async fn send_example_sends_the_test_event_now_when_no_type_is_given() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    server.create_event_types(&["invoice.paid"]).await;
+    let app = server.create_app("example").await;
+    // Subscribed to something else: a test event goes to it all the same.
+    let (ep, secret) = server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/hook", receiver.url), "filterTypes": ["invoice.paid"]}),
+        )
+        .await;
+    let (status, msg) = server
+        .post(&format!("/app/{app}/endpoint/{ep}/send-example/"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["eventType"], "webhook.test");
+    let got = receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
+    assert_eq!(got.len(), 1);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body, json!({"success": true}));
+    assert_eq!(got[0].header("webhook-id"), msg["id"].as_str().unwrap());
+    let verified = herald_verify::Webhook::new(&secret)
+        .unwrap()
+        .verify(&got[0].headers, &got[0].body);
+    assert!(verified.is_ok(), "signed like any delivery: {verified:?}");
+}
