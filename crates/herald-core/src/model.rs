@@ -75,6 +75,22 @@ pub struct EndpointSettings {
     /// the server's default ([`RetryPolicy::default`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Herald extension: also (or only) sign in the `sha256=<hex>` style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_signature: Option<BodySignature>,
+}
+
+/// The `X-Webhook-Signature: sha256=<hex HMAC-SHA256(key, body)>` style
+/// (SPEC §4), keyed with the endpoint's current secret: the bytes a
+/// `whsec_` secret encodes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BodySignature {
+    /// The header it goes in, lower-case.
+    pub header: String,
+    /// Whether the Standard Webhooks signature headers are sent too
+    /// (`webhook-id` and `webhook-timestamp` always are).
+    pub standard_signature: bool,
 }
 
 impl EndpointSettings {
@@ -93,6 +109,7 @@ impl EndpointSettings {
             timeout: DEFAULT_ENDPOINT_TIMEOUT,
             payload_template: None,
             retry: None,
+            body_signature: None,
         }
     }
 }
@@ -196,6 +213,7 @@ pub struct DeliveryTarget {
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub body_signature: Option<BodySignature>,
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
 }
@@ -211,6 +229,7 @@ impl DeliveryTarget {
             timeout,
             payload_template,
             retry,
+            body_signature,
             ..
         } = ep.settings;
         Self {
@@ -223,6 +242,7 @@ impl DeliveryTarget {
             headers,
             timeout,
             retry: retry.unwrap_or_default(),
+            body_signature,
             payload_template,
         }
     }

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald_core::model::DeliveryTarget;
-use herald_core::signing::signature_header;
+use herald_core::signing::{EndpointSecret, hex_body_signature, signature_header};
 use herald_core::transform::RenderContext;
 use herald_store::DeliveryJob;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -34,23 +34,47 @@ pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateT
 /// grace period the old secret signs beside the new one, space-separated.
 pub(crate) fn headers(target: &DeliveryTarget, msg_id: &str, started_at: DateTime<Utc>, body: &Bytes) -> HeaderMap {
     let timestamp = started_at.timestamp();
-    let signature = signature_header(&target.signing_secrets(started_at), msg_id, timestamp, body);
+    let standard = target.body_signature.as_ref().is_none_or(|b| b.standard_signature);
+    let signature = standard.then(|| signature_header(&target.signing_secrets(started_at), msg_id, timestamp, body));
     let timestamp = timestamp.to_string();
     // Custom headers first, so they can never replace the signature headers.
     let mut map = header_map(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let signature = signature.as_deref();
     let fixed = [
-        ("webhook-id", msg_id),
-        ("webhook-timestamp", timestamp.as_str()),
-        ("webhook-signature", signature.as_str()),
-        ("svix-id", msg_id),
-        ("svix-timestamp", timestamp.as_str()),
-        ("svix-signature", signature.as_str()),
+        ("webhook-id", Some(msg_id)),
+        ("webhook-timestamp", Some(timestamp.as_str())),
+        ("webhook-signature", signature),
+        ("svix-id", Some(msg_id)),
+        ("svix-timestamp", Some(timestamp.as_str())),
+        ("svix-signature", signature),
     ];
     for (name, value) in fixed {
-        if let Ok(v) = HeaderValue::from_str(value) {
+        if let Some(value) = value
+            && let Ok(v) = HeaderValue::from_str(value)
+        {
             map.insert(HeaderName::from_static(name), v);
         }
     }
+    if let Some(style) = &target.body_signature
+        && let Some(value) = body_signature(target, body)
+        && let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(style.header.as_bytes()),
+            HeaderValue::from_str(&value),
+        )
+    {
+        map.insert(name, value);
+    }
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     map
+}
+
+/// `sha256=<hex>` with the current secret. One value, not one per secret
+/// as in `webhook-signature`: receivers of this style compare a single
+/// one, so a rotation takes effect at once. An asymmetric secret has no
+/// HMAC key, so nothing is sent (the API refuses the pair).
+fn body_signature(target: &DeliveryTarget, body: &[u8]) -> Option<String> {
+    match target.secrets.first()? {
+        EndpointSecret::Symmetric(key) => Some(hex_body_signature(key.as_bytes(), body)),
+        EndpointSecret::Asymmetric(_) => None,
+    }
 }

@@ -15,10 +15,12 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod body_signature;
 mod operational;
 mod retry;
 mod tools;
 
+pub use body_signature::BodySignatureDto;
 pub use operational::*;
 pub use retry::RetryScheduleDto;
 pub use tools::*;
@@ -165,6 +167,8 @@ pub struct EndpointIn {
     /// Herald extension: when failed deliveries are tried again; absent or
     /// null is the server's default schedule.
     pub retry_schedule: Option<RetryScheduleDto>,
+    /// Herald extension: also (or only) sign as `sha256=<hex>` of the body.
+    pub body_signature: Option<BodySignatureDto>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -197,6 +201,10 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<RetryScheduleDto>)]
     pub retry_schedule: Option<Option<RetryScheduleDto>>,
+    /// `null` stops signing in that style.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BodySignatureDto>)]
+    pub body_signature: Option<Option<BodySignatureDto>>,
     pub version: Option<i64>,
 }
 
@@ -215,6 +223,7 @@ impl EndpointPatch {
             throttle_rate,
             timeout_secs,
             retry_schedule,
+            body_signature,
             payload_template: _,
             version: _,
         } = self;
@@ -228,6 +237,7 @@ impl EndpointPatch {
             && throttle_rate.is_none()
             && timeout_secs.is_none()
             && retry_schedule.is_none()
+            && body_signature.is_none()
     }
 }
 
@@ -261,6 +271,8 @@ pub struct EndpointOut {
     /// Absent: the server's default schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_schedule: Option<RetryScheduleDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_signature: Option<BodySignatureDto>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -296,6 +308,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             timeout_secs: s.timeout.as_secs_f64(),
             payload_template,
             retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
+            body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

@@ -158,11 +158,22 @@ async fn create_endpoint(
 fn new_endpoint(s: &AppState, mut body: EndpointIn) -> ApiResult<NewEndpoint> {
     let secret = super::parse_secret(body.secret.take(), "secret")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     let uid = parse_uid(body.uid.take(), "uid")?;
-    Ok(NewEndpoint {
-        uid,
-        settings: settings(s, body)?,
-        secret,
-    })
+    let settings = settings(s, body)?;
+    check_signature_key(&settings, &secret)?;
+    Ok(NewEndpoint { uid, settings, secret })
+}
+
+/// The `sha256=<hex>` style is an HMAC, so it needs a `whsec_` secret; an
+/// asymmetric one (`whsk_`) has no shared key to make it with.
+fn check_signature_key(settings: &EndpointSettings, secret: &EndpointSecret) -> ApiResult<()> {
+    match (&settings.body_signature, secret) {
+        (Some(_), EndpointSecret::Asymmetric(_)) => Err(ApiError::invalid_msg(
+            &["body", "bodySignature"],
+            "value_error",
+            "bodySignature needs a symmetric (whsec_) endpoint secret",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Every setting a create or a PUT gives, validated; what the body leaves
@@ -182,6 +193,7 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
         payload_template: parse_template(body.payload_template)?,
         retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
+        body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
     })
 }
 
@@ -258,6 +270,7 @@ async fn upsert_endpoint(
         Ok(mut ep) => {
             let before = ep.clone();
             // The secret is kept: PUT replaces settings, not credentials.
+            check_signature_key(&new.settings, &s.store.get_endpoint_secret(&app.id, &ep.id).await?)?;
             ep.uid = new.uid;
             ep.settings = new.settings;
             let ep = s.store.update_endpoint(ep).await?;
@@ -331,6 +344,10 @@ async fn patch_endpoint(
     }
     if let Some(retry) = body.retry_schedule {
         set.retry = retry.map(RetryScheduleDto::parse).transpose()?;
+    }
+    if let Some(style) = body.body_signature {
+        set.body_signature = style.map(|b| b.parse(RESERVED_HEADERS)).transpose()?;
+        check_signature_key(set, &s.store.get_endpoint_secret(&app.id, &ep.id).await?)?;
     }
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;

@@ -84,6 +84,7 @@ fn settings(
         timeout: DEFAULT_ENDPOINT_TIMEOUT,
         payload_template: None,
         retry: None,
+        body_signature: None,
     })
 }
 

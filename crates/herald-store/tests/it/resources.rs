@@ -369,6 +369,10 @@ async fn endpoint_create_get_update_delete() {
                             ]),
                             jitter: false,
                         }),
+                        body_signature: Some(herald_core::model::BodySignature {
+                            header: "x-signature".into(),
+                            standard_signature: false,
+                        }),
                     },
                     secret: secret.clone(),
                 },
@@ -407,6 +411,10 @@ async fn endpoint_create_get_update_delete() {
             created.settings.retry.as_ref(),
             "and the retry policy"
         );
+        assert_eq!(
+            targets[0].body_signature, created.settings.body_signature,
+            "and the signature style"
+        );
 
         let by_id = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
         assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
@@ -434,6 +442,7 @@ async fn endpoint_create_get_update_delete() {
                     timeout: Duration::from_secs(30),
                     payload_template: Some(template(r#"["{{msg.id}}"]"#)),
                     retry: None,
+                    body_signature: None,
                 },
                 ..by_id.clone()
             })

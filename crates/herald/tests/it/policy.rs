@@ -361,3 +361,116 @@ async fn send_example_sends_the_test_event_now_when_no_type_is_given() {
         .verify(&got[0].headers, &got[0].body);
     assert!(verified.is_ok(), "signed like any delivery: {verified:?}");
 }
+
+/// `sha256=<hex HMAC-SHA256(key, body)>` as openssl computes it: code that
+/// shares nothing with Herald's.
+fn openssl_hmac_hex(key: &[u8], body: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-mac", "HMAC", "-macopt", &format!("hexkey:{hex}")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    // "HMAC-SHA2-256(stdin)= <hex>"
+    format!("sha256={}", out.trim().rsplit(' ').next().unwrap())
+}
+
+#[tokio::test]
+async fn body_signatures_are_sent_in_the_header_asked_for() {
+    use base64::Engine as _;
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let app = server.create_app("body-sig").await;
+    let key: Vec<u8> = (1..=32).collect();
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(&key));
+    let (only, _) = server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/only", receiver.url), "secret": secret,
+                   "bodySignature": {"header": "X-Signature", "standardSignature": false}}),
+        )
+        .await;
+    server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/both", receiver.url), "secret": secret, "bodySignature": {}}),
+        )
+        .await;
+    let (_, read) = server.get(&format!("/app/{app}/endpoint/{only}/")).await;
+    assert_eq!(
+        read["bodySignature"],
+        json!({"header": "x-signature", "standardSignature": false})
+    );
+    server.send(&app, "policy.test", json!({"n": 1, "text": "é"})).await;
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 2).await;
+    let only_req = got.iter().find(|r| r.path == "/only").unwrap();
+    let both_req = got.iter().find(|r| r.path == "/both").unwrap();
+
+    let want = openssl_hmac_hex(&key, &only_req.body);
+    assert_eq!(only_req.header("x-signature"), want);
+    assert!(only_req.headers.get("webhook-signature").is_none(), "only this style");
+    assert!(only_req.headers.get("svix-signature").is_none());
+    assert!(!only_req.header("webhook-id").is_empty(), "the id stays");
+    herald_verify::BodySignature::from_whsec(&secret)
+        .unwrap()
+        .header_name("x-signature")
+        .verify(&only_req.headers, &only_req.body)
+        .expect("herald-verify agrees");
+
+    assert_eq!(
+        both_req.header("x-webhook-signature"),
+        openssl_hmac_hex(&key, &both_req.body)
+    );
+    herald_verify::Webhook::new(&secret)
+        .unwrap()
+        .verify(&both_req.headers, &both_req.body)
+        .expect("and the Standard Webhooks signature beside it");
+
+    // `null` goes back to Standard Webhooks alone.
+    let (status, ep) = server
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/app/{app}/endpoint/{only}/"),
+            Some(json!({"bodySignature": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ep}");
+    assert!(ep.get("bodySignature").is_none(), "{ep}");
+}
+
+#[tokio::test]
+async fn a_body_signature_needs_a_symmetric_secret_and_a_free_header() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let app = server.create_app("body-sig-bad").await;
+    let url = "http://127.0.0.1:9/hook";
+    let (status, err) = server
+        .post(
+            &format!("/app/{app}/endpoint/"),
+            json!({"url": url, "secret": herald_core::signing::EndpointSecret::generate_asymmetric().to_wire_string(),
+                   "bodySignature": {}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["detail"][0]["loc"], json!(["body", "bodySignature"]), "{err}");
+    for header in ["webhook-signature", "Content-Type", "bad header"] {
+        let (status, err) = server
+            .post(
+                &format!("/app/{app}/endpoint/"),
+                json!({"url": url, "bodySignature": {"header": header}}),
+            )
+            .await;
+        assert_eq!(status, 422, "{header}: {err}");
+        assert_eq!(
+            err["detail"][0]["loc"],
+            json!(["body", "bodySignature", "header"]),
+            "{header}: {err}"
+        );
+    }
+}
