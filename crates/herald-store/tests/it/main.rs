@@ -28,6 +28,7 @@ mod changes;
 mod deletes;
 mod delivery;
 mod durability;
+mod endpoints;
 mod leases;
 mod messages;
 mod metrics;
