@@ -213,6 +213,8 @@ pub struct DeliveryTarget {
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// `rateLimit`: requests per second at most.
+    pub rate_limit: Option<u32>,
     pub body_signature: Option<BodySignature>,
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
@@ -230,6 +232,7 @@ impl DeliveryTarget {
             payload_template,
             retry,
             body_signature,
+            throttle_rate,
             ..
         } = ep.settings;
         Self {
@@ -242,6 +245,7 @@ impl DeliveryTarget {
             headers,
             timeout,
             retry: retry.unwrap_or_default(),
+            rate_limit: throttle_rate.filter(|&r| r > 0),
             body_signature,
             payload_template,
         }

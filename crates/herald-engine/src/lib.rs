@@ -19,6 +19,7 @@ mod attempt;
 mod backlog;
 mod lane;
 mod loader;
+mod pace;
 mod recorder;
 mod request;
 pub mod retention;

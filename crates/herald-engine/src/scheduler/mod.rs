@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{self, Done, Target};
 use crate::lane::{Lane, LaneConfig, fair_share};
+use crate::pace::Pace;
 use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
 use crate::transport::Transport;
@@ -63,6 +64,10 @@ struct LaneState {
     /// Counted in `Scheduler::active` / `Scheduler::wanting`.
     active: bool,
     wanting: bool,
+    /// The endpoint's `rateLimit`, and whether a wake for its next turn is
+    /// already set.
+    pace: Option<Pace>,
+    pace_wake: bool,
 }
 
 type TargetsLoaded = (Vec<EndpointId>, Vec<DeliveryTarget>);
@@ -263,6 +268,8 @@ impl Scheduler {
             claiming: false,
             active: false,
             wanting: false,
+            pace: None,
+            pace_wake: false,
         });
         let lane = &ls.lane;
         let may_probe = lane.probe_at().is_some_and(|at| now >= at) && lane.queued() == 0 && lane.in_flight() == 0;
@@ -285,6 +292,13 @@ impl Scheduler {
                     self.enqueue(job);
                 }
                 Wake::Probe(id) => self.probe(&id),
+                Wake::Pace(id) => {
+                    if let Some(ls) = self.lanes.get_mut(&id) {
+                        ls.pace_wake = false;
+                    }
+                    touched.push(id.clone());
+                    self.forget_idle_lane(&id);
+                }
             }
         }
         touched.dedup();
@@ -395,6 +409,19 @@ impl Scheduler {
                 break;
             }
             let Some(ls) = self.lanes.get_mut(id) else { return };
+            if let Some(rate) = target.spec.rate_limit {
+                let pace = ls.pace.get_or_insert_with(|| Pace::new(rate));
+                if pace.per_sec() != rate {
+                    *pace = Pace::new(rate);
+                }
+                if let Err(at) = pace.take(now) {
+                    if !ls.pace_wake {
+                        ls.pace_wake = true;
+                        self.timers.schedule(Wake::Pace(id.clone()), at);
+                    }
+                    break;
+                }
+            }
             let Some(job) = ls.lane.start() else { break };
             if !self.held.contains_key(&job.job.delivery_id) {
                 // Its claim was lost: another holder sends it.
@@ -485,6 +512,18 @@ impl Scheduler {
             .get(id)
             .is_some_and(|l| l.lane.is_idle() && !l.in_ready && !l.parked && !l.claiming)
         {
+            // A rate-limited lane is kept until its next turn, so a message
+            // that comes right after cannot jump the spacing.
+            let now = Instant::now();
+            if let Some(ls) = self.lanes.get_mut(id)
+                && let Some(at) = ls.pace.as_ref().and_then(|p| p.next_turn(now))
+            {
+                if !ls.pace_wake {
+                    ls.pace_wake = true;
+                    self.timers.schedule(Wake::Pace(id.clone()), at);
+                }
+                return;
+            }
             self.remove_lane(id);
         }
     }

@@ -14,13 +14,15 @@ pub(super) enum Wake {
     Retry(Job),
     /// An open circuit may probe.
     Probe(EndpointId),
+    /// A rate-limited lane's next turn.
+    Pace(EndpointId),
 }
 
 impl Wake {
     fn endpoint(&self) -> &EndpointId {
         match self {
             Self::Retry(job) => &job.job.endpoint_id,
-            Self::Probe(id) => id,
+            Self::Probe(id) | Self::Pace(id) => id,
         }
     }
 }
@@ -106,7 +108,7 @@ fn retries(wakes: impl Iterator<Item = Wake>) -> Vec<Job> {
     wakes
         .filter_map(|w| match w {
             Wake::Retry(job) => Some(job),
-            Wake::Probe(_) => None,
+            Wake::Probe(_) | Wake::Pace(_) => None,
         })
         .collect()
 }

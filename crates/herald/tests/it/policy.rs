@@ -474,3 +474,47 @@ async fn a_body_signature_needs_a_symmetric_secret_and_a_free_header() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limit_spaces_requests_evenly() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let app = server.create_app("rate").await;
+    server
+        .create_endpoint(&app, json!({"url": format!("{}/slow", receiver.url), "rateLimit": 20}))
+        .await;
+    server
+        .create_endpoint(&app, json!({"url": format!("{}/free", receiver.url)}))
+        .await;
+    for n in 0..40 {
+        server.send(&app, "policy.test", json!({"n": n})).await;
+    }
+    let got = receiver
+        .wait_until(Duration::from_secs(20), |r| {
+            r.iter().filter(|x| x.path == "/slow").count() >= 40
+        })
+        .await;
+    let at = |path: &str| -> Vec<std::time::Instant> { got.iter().filter(|r| r.path == path).map(|r| r.at).collect() };
+    let (slow, free) = (at("/slow"), at("/free"));
+    // 40 at 20 a second: the last at least 39 intervals (1.95 s) after the
+    // first, and no one-second window holds more than 20 (21 allowed for
+    // the jitter of loopback between start and arrival).
+    let span = slow[39] - slow[0];
+    assert!(span >= Duration::from_millis(1900), "{span:?}");
+    for (i, t) in slow.iter().enumerate() {
+        let within = slow[i..]
+            .iter()
+            .take_while(|u| **u - *t < Duration::from_secs(1))
+            .count();
+        assert!(within <= 21, "{within} requests within a second of request {i}");
+    }
+    // The endpoint with no limit is not held back by the other's.
+    assert_eq!(free.len(), 40);
+    assert!(
+        free[39] < slow[39] - Duration::from_millis(1000),
+        "{:?} vs {:?}",
+        free[39] - free[0],
+        span
+    );
+}
