@@ -57,9 +57,16 @@ async fn read_until_closed(conn: &mut TcpStream, within: Duration) -> Option<Vec
     }
 }
 
+/// The server answers a new client promptly. A new connection each time:
+/// a pooled one may be the very one the server's idle timeout is closing
+/// as it is reused, which says nothing about the server.
 async fn health_ok(server: &Server) {
     let started = Instant::now();
-    let resp = timeout(Duration::from_secs(5), server.http.get(server.api("/health/")).send())
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let resp = timeout(Duration::from_secs(5), fresh.get(server.api("/health/")).send())
         .await
         .expect("health answered within 5 s")
         .expect("health request");
