@@ -1,6 +1,6 @@
 //! Operational webhooks: Herald's own events about endpoints and attempts
 //! (`endpoint.created`, `…updated`, `…deleted`, `…disabled`, `…enabled`,
-//! `message.attempt.exhausted`), sent to the endpoints managed at
+//! `message.attempt.exhausted`, `…failing`, `…recovered`), sent to the endpoints managed at
 //! `/api/v1/operational-webhook/endpoint/`.
 //!
 //! They travel as messages of an internal application (ADR 0004), so they
@@ -12,8 +12,10 @@
 //! through the operational routes.
 
 use herald_core::AppId;
-use herald_core::model::{Application, Attempt, Endpoint};
+use herald_core::health::DisableReason;
+use herald_core::model::{Application, Endpoint};
 use herald_core::validate::{EventTypeName, Uid};
+use herald_engine::{AttemptEvent, AttemptEventKind};
 use herald_store::{AppRef, NewApplication, NewMessage, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +34,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "endpoint.disabled",
     "endpoint.enabled",
     "message.attempt.exhausted",
+    "message.attempt.failing",
+    "message.attempt.recovered",
 ];
 
 /// The internal application if it exists (cached once found).
@@ -154,6 +158,7 @@ pub(crate) async fn endpoint_changed(
                 (false, true) => {
                     let mut data = endpoint_data(app, ep);
                     data["trigger"] = json!("manual");
+                    data["failSince"] = json!(crate::dto::fmt_time(&ep.updated_at));
                     emit(s, "endpoint.disabled", data).await;
                 }
                 (true, false) => emit(s, "endpoint.enabled", endpoint_data(app, ep)).await,
@@ -172,7 +177,9 @@ async fn is_told(s: &AppState, about: &AppId) -> bool {
     matches!(app_id(s).await, Ok(Some(op)) if op != *about)
 }
 
-async fn attempt_exhausted(s: &AppState, a: Attempt) {
+/// `message.attempt.exhausted`, `…failing` or `…recovered`: one shape.
+async fn attempt_event(s: &AppState, e: AttemptEvent) {
+    let a = e.attempt;
     if !is_told(s, &a.app_id).await {
         return;
     }
@@ -196,23 +203,27 @@ async fn attempt_exhausted(s: &AppState, a: Attempt) {
             "timestamp": crate::dto::fmt_time(&a.created_at),
         },
     });
-    emit(s, "message.attempt.exhausted", data).await;
+    let event_type = match e.kind {
+        AttemptEventKind::Exhausted => "message.attempt.exhausted",
+        AttemptEventKind::Failing => "message.attempt.failing",
+        AttemptEventKind::Recovered => "message.attempt.recovered",
+    };
+    emit(s, event_type, data).await;
 }
 
-/// Turns the engine's exhausted deliveries into `message.attempt.exhausted`
-/// events, and the endpoints it disabled into `endpoint.disabled`, until
-/// `shutdown`.
+/// Turns the engine's attempt events into `message.attempt.*` events, and
+/// the endpoints it disabled into `endpoint.disabled`, until `shutdown`.
 pub(crate) async fn run(s: AppState, shutdown: CancellationToken) {
     use tokio::sync::broadcast::error::RecvError;
-    let mut exhausted = s.engine.exhausted();
+    let mut attempts = s.engine.attempt_events();
     let mut disabled = s.engine.disabled();
     loop {
         tokio::select! {
-            n = exhausted.recv() => match n {
-                Ok(a) => attempt_exhausted(&s, a).await,
+            n = attempts.recv() => match n {
+                Ok(e) => attempt_event(&s, e).await,
                 Err(RecvError::Lagged(n)) => tracing::warn!(
                     missed = n,
-                    "operational webhooks fell behind; some exhausted deliveries go untold"
+                    "operational webhooks fell behind; some attempt events go untold"
                 ),
                 Err(RecvError::Closed) => return,
             },
@@ -245,5 +256,11 @@ async fn endpoint_disabled(s: &AppState, d: herald_engine::EndpointDisabled) {
     };
     let mut data = endpoint_data(&app, &ep);
     data["trigger"] = json!("automatic");
+    data["failSince"] = json!(crate::dto::fmt_time(&d.failing_since));
+    data["reason"] = json!(match d.reason {
+        DisableReason::Gone => "gone",
+        DisableReason::FailingFor(_) => "failingFor",
+        DisableReason::FailedMessages(_) => "consecutiveFailedMessages",
+    });
     emit(s, "endpoint.disabled", data).await;
 }

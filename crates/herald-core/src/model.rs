@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::health::{DisableRule, FailureStreak};
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
 use crate::retry::RetryPolicy;
 use crate::signing::EndpointSecret;
@@ -78,6 +79,10 @@ pub struct EndpointSettings {
     /// Herald extension: also (or only) sign in the `sha256=<hex>` style.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_signature: Option<BodySignature>,
+    /// Herald extension: when a failing endpoint is disabled; `None` is the
+    /// server's default ([`DisableRule::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_rule: Option<DisableRule>,
 }
 
 /// The `X-Webhook-Signature: sha256=<hex HMAC-SHA256(key, body)>` style
@@ -110,6 +115,7 @@ impl EndpointSettings {
             payload_template: None,
             retry: None,
             body_signature: None,
+            disable_rule: None,
         }
     }
 }
@@ -218,6 +224,9 @@ pub struct DeliveryTarget {
     pub body_signature: Option<BodySignature>,
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
+    pub disable_rule: DisableRule,
+    /// The failure streak the store had when this target was read.
+    pub streak: Option<FailureStreak>,
 }
 
 impl DeliveryTarget {
@@ -233,6 +242,7 @@ impl DeliveryTarget {
             retry,
             body_signature,
             throttle_rate,
+            disable_rule,
             ..
         } = ep.settings;
         Self {
@@ -248,6 +258,8 @@ impl DeliveryTarget {
             rate_limit: throttle_rate.filter(|&r| r > 0),
             body_signature,
             payload_template,
+            disable_rule: disable_rule.unwrap_or_default(),
+            streak: None,
         }
     }
 

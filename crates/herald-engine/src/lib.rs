@@ -195,8 +195,31 @@ pub struct Stats {
 pub struct EndpointDisabled {
     pub app_id: herald_core::AppId,
     pub endpoint_id: herald_core::EndpointId,
-    /// The status code that asked for it.
-    pub status: u16,
+    pub reason: herald_core::health::DisableReason,
+    /// When its failure streak began (for a `410 Gone` with none, when it
+    /// answered so): Svix's `failSince`.
+    pub failing_since: chrono::DateTime<chrono::Utc>,
+}
+
+/// The attempt after which a delivery is told to be failing (Svix sends
+/// `message.attempt.failing` after the fourth failure).
+pub const FAILING_AFTER_ATTEMPTS: u32 = 4;
+
+/// What an attempt meant for its delivery, for operational webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptEventKind {
+    /// It failed and was the last: the delivery is given up.
+    Exhausted,
+    /// It was the [`FAILING_AFTER_ATTEMPTS`]-th failure, and more follow.
+    Failing,
+    /// It succeeded after a `Failing` attempt of the same delivery.
+    Recovered,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptEvent {
+    pub kind: AttemptEventKind,
+    pub attempt: herald_core::model::Attempt,
 }
 
 pub struct Engine {
@@ -339,16 +362,16 @@ impl Engine {
         &self.shared.stats
     }
 
-    /// The last attempt of every delivery that runs out of retries from now
-    /// on. A listener that falls more than 1,024 behind misses the oldest
-    /// (`RecvError::Lagged` says how many).
-    pub fn exhausted(&self) -> tokio::sync::broadcast::Receiver<herald_core::model::Attempt> {
-        self.shared.exhausted.subscribe()
+    /// From now on, every attempt that exhausts a delivery, is its fourth
+    /// failure, or succeeds after that. A listener that falls more than
+    /// 1,024 behind misses the oldest (`RecvError::Lagged` says how many).
+    pub fn attempt_events(&self) -> tokio::sync::broadcast::Receiver<AttemptEvent> {
+        self.shared.attempt_events.subscribe()
     }
 
     /// Every endpoint the engine disables itself from now on (it answered
-    /// `410 Gone`), once each; a listener that falls behind misses the
-    /// oldest, as with [`Engine::exhausted`].
+    /// `410 Gone`, or its disable rule tripped), once each; a listener that
+    /// falls behind misses the oldest, as with [`Engine::attempt_events`].
     pub fn disabled(&self) -> tokio::sync::broadcast::Receiver<EndpointDisabled> {
         self.shared.disabled.subscribe()
     }

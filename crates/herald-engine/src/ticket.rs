@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use herald_core::model::Attempt;
 use herald_store::DeliveryJob;
 use tokio::sync::{Notify, broadcast};
 
@@ -30,10 +29,10 @@ pub(crate) struct Shared {
     /// Wakes the loader: work was handed back to the store, or room was freed.
     pub wake_loader: Notify,
     pub stats: Stats,
-    /// The last attempt of each delivery that ran out of retries, for
+    /// Attempts that exhausted, began failing or recovered a delivery, for
     /// whoever listens (operational webhooks); nothing is kept for no one.
-    pub exhausted: broadcast::Sender<Attempt>,
-    /// Endpoints the engine disabled itself (one answered `410 Gone`).
+    pub attempt_events: broadcast::Sender<crate::AttemptEvent>,
+    /// Endpoints the engine disabled itself (`410 Gone`, the disable rule).
     pub disabled: broadcast::Sender<crate::EndpointDisabled>,
 }
 
@@ -46,7 +45,7 @@ impl Shared {
             max_resident_bytes: max_resident_bytes.max(1),
             wake_loader: Notify::new(),
             stats: Stats::default(),
-            exhausted: broadcast::channel(EXHAUSTED_BUFFER).0,
+            attempt_events: broadcast::channel(EXHAUSTED_BUFFER).0,
             disabled: broadcast::channel(EXHAUSTED_BUFFER).0,
         }
     }

@@ -16,6 +16,7 @@
 //! - [`IdempotencyStore`]: responses saved for `idempotency-key`s;
 //! - [`RetentionStore`]: history pruned and payloads expunged in small
 //!   batches, never what is still to be delivered;
+//! - [`HealthStore`]: endpoints' failure streaks, for their disable rules;
 //! - [`Store::changes`]: endpoint and application changes, announced after
 //!   they commit, for every node's engine;
 //! - [`Store::metrics`]: what only the store sees (messages per group
@@ -26,6 +27,7 @@ use tokio::sync::broadcast;
 mod access;
 mod changes;
 mod crypto;
+mod health;
 mod history;
 mod idempotency;
 mod metrics;
@@ -39,6 +41,7 @@ mod tasks;
 pub use access::{AccessStore, AppToken};
 pub use changes::{CHANGE_BUFFER, Change};
 pub use crypto::{EncryptionKey, KeyError};
+pub use health::HealthStore;
 pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, shown_status};
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use metrics::{INGEST_BATCH_BOUNDS, StoreMetrics};
@@ -95,6 +98,7 @@ pub trait Store:
     + DeliveryQueue
     + IdempotencyStore
     + RetentionStore
+    + HealthStore
     + 'static
 {
     /// Changes committed from now on, on this node and (for a shared

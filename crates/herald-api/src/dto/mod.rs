@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use herald_core::model::{Application, Attempt, Endpoint, EventType, Message};
+use herald_core::model::{Application, Attempt, EventType, Message};
 use herald_store::Page;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
@@ -16,11 +16,15 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 
 mod body_signature;
+mod disable_rule;
+mod endpoint;
 mod operational;
 mod retry;
 mod tools;
 
 pub use body_signature::BodySignatureDto;
+pub use disable_rule::DisableRuleDto;
+pub use endpoint::*;
 pub use operational::*;
 pub use retry::RetryScheduleDto;
 pub use tools::*;
@@ -137,197 +141,6 @@ impl From<Application> for ApplicationOut {
             updated_at: fmt_time(&a.updated_at),
         }
     }
-}
-
-// ---------- endpoints ----------
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointIn {
-    pub url: String,
-    pub description: Option<String>,
-    pub uid: Option<String>,
-    #[serde(default)]
-    pub disabled: Option<bool>,
-    #[serde(alias = "filterTypes")]
-    pub event_types: Option<Vec<String>>,
-    pub channels: Option<Vec<String>>,
-    pub secret: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
-    #[serde(alias = "rateLimit")]
-    pub throttle_rate: Option<u32>,
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Herald extension: seconds the endpoint has to answer (default 15).
-    pub timeout_secs: Option<f64>,
-    /// Herald extension: a JSON template the request body is built from
-    /// (SPEC §5); absent or null sends the payload exactly as posted. Kept
-    /// as raw text so its keys keep their order.
-    #[schema(value_type = Option<Object>)]
-    pub payload_template: Option<Box<RawValue>>,
-    /// Herald extension: when failed deliveries are tried again; absent or
-    /// null is the server's default schedule.
-    pub retry_schedule: Option<RetryScheduleDto>,
-    /// Herald extension: also (or only) sign as `sha256=<hex>` of the body.
-    pub body_signature: Option<BodySignatureDto>,
-    /// Accepted for Svix compatibility; Herald has one endpoint version.
-    pub version: Option<i64>,
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointPatch {
-    pub url: Option<String>,
-    pub description: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub uid: Option<Option<String>>,
-    pub disabled: Option<bool>,
-    #[serde(default, alias = "filterTypes", deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub event_types: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub channels: Option<Option<Vec<String>>>,
-    pub metadata: Option<BTreeMap<String, String>>,
-    #[serde(default, alias = "rateLimit", deserialize_with = "double_option")]
-    #[schema(value_type = Option<u32>)]
-    pub throttle_rate: Option<Option<u32>>,
-    pub timeout_secs: Option<f64>,
-    /// `null` goes back to sending the payload as posted.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Object>)]
-    pub payload_template: Option<Option<Box<RawValue>>>,
-    /// `null` goes back to the server's default schedule.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<RetryScheduleDto>)]
-    pub retry_schedule: Option<Option<RetryScheduleDto>>,
-    /// `null` stops signing in that style.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<BodySignatureDto>)]
-    pub body_signature: Option<Option<BodySignatureDto>>,
-    pub version: Option<i64>,
-}
-
-impl EndpointPatch {
-    /// Whether the patch changes nothing but the payload template (what
-    /// `ManageTransformations` alone allows); `version` changes nothing.
-    pub fn only_template(&self) -> bool {
-        let Self {
-            url,
-            description,
-            uid,
-            disabled,
-            event_types,
-            channels,
-            metadata,
-            throttle_rate,
-            timeout_secs,
-            retry_schedule,
-            body_signature,
-            payload_template: _,
-            version: _,
-        } = self;
-        url.is_none()
-            && description.is_none()
-            && uid.is_none()
-            && disabled.is_none()
-            && event_types.is_none()
-            && channels.is_none()
-            && metadata.is_none()
-            && throttle_rate.is_none()
-            && timeout_secs.is_none()
-            && retry_schedule.is_none()
-            && body_signature.is_none()
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointOut {
-    pub id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    pub url: String,
-    pub description: String,
-    pub metadata: BTreeMap<String, String>,
-    pub disabled: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_types: Option<Vec<String>>,
-    /// The name svix-server uses for the same list.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter_types: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub throttle_rate: Option<u32>,
-    /// The same limit under the name the SPEC gives it (messages/s), so a
-    /// `rateLimit` set comes back as `rateLimit`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<u32>,
-    pub timeout_secs: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub payload_template: Option<Box<RawValue>>,
-    /// Absent: the server's default schedule.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_schedule: Option<RetryScheduleDto>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_signature: Option<BodySignatureDto>,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// Fails only if a stored template's source is not JSON, which parsing it
-/// rules out: an endpoint is never shown without the template it sends.
-impl TryFrom<Endpoint> for EndpointOut {
-    type Error = ApiError;
-
-    fn try_from(e: Endpoint) -> Result<Self, ApiError> {
-        let s = e.settings;
-        let payload_template = s
-            .payload_template
-            .map(|t| {
-                RawValue::from_string(t.source().to_owned())
-                    .map_err(|err| ApiError::Internal(format!("endpoint {}: payload template: {err}", e.id)))
-            })
-            .transpose()?;
-        let types: Option<Vec<String>> = s.filter_types.map(|t| t.into_iter().map(|n| n.into_string()).collect());
-        Ok(Self {
-            id: e.id.to_string(),
-            uid: e.uid.map(|u| u.into_string()),
-            url: s.url.as_str().to_owned(),
-            description: s.description,
-            metadata: s.metadata,
-            disabled: s.disabled,
-            filter_types: types.clone(),
-            event_types: types,
-            channels: s.channels.map(|c| c.into_iter().map(|n| n.into_string()).collect()),
-            throttle_rate: s.throttle_rate,
-            rate_limit: s.throttle_rate,
-            timeout_secs: s.timeout.as_secs_f64(),
-            payload_template,
-            retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
-            body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
-            version: 1,
-            created_at: fmt_time(&e.created_at),
-            updated_at: fmt_time(&e.updated_at),
-        })
-    }
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EndpointSecretOut {
-    pub key: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EndpointStats {
-    pub success: u64,
-    pub pending: u64,
-    pub sending: u64,
-    pub fail: u64,
-    pub canceled: u64,
 }
 
 // ---------- event types ----------

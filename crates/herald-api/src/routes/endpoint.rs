@@ -20,7 +20,7 @@ use super::{
 };
 use crate::AppState;
 use crate::access::{self, Caller};
-use crate::dto::{EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto};
+use crate::dto::{DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 use crate::operational;
@@ -194,6 +194,7 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         payload_template: parse_template(body.payload_template)?,
         retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
         body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
+        disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
     })
 }
 
@@ -348,6 +349,9 @@ async fn patch_endpoint(
     if let Some(style) = body.body_signature {
         set.body_signature = style.map(|b| b.parse(RESERVED_HEADERS)).transpose()?;
         check_signature_key(set, &s.store.get_endpoint_secret(&app.id, &ep.id).await?)?;
+    }
+    if let Some(rule) = body.disable_rule {
+        set.disable_rule = rule.map(DisableRuleDto::parse).transpose()?;
     }
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;

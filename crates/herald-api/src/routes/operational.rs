@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald_core::EndpointId;
-use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
+use herald_core::model::{Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
 use herald_store::{NewEndpoint, Order, Page};
 
@@ -72,19 +72,15 @@ fn settings(
 ) -> ApiResult<EndpointSettings> {
     let description = f.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
+    // Herald's own delivery settings stay at their defaults.
     Ok(EndpointSettings {
-        url: parse_url(s, &f.url)?,
         description,
         metadata: f.metadata.unwrap_or_default(),
         disabled: f.disabled.unwrap_or(false),
         filter_types: operational::parse_filter_types(f.filter_types)?,
-        channels: None,
         throttle_rate: f.rate_limit,
         headers,
-        timeout: DEFAULT_ENDPOINT_TIMEOUT,
-        payload_template: None,
-        retry: None,
-        body_signature: None,
+        ..EndpointSettings::new(parse_url(s, &f.url)?)
     })
 }
 

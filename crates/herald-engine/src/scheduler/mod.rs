@@ -14,6 +14,7 @@
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
 mod failing;
+mod health;
 mod outcome;
 mod parking;
 mod timers;
@@ -37,6 +38,7 @@ use crate::ticket::{Job, Shared};
 use crate::transport::Transport;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
+use health::Health;
 use timers::{Timers, Wake};
 
 /// Endpoint targets kept in memory; past this the cache starts over, which
@@ -102,6 +104,8 @@ pub(crate) struct Scheduler {
     epoch: Instant,
     /// Endpoints failing now, for `/metrics` (`failing.rs`).
     failing: Failing,
+    /// Failure streaks and the disable rule (`health.rs`).
+    health: Health,
 }
 
 pub(crate) struct Channels {
@@ -122,6 +126,7 @@ impl Scheduler {
         let (loaded_tx, loaded_rx) = mpsc::unbounded_channel();
         Self {
             failing: Failing::new(shared.clone(), attempt::scaled(FAILING_FOR, cfg.time_scale)),
+            health: Health::start(store.clone(), shared.clone(), cfg.time_scale),
             lane_cfg: cfg.lane_config(),
             store,
             transport,
@@ -360,7 +365,10 @@ impl Scheduler {
                 self.targets.remove(&id);
             } else {
                 let entry = match found.remove(&id) {
-                    Some(spec) => TargetEntry::Ready(Arc::new(Target::new(spec))),
+                    Some(spec) => {
+                        self.health.seed(&spec);
+                        TargetEntry::Ready(Arc::new(Target::new(spec)))
+                    }
                     None => TargetEntry::Gone,
                 };
                 self.targets.insert(id.clone(), entry);
@@ -462,6 +470,7 @@ impl Scheduler {
     fn endpoint_deleted(&mut self, id: &EndpointId) {
         self.targets.insert(id.clone(), TargetEntry::Gone);
         self.failing.forget(id);
+        self.health.forget(id);
         for job in self.timers.remove_endpoint(id) {
             self.held.remove(&job.job.delivery_id);
         }
@@ -486,6 +495,7 @@ impl Scheduler {
     /// Jobs for a disabled endpoint end without a request.
     fn fail_queued(&mut self, id: &EndpointId) {
         self.failing.forget(id);
+        self.health.forget(id);
         let Some(ls) = self.lanes.get_mut(id) else { return };
         let jobs: Vec<Job> = ls.lane.drain().collect();
         self.shared

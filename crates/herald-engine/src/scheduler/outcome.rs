@@ -5,8 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use herald_core::model::AttemptErrorKind;
-use herald_core::{AppId, EndpointId};
-use herald_store::{DeliveryState, Outcome, RetryHold, StoreError};
+use herald_store::{DeliveryState, Outcome, RetryHold};
 use tokio::time::Instant;
 
 use super::Scheduler;
@@ -14,6 +13,7 @@ use super::timers::Wake;
 use crate::attempt::{self, Done};
 use crate::lane::Transition;
 use crate::recorder::PARK_HOLD;
+use crate::{AttemptEvent, AttemptEventKind, FAILING_AFTER_ATTEMPTS};
 
 const GONE: u16 = 410;
 
@@ -69,12 +69,30 @@ impl Scheduler {
         // disabled at once, and this delivery is given up rather than
         // retried (re-enable, then `recover`, to send it again).
         let gone = reply.error == Some(AttemptErrorKind::Status) && reply.status == GONE;
-        if gone {
-            self.disable(&job.job.app_id, &id, reply.status);
-        }
         let delay = (!success && !gone)
             .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
             .flatten();
+        if success {
+            self.health.succeeded(&id);
+        } else if gone {
+            self.health.gone(&target.spec);
+        } else {
+            self.health.failed(&target.spec, delay.is_none());
+        }
+        let told = match (success, delay) {
+            (true, _) if number > FAILING_AFTER_ATTEMPTS => Some(AttemptEventKind::Recovered),
+            (false, None) => Some(AttemptEventKind::Exhausted),
+            (false, Some(_)) if number == FAILING_AFTER_ATTEMPTS => Some(AttemptEventKind::Failing),
+            _ => None,
+        };
+        if let Some(kind) = told
+            && self.shared.attempt_events.receiver_count() > 0
+        {
+            let _ = self.shared.attempt_events.send(AttemptEvent {
+                kind,
+                attempt: record.clone(),
+            });
+        }
         match (success, delay) {
             (true, _) => {
                 stats.deliveries_delivered.fetch_add(1, Ordering::Relaxed);
@@ -89,9 +107,6 @@ impl Scheduler {
             }
             (false, None) => {
                 stats.deliveries_exhausted.fetch_add(1, Ordering::Relaxed);
-                if self.shared.exhausted.receiver_count() > 0 {
-                    let _ = self.shared.exhausted.send(record.clone());
-                }
                 self.record(
                     Outcome {
                         held,
@@ -152,29 +167,5 @@ impl Scheduler {
         self.pump(&id);
         self.forget_idle_lane(&id);
         self.serve_ready();
-    }
-
-    /// Disables the endpoint in the store, off the scheduler's loop. The
-    /// store's change feed then brings the disabled target back here, which
-    /// ends its other queued work without a request; listeners hear of it
-    /// once, from the call that changed it.
-    fn disable(&self, app_id: &AppId, endpoint_id: &EndpointId, status: u16) {
-        let (store, shared) = (self.store.clone(), self.shared.clone());
-        let (app_id, endpoint_id) = (app_id.clone(), endpoint_id.clone());
-        tokio::spawn(async move {
-            match store.disable_endpoint(&app_id, &endpoint_id).await {
-                Ok(true) => {
-                    tracing::warn!(endpoint_id = %endpoint_id, status, "endpoint answered 410 Gone; disabled");
-                    let _ = shared.disabled.send(crate::EndpointDisabled {
-                        app_id,
-                        endpoint_id,
-                        status,
-                    });
-                }
-                // Disabled already, or deleted since: nothing to do.
-                Ok(false) | Err(StoreError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(endpoint_id = %endpoint_id, error = %e, "disabling a gone endpoint failed"),
-            }
-        });
     }
 }

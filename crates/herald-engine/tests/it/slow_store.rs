@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::health::FailureStreak;
 use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
 use herald_core::signing::EndpointSecret;
 use herald_core::{AppId, AttemptId, EndpointId, MessageId, TaskId, TokenId};
@@ -14,7 +15,7 @@ use herald_store::{
     Outcome, Page, PageRequest, PruneCursor, PrunedMessages, RedeliveryStore, ResourceStore, Result, RetentionStore,
     SavedResponse, Store, StoreMetrics, Task, TaskKind, TaskStatus, TaskStore, TimeRange,
 };
-use herald_store::{EndpointMessage, HistoryStore, MessageDestination};
+use herald_store::{EndpointMessage, HealthStore, HistoryStore, MessageDestination};
 use tokio::sync::broadcast;
 
 pub struct SlowRecords {
@@ -323,5 +324,18 @@ impl RetentionStore for SlowRecords {
     }
     async fn prune_expired_tokens(&self, batch: usize) -> Result<u64> {
         self.inner.prune_expired_tokens(batch).await
+    }
+}
+
+#[async_trait::async_trait]
+impl HealthStore for SlowRecords {
+    async fn endpoint_failed(&self, app_id: &AppId, id: &EndpointId, given_up: u32) -> Result<Option<FailureStreak>> {
+        self.inner.endpoint_failed(app_id, id, given_up).await
+    }
+    async fn endpoint_succeeded(&self, id: &EndpointId) -> Result<()> {
+        self.inner.endpoint_succeeded(id).await
+    }
+    async fn failure_streak(&self, id: &EndpointId) -> Result<Option<FailureStreak>> {
+        self.inner.failure_streak(id).await
     }
 }

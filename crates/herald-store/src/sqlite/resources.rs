@@ -129,6 +129,7 @@ impl ResourceStore for SqliteStore {
                     "DELETE FROM message WHERE app_id = ?1",
                     "DELETE FROM endpoint WHERE app_id = ?1",
                     "DELETE FROM endpoint_retired_secret WHERE app_id = ?1",
+                    "DELETE FROM endpoint_health WHERE app_id = ?1",
                     "DELETE FROM api_token WHERE app_id = ?1",
                     "DELETE FROM background_task WHERE app_id = ?1",
                 ] {
@@ -197,6 +198,15 @@ impl ResourceStore for SqliteStore {
             .run(move |ctx| {
                 let mut ep = ep;
                 ep.updated_at = Utc::now();
+                if !ep.settings.disabled {
+                    // Enabled again: its failure streak starts over.
+                    ctx.conn
+                        .prepare_cached(
+                            "DELETE FROM endpoint_health WHERE endpoint_id = ?1 AND EXISTS (SELECT 1 FROM endpoint \
+                             WHERE id = ?1 AND json_extract(settings, '$.disabled') IS 1)",
+                        )?
+                        .execute([ep.id.as_str()])?;
+                }
                 let n = ctx
                     .conn
                     .prepare_cached(
@@ -270,6 +280,8 @@ impl ResourceStore for SqliteStore {
                 }
                 ctx.conn
                     .execute("DELETE FROM endpoint_retired_secret WHERE endpoint_id = ?1", [id.as_str()])?;
+                ctx.conn
+                    .execute("DELETE FROM endpoint_health WHERE endpoint_id = ?1", [id.as_str()])?;
                 // Pending work for a deleted endpoint can never be delivered.
                 let cancelled = ctx.conn.execute(
                     "UPDATE delivery SET status = 4, claimed_by = NULL, claim_until = NULL WHERE endpoint_id = ?1 AND status = 1",
@@ -377,6 +389,7 @@ impl ResourceStore for SqliteStore {
                         .collect::<Result<Vec<_>>>()?;
                     let mut target = DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?]);
                     target.retiring = retiring;
+                    target.streak = super::health::streak_of(c, &id)?;
                     out.push(target);
                 }
             }

@@ -287,6 +287,16 @@ const MIGRATIONS: &[&str] = &[
     // separated by commas.
     "ALTER TABLE api_token ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE api_token ADD COLUMN capabilities TEXT;",
+    // 10: an endpoint's failure streak, for its disable rule: a row only
+    // while it is failing (from its first failed attempt after a success),
+    // so a healthy endpoint costs nothing and the streak survives restarts.
+    "CREATE TABLE endpoint_health (
+        endpoint_id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL,
+        failing_since INTEGER NOT NULL,
+        failed_messages INTEGER NOT NULL
+    );
+    CREATE INDEX endpoint_health_app ON endpoint_health (app_id);",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

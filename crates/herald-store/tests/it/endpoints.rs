@@ -53,6 +53,10 @@ async fn endpoint_create_get_update_delete() {
                             header: "x-signature".into(),
                             standard_signature: false,
                         }),
+                        disable_rule: Some(herald_core::health::DisableRule {
+                            failing_for: None,
+                            failed_messages: Some(3),
+                        }),
                     },
                     secret: secret.clone(),
                 },
@@ -95,6 +99,11 @@ async fn endpoint_create_get_update_delete() {
             targets[0].body_signature, created.settings.body_signature,
             "and the signature style"
         );
+        assert_eq!(
+            Some(&targets[0].disable_rule),
+            created.settings.disable_rule.as_ref(),
+            "and the disable rule"
+        );
 
         let by_id = s.get_endpoint(&app_id, created.id.as_str()).await.unwrap();
         assert_eq!(by_id.clone().at_ms(), created.clone().at_ms(), "get by id");
@@ -123,6 +132,7 @@ async fn endpoint_create_get_update_delete() {
                     payload_template: Some(template(r#"["{{msg.id}}"]"#)),
                     retry: None,
                     body_signature: None,
+                    disable_rule: None,
                 },
                 ..by_id.clone()
             })

@@ -29,6 +29,7 @@ mod deletes;
 mod delivery;
 mod durability;
 mod endpoints;
+mod health;
 mod leases;
 mod messages;
 mod metrics;

@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod dashboard;
 mod delivery;
+mod disabling;
 mod hardening;
 mod isolation;
 mod lifecycle;
