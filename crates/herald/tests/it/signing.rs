@@ -130,3 +130,42 @@ async fn herald_verify_accepts_what_arrived() {
         "another secret must not verify"
     );
 }
+
+/// An endpoint made with a `whsk_` secret is signed in the asymmetric
+/// style, `v1a,<base64 ed25519>`, which its receiver checks with only the
+/// public half (`whpk_`).
+#[tokio::test]
+async fn a_whsk_secret_signs_v1a_that_the_public_key_verifies() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let secret = herald_core::signing::EndpointSecret::generate_asymmetric();
+    let public = secret.public_key().expect("an ed25519 key has a public half");
+    assert!(public.starts_with("whpk_"), "{public}");
+    let app = server.create_app("v1a").await;
+    let (_, key) = server
+        .create_endpoint(
+            &app,
+            json!({"url": format!("{}/hook", receiver.url), "secret": secret.to_wire_string()}),
+        )
+        .await;
+    assert!(key.starts_with("whsk_"), "the secret reads back as whsk_: {key}");
+    server.send(&app, "v1a.test", json!({"n": 1})).await;
+    let got = receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
+    let req = got.first().expect("a delivery");
+    let signature = req.header("webhook-signature");
+    assert!(signature.starts_with("v1a,"), "{signature}");
+    assert!(!signature.contains("v1,"), "no HMAC beside it: {signature}");
+    assert_eq!(req.header("svix-signature"), signature);
+
+    let verifier = herald_verify::Webhook::new(&public).expect("a public key");
+    verifier
+        .verify(&req.headers, &req.body)
+        .expect("the public key verifies what arrived");
+    let mut tampered = req.body.to_vec();
+    tampered.push(b' ');
+    assert!(
+        verifier.verify(&req.headers, &tampered).is_err(),
+        "a changed body does not verify"
+    );
+}
