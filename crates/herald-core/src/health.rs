@@ -55,16 +55,22 @@ pub enum DisableReason {
 }
 
 impl DisableRule {
-    /// Whether `streak`, seen at `now`, disables the endpoint. `time_scale`
-    /// divides the duration, as it divides retry waits (`HERALD_TIME_SCALE`).
-    pub fn verdict(&self, streak: &FailureStreak, now: DateTime<Utc>, time_scale: f64) -> Option<DisableReason> {
+    /// Whether `streak`, seen at `now`, disables the endpoint. `scale` maps
+    /// the rule's duration to the clock's (the engine's `HERALD_TIME_SCALE`,
+    /// the same that shortens retry waits); the identity in production.
+    pub fn verdict(
+        &self,
+        streak: &FailureStreak,
+        now: DateTime<Utc>,
+        scale: impl Fn(Duration) -> Duration,
+    ) -> Option<DisableReason> {
         if let Some(n) = self.failed_messages
             && streak.failed_messages >= n
         {
             return Some(DisableReason::FailedMessages(streak.failed_messages));
         }
         let limit = self.failing_for?;
-        let scaled = limit.div_f64(time_scale.max(f64::MIN_POSITIVE));
+        let scaled = scale(limit);
         let age = (now - streak.since).to_std().unwrap_or_default();
         (age >= scaled).then_some(DisableReason::FailingFor(limit))
     }
@@ -86,6 +92,14 @@ mod tests {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
     }
 
+    fn same(d: Duration) -> Duration {
+        d
+    }
+
+    fn hundredth(d: Duration) -> Duration {
+        d / 100
+    }
+
     fn streak(since: i64, failed_messages: u32) -> FailureStreak {
         FailureStreak {
             since: at(since),
@@ -97,9 +111,9 @@ mod tests {
     fn the_default_disables_after_five_days_of_failure() {
         let rule = DisableRule::default();
         let day = 24 * 3600;
-        assert_eq!(rule.verdict(&streak(0, 1_000), at(5 * day - 1), 1.0), None);
+        assert_eq!(rule.verdict(&streak(0, 1_000), at(5 * day - 1), same), None);
         assert_eq!(
-            rule.verdict(&streak(0, 0), at(5 * day), 1.0),
+            rule.verdict(&streak(0, 0), at(5 * day), same),
             Some(DisableReason::FailingFor(DEFAULT_FAILING_FOR))
         );
     }
@@ -110,9 +124,9 @@ mod tests {
             failing_for: None,
             failed_messages: Some(3),
         };
-        assert_eq!(rule.verdict(&streak(0, 2), at(10 * 24 * 3600), 1.0), None);
+        assert_eq!(rule.verdict(&streak(0, 2), at(10 * 24 * 3600), same), None);
         assert_eq!(
-            rule.verdict(&streak(0, 3), at(1), 1.0),
+            rule.verdict(&streak(0, 3), at(1), same),
             Some(DisableReason::FailedMessages(3))
         );
         assert!(rule.counts_messages());
@@ -125,9 +139,9 @@ mod tests {
             failing_for: Some(Duration::from_secs(3600)),
             failed_messages: None,
         };
-        assert_eq!(rule.verdict(&streak(0, 0), at(35), 100.0), None);
+        assert_eq!(rule.verdict(&streak(0, 0), at(35), hundredth), None);
         assert_eq!(
-            rule.verdict(&streak(0, 0), at(36), 100.0),
+            rule.verdict(&streak(0, 0), at(36), hundredth),
             Some(DisableReason::FailingFor(Duration::from_secs(3600)))
         );
     }
@@ -135,6 +149,6 @@ mod tests {
     #[test]
     fn a_clock_behind_the_streak_does_not_trip() {
         let rule = DisableRule::default();
-        assert_eq!(rule.verdict(&streak(100, 0), at(0), 1.0), None);
+        assert_eq!(rule.verdict(&streak(100, 0), at(0), same), None);
     }
 }

@@ -20,6 +20,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::EndpointDisabled;
+use crate::attempt::scaled;
 use crate::ticket::Shared;
 
 struct Streak {
@@ -110,7 +111,7 @@ impl Health {
             since: streak.since,
             failed_messages: streak.failed_messages,
         };
-        if let Some(reason) = rule.verdict(&seen, now, self.time_scale) {
+        if let Some(reason) = rule.verdict(&seen, now, |d| scaled(d, self.time_scale)) {
             streak.disabling = true;
             let _ = self.writes.send(Write::Disable {
                 app_id: target.app_id.clone(),
@@ -172,7 +173,7 @@ async fn write_changes(
                 rule,
             } => match store.endpoint_failed(&app_id, &endpoint_id, given_up).await {
                 Ok(Some(streak)) => {
-                    if let Some(reason) = rule.verdict(&streak, Utc::now(), time_scale) {
+                    if let Some(reason) = rule.verdict(&streak, Utc::now(), |d| scaled(d, time_scale)) {
                         disable(&*store, &shared, app_id, endpoint_id, reason, streak.since).await;
                     }
                 }
