@@ -33,18 +33,16 @@ impl HealthStore for SqliteStore {
             .run(move |ctx| {
                 let now = ctx.now()?;
                 // Only for an endpoint that exists: a late outcome of a
-                // deleted one must not leave a row behind.
-                ctx.conn
+                // deleted one must not leave a row behind (no row, `None`).
+                Ok(ctx
+                    .conn
                     .prepare_cached(
                         "INSERT INTO endpoint_health (endpoint_id, app_id, failing_since, failed_messages) \
                          SELECT id, app_id, ?3, ?4 FROM endpoint WHERE id = ?1 AND app_id = ?2 \
-                         ON CONFLICT (endpoint_id) DO UPDATE SET failed_messages = failed_messages + ?4",
+                         ON CONFLICT (endpoint_id) DO UPDATE SET failed_messages = failed_messages + ?4 \
+                         RETURNING failing_since, failed_messages",
                     )?
-                    .execute(params![id.as_str(), app_id.as_str(), now, given_up])?;
-                Ok(ctx
-                    .conn
-                    .prepare_cached(SELECT_STREAK)?
-                    .query_row([id.as_str()], streak_row)
+                    .query_row(params![id.as_str(), app_id.as_str(), now, given_up], streak_row)
                     .optional()?)
             })
             .await
