@@ -17,20 +17,20 @@ mod failing;
 mod health;
 mod outcome;
 mod parking;
+mod targets;
 mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use herald_core::model::DeliveryTarget;
 use herald_core::{AppId, EndpointId};
 use herald_store::{DeliveryState, Held, Outcome, Store};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::attempt::{self, Done, Target};
+use crate::attempt::{self, Done};
 use crate::lane::{Lane, LaneConfig, fair_share};
 use crate::pace::Pace;
 use crate::recorder::{Record, Renewal};
@@ -39,18 +39,8 @@ use crate::transport::Transport;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
 use health::Health;
+use targets::{TargetEntry, TargetsLoaded};
 use timers::{Timers, Wake};
-
-/// Endpoint targets kept in memory; past this the cache starts over, which
-/// costs one batched read per active endpoint.
-const TARGET_CACHE_LIMIT: usize = 10_000;
-
-enum TargetEntry {
-    Loading,
-    Ready(Arc<Target>),
-    /// Deleted: its jobs can never be delivered.
-    Gone,
-}
 
 struct LaneState {
     lane: Lane<Job>,
@@ -71,8 +61,6 @@ struct LaneState {
     pace: Option<Pace>,
     pace_wake: bool,
 }
-
-type TargetsLoaded = (Vec<EndpointId>, Vec<DeliveryTarget>);
 
 pub(crate) struct Scheduler {
     store: Arc<dyn Store>,
@@ -327,55 +315,6 @@ impl Scheduler {
             ls.active = active;
             if active { self.active += 1 } else { self.active -= 1 }
         }
-    }
-
-    fn load_targets(&mut self, ids: Vec<EndpointId>) {
-        if ids.is_empty() {
-            return;
-        }
-        if self.targets.len() + ids.len() > TARGET_CACHE_LIMIT {
-            self.targets.retain(|_, t| matches!(t, TargetEntry::Loading));
-        }
-        for id in &ids {
-            self.targets.insert(id.clone(), TargetEntry::Loading);
-        }
-        let store = self.store.clone();
-        let tx = self.loaded_tx.clone();
-        tokio::spawn(async move {
-            let loaded = match store.delivery_targets(ids.clone()).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not load endpoint targets; retrying");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    Vec::new()
-                }
-            };
-            let _ = tx.send((ids, loaded));
-        });
-    }
-
-    fn on_targets(&mut self, (asked, loaded): TargetsLoaded) {
-        let mut found = HashMap::new();
-        for t in loaded {
-            found.insert(t.endpoint_id.clone(), t);
-        }
-        for id in asked {
-            // A change while loading dropped the entry: load again when needed.
-            if !matches!(self.targets.get(&id), Some(TargetEntry::Loading)) {
-                self.targets.remove(&id);
-            } else {
-                let entry = match found.remove(&id) {
-                    Some(spec) => {
-                        self.health.seed(&spec);
-                        TargetEntry::Ready(Arc::new(Target::new(spec)))
-                    }
-                    None => TargetEntry::Gone,
-                };
-                self.targets.insert(id.clone(), entry);
-            }
-            self.pump(&id);
-        }
-        self.serve_ready();
     }
 
     /// Starts as many of a lane's jobs as its limit, the global budget and
