@@ -83,6 +83,10 @@ pub struct EndpointSettings {
     /// server's default ([`DisableRule::default`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_rule: Option<DisableRule>,
+    /// Herald extension: strictly ordered delivery (SPEC §3): message n+1
+    /// is not sent before message n succeeded or was given up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fifo: bool,
 }
 
 /// The `X-Webhook-Signature: sha256=<hex HMAC-SHA256(key, body)>` style
@@ -116,6 +120,7 @@ impl EndpointSettings {
             retry: None,
             body_signature: None,
             disable_rule: None,
+            fifo: false,
         }
     }
 }
@@ -225,6 +230,8 @@ pub struct DeliveryTarget {
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
     pub disable_rule: DisableRule,
+    /// `fifo`: one request at a time, in message order.
+    pub fifo: bool,
     /// The failure streak the store had when this target was read.
     pub streak: Option<FailureStreak>,
 }
@@ -243,6 +250,7 @@ impl DeliveryTarget {
             body_signature,
             throttle_rate,
             disable_rule,
+            fifo,
             ..
         } = ep.settings;
         Self {
@@ -259,6 +267,7 @@ impl DeliveryTarget {
             body_signature,
             payload_template,
             disable_rule: disable_rule.unwrap_or_default(),
+            fifo,
             streak: None,
         }
     }

@@ -14,6 +14,11 @@
 //!   up to [`LaneConfig::max_probe`]; the scheduler parks everything else
 //!   in the store. Any HTTP answer (even a 5xx: the endpoint is reachable)
 //!   closes it, and the scheduler releases what it parked.
+//! - **Serial** (a `fifo` endpoint): one request at a time, in queue order,
+//!   and a failed head blocks the lane until its retry goes out
+//!   ([`Lane::await_retry`]). No adaptive limit and no circuit: the head on
+//!   its own retry schedule is already the one probe, and nothing else
+//!   goes out meanwhile.
 //!
 //! The lane never reads the clock: callers pass `now`, so the logic is
 //! unit-tested with a fake one.
@@ -83,6 +88,9 @@ pub(crate) struct Lane<J> {
     limit: usize,
     last_decrease: Option<Instant>,
     circuit: Circuit,
+    serial: bool,
+    /// A serial lane's failed head waits for its retry, outside the queue.
+    awaiting_retry: bool,
 }
 
 impl<J> Lane<J> {
@@ -93,11 +101,51 @@ impl<J> Lane<J> {
             limit: cfg.initial_limit.clamp(1, cfg.max_in_flight.max(1)),
             last_decrease: None,
             circuit: Circuit::Closed { failures: 0 },
+            serial: false,
+            awaiting_retry: false,
         }
     }
 
     pub fn push(&mut self, job: J) {
         self.queue.push_back(job);
+    }
+
+    pub fn is_serial(&self) -> bool {
+        self.serial
+    }
+
+    /// Serial (a `fifo` endpoint) or not; a lane turning serial drops its
+    /// circuit, which serial lanes do not have.
+    pub fn set_serial(&mut self, cfg: &LaneConfig, serial: bool) {
+        if serial == self.serial {
+            return;
+        }
+        self.serial = serial;
+        self.awaiting_retry = false;
+        self.limit = if serial {
+            1
+        } else {
+            cfg.initial_limit.clamp(1, cfg.max_in_flight.max(1))
+        };
+        if serial {
+            self.circuit = Circuit::Closed { failures: 0 };
+        }
+    }
+
+    /// A serial lane's head failed and will be retried: nothing else starts
+    /// until [`Lane::retry_head`] puts it back in front.
+    pub fn await_retry(&mut self) {
+        self.awaiting_retry = self.serial;
+    }
+
+    pub fn is_awaiting_retry(&self) -> bool {
+        self.awaiting_retry
+    }
+
+    /// The blocked head's retry is due: it goes first.
+    pub fn retry_head(&mut self, job: J) {
+        self.awaiting_retry = false;
+        self.queue.push_front(job);
     }
 
     pub fn queued(&self) -> usize {
@@ -144,12 +192,15 @@ impl<J> Lane<J> {
 
     /// Nothing queued, nothing in flight, nothing to remember.
     pub fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight == 0 && self.circuit == Circuit::Closed { failures: 0 }
+        self.queue.is_empty()
+            && self.in_flight == 0
+            && !self.awaiting_retry
+            && self.circuit == Circuit::Closed { failures: 0 }
     }
 
     /// Whether the lane would start a request now if a global slot were free.
     pub fn wants_slot(&self, now: Instant) -> bool {
-        if self.queue.is_empty() {
+        if self.queue.is_empty() || self.awaiting_retry {
             return false;
         }
         match self.circuit {
@@ -180,6 +231,9 @@ impl<J> Lane<J> {
 
     pub fn finished(&mut self, cfg: &LaneConfig, now: Instant, answer: Answer) -> Transition {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if self.serial {
+            return Transition::None;
+        }
         self.adapt(cfg, now, answer);
         let answered = answer != Answer::Unreachable;
         match self.circuit {
@@ -416,6 +470,33 @@ mod tests {
         }
         assert!(l.is_open());
         assert_eq!(l.finished(&c, t0, Answer::Success { fast: true }), Transition::Closed);
+    }
+
+    #[test]
+    fn a_serial_lane_sends_one_at_a_time_and_its_failed_head_blocks_it() {
+        let (c, now) = (cfg(), Instant::now());
+        let mut l = lane(3, 0);
+        l.set_serial(&c, true);
+        assert_eq!(l.start(), Some(0));
+        assert!(!l.wants_slot(now), "one in flight at most");
+        // Refused many times over: no circuit, no halving.
+        for _ in 0..10 {
+            assert_eq!(l.finished(&c, now, Answer::Unreachable), Transition::None);
+            assert!(!l.is_open());
+            l.retry_head(0);
+            assert_eq!(l.start(), Some(0));
+        }
+        l.finished(&c, now, Answer::Overloaded);
+        l.await_retry();
+        assert!(!l.wants_slot(now), "1 and 2 wait behind the head's retry");
+        assert!(!l.is_idle(), "a lane awaiting a retry is not forgotten");
+        l.retry_head(0);
+        assert_eq!(l.start(), Some(0), "the head goes first");
+        l.finished(&c, now, Answer::Success { fast: true });
+        assert_eq!(l.start(), Some(1));
+        assert!(!l.wants_slot(now));
+        l.set_serial(&c, false);
+        assert!(l.wants_slot(now), "back to a concurrent lane");
     }
 
     #[test]

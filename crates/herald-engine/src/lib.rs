@@ -158,6 +158,16 @@ pub(crate) enum Event {
         jobs: Vec<Job>,
         asked: usize,
     },
+    /// Ordered endpoints with deliveries waiting in the store for their
+    /// lane to claim in order (fresh from ingest, or found due).
+    FifoWork(Vec<(AppId, EndpointId)>),
+    /// The next run of an ordered endpoint's deliveries (`asked` was the
+    /// most wanted).
+    FifoClaimed {
+        endpoint: EndpointId,
+        jobs: Vec<Job>,
+        asked: usize,
+    },
 }
 
 /// Counters for `/metrics`; monotonic unless noted.
@@ -325,9 +335,13 @@ impl Engine {
         let ingested = self.store.ingest(msg).await?;
         let stats = &self.shared.stats;
         stats.messages_ingested.fetch_add(1, Ordering::Relaxed);
-        stats
-            .deliveries_created
-            .fetch_add(ingested.deliveries.len() as u64, Ordering::Relaxed);
+        stats.deliveries_created.fetch_add(
+            (ingested.deliveries.len() + ingested.fifo.len()) as u64,
+            Ordering::Relaxed,
+        );
+        if !ingested.fifo.is_empty() {
+            let _ = self.events.send(Event::FifoWork(ingested.fifo.clone()));
+        }
         if !ingested.deliveries.is_empty() {
             if has_room {
                 let jobs = self.shared.admit(ingested.deliveries.clone());

@@ -58,6 +58,21 @@ pub(crate) async fn run(
                             wait = Duration::from_secs(1);
                         }
                     }
+                    // Ordered endpoints' lanes claim their own work, in order.
+                    match store.fifo_due().await {
+                        Ok(due) => {
+                            if let Some(until) = due.next {
+                                wait = wait.min(until.max(Duration::from_millis(1)));
+                            }
+                            if !due.ready.is_empty() && events.send(Event::FifoWork(due.ready)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not read the ordered endpoints' due work");
+                            wait = Duration::from_secs(1);
+                        }
+                    }
                 }
                 Err(StoreError::Closed) => return,
                 Err(e) => {

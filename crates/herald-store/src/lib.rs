@@ -46,8 +46,8 @@ pub use history::{EndpointMessage, HistoryStore, MessageDestination, TimeRange, 
 pub use idempotency::{IdempotencyStore, SavedResponse};
 pub use metrics::{INGEST_BATCH_BOUNDS, StoreMetrics};
 pub use queue::{
-    AppRef, DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome,
-    RetryHold,
+    AppRef, DeliveryJob, DeliveryQueue, DeliveryState, FifoDue, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId,
+    Outcome, RetryHold,
 };
 pub use redeliver::RedeliveryStore;
 pub use resources::{

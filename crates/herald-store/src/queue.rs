@@ -97,7 +97,12 @@ pub struct AppRef(pub String);
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub message: Message,
+    /// Deliveries to unordered endpoints, claimed under the message's lease
+    /// when it had one.
     pub deliveries: Vec<DeliveryJob>,
+    /// Ordered (`fifo`) endpoints that got a delivery: those are never
+    /// born claimed, and go out through [`DeliveryQueue::claim_fifo`].
+    pub fifo: Vec<(AppId, EndpointId)>,
 }
 
 /// One message on its way to one endpoint: what the engine holds in memory.
@@ -242,4 +247,28 @@ pub trait DeliveryQueue: Send + Sync {
     /// Releases the caller's parked claims on these endpoints' deliveries,
     /// so they are due again at once (their circuits closed); the total.
     async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64>;
+
+    /// Ordered (`fifo`) endpoints whose oldest pending delivery is due and
+    /// held by no live claim, and how long until the first of the others'
+    /// is due. Their deliveries are never handed out by `claim_due`.
+    async fn fifo_due(&self) -> Result<FifoDue>;
+    /// Claims the run of `endpoint`'s pending deliveries, in order, that the
+    /// caller may send next: from the oldest on, skipping the caller's own
+    /// live claims, up to `limit` or until their payloads reach `max_bytes`
+    /// (at least one), and stopping at the first that is not due or that
+    /// another holder's live claim holds (it holds the endpoint's order).
+    async fn claim_fifo(
+        &self,
+        lease: &Lease,
+        endpoint: EndpointId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<DeliveryJob>>;
+}
+
+/// What [`DeliveryQueue::fifo_due`] found.
+#[derive(Debug, Clone, Default)]
+pub struct FifoDue {
+    pub ready: Vec<(AppId, EndpointId)>,
+    pub next: Option<Duration>,
 }

@@ -40,6 +40,9 @@ pub struct EndpointIn {
     /// Herald extension: when a failing endpoint is disabled; absent or
     /// null is the server's default (5 days of failure).
     pub disable_rule: Option<DisableRuleDto>,
+    /// Herald extension: strictly ordered delivery, one request at a time;
+    /// message n+1 waits until message n succeeded or was given up.
+    pub fifo: Option<bool>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -80,6 +83,7 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DisableRuleDto>)]
     pub disable_rule: Option<Option<DisableRuleDto>>,
+    pub fifo: Option<bool>,
     pub version: Option<i64>,
 }
 
@@ -100,6 +104,7 @@ impl EndpointPatch {
             retry_schedule,
             body_signature,
             disable_rule,
+            fifo,
             payload_template: _,
             version: _,
         } = self;
@@ -115,6 +120,7 @@ impl EndpointPatch {
             && retry_schedule.is_none()
             && body_signature.is_none()
             && disable_rule.is_none()
+            && fifo.is_none()
     }
 }
 
@@ -153,6 +159,9 @@ pub struct EndpointOut {
     /// Absent: the server's default rule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_rule: Option<DisableRuleDto>,
+    /// Shown when on.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fifo: bool,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -190,6 +199,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
             body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),
+            fifo: s.fifo,
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

@@ -195,6 +195,7 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
         body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
+        fifo: body.fifo.unwrap_or(false),
     })
 }
 
@@ -352,6 +353,9 @@ async fn patch_endpoint(
     }
     if let Some(rule) = body.disable_rule {
         set.disable_rule = rule.map(DisableRuleDto::parse).transpose()?;
+    }
+    if let Some(fifo) = body.fifo {
+        set.fifo = fifo;
     }
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;

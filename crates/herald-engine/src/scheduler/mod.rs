@@ -14,6 +14,7 @@
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
 mod failing;
+mod fifo;
 mod health;
 mod outcome;
 mod parking;
@@ -60,6 +61,27 @@ struct LaneState {
     /// already set.
     pace: Option<Pace>,
     pace_wake: bool,
+    /// An ordered lane's store may hold more of its deliveries than it
+    /// claimed (`fifo.rs`).
+    fifo_more: bool,
+}
+
+impl LaneState {
+    fn new(cfg: &LaneConfig, app_id: AppId) -> Self {
+        Self {
+            lane: Lane::new(cfg),
+            app_id,
+            cancel: CancellationToken::new(),
+            in_ready: false,
+            parked: false,
+            claiming: false,
+            active: false,
+            wanting: false,
+            pace: None,
+            pace_wake: false,
+            fifo_more: false,
+        }
+    }
 }
 
 pub(crate) struct Scheduler {
@@ -215,6 +237,9 @@ impl Scheduler {
             }
             Event::EndpointChanged(id) => {
                 self.targets.remove(&id);
+                // It may have turned `fifo` on or off: its stored work moved
+                // between the loader's due work and the ordered kind.
+                self.shared.wake_loader.notify_one();
                 if self.lanes.get(&id).is_some_and(|l| l.lane.queued() > 0) {
                     self.pump(&id);
                 }
@@ -236,6 +261,8 @@ impl Scheduler {
                 }
             }
             Event::Claimed { endpoint, jobs, asked } => self.on_claimed(endpoint, jobs, asked),
+            Event::FifoWork(endpoints) => self.on_fifo_work(endpoints),
+            Event::FifoClaimed { endpoint, jobs, asked } => self.on_fifo_claimed(endpoint, jobs, asked),
             Event::Resync => {
                 self.targets.clear();
                 let ids: Vec<EndpointId> = self.lanes.keys().cloned().collect();
@@ -252,18 +279,17 @@ impl Scheduler {
         let id = job.job.endpoint_id.clone();
         let now = Instant::now();
         let cap = self.lane_cap();
-        let ls = self.lanes.entry(id.clone()).or_insert_with(|| LaneState {
-            lane: Lane::new(&self.lane_cfg),
-            app_id: job.job.app_id.clone(),
-            cancel: CancellationToken::new(),
-            in_ready: false,
-            parked: false,
-            claiming: false,
-            active: false,
-            wanting: false,
-            pace: None,
-            pace_wake: false,
-        });
+        let ls = self
+            .lanes
+            .entry(id.clone())
+            .or_insert_with(|| LaneState::new(&self.lane_cfg, job.job.app_id.clone()));
+        if ls.lane.is_serial() {
+            // Ordered work is claimed a run at a time, within memory: it
+            // is neither parked nor held behind a circuit.
+            ls.lane.push(job);
+            self.refresh(&id);
+            return;
+        }
         let lane = &ls.lane;
         let may_probe = lane.probe_at().is_some_and(|at| now >= at) && lane.queued() == 0 && lane.in_flight() == 0;
         let held = lane.queued() + lane.in_flight();
@@ -281,8 +307,16 @@ impl Scheduler {
         while let Some(wake) = self.timers.pop_due(now) {
             match wake {
                 Wake::Retry(job) => {
-                    touched.push(job.job.endpoint_id.clone());
-                    self.enqueue(job);
+                    let id = job.job.endpoint_id.clone();
+                    match self.lanes.get_mut(&id) {
+                        // An ordered lane's head goes back in front.
+                        Some(ls) if ls.lane.is_awaiting_retry() => {
+                            ls.lane.retry_head(job);
+                            self.refresh(&id);
+                        }
+                        _ => self.enqueue(job),
+                    }
+                    touched.push(id);
                 }
                 Wake::Probe(id) => self.probe(&id),
                 Wake::Pace(id) => {
@@ -342,6 +376,14 @@ impl Scheduler {
                 self.fail_queued(id);
                 break;
             }
+            if self
+                .lanes
+                .get(id)
+                .is_some_and(|l| l.lane.is_serial() != target.spec.fifo)
+            {
+                self.set_fifo(id, target.spec.fifo);
+                continue;
+            }
             let others_wanting = self.wanting - usize::from(ls.wanting);
             let share = fair_share(self.cfg.max_in_flight, self.active);
             let free_after = self.cfg.max_in_flight.saturating_sub(self.in_flight + 1);
@@ -388,6 +430,7 @@ impl Scheduler {
         }
         self.refresh(id);
         self.refill(id);
+        self.fifo_fill(id);
     }
 
     /// Gives freed slots to lanes that were waiting, in order.
@@ -522,7 +565,7 @@ impl Scheduler {
         events.close();
         let mut unsent: Vec<Job> = Vec::new();
         while let Ok(event) = events.try_recv() {
-            if let Event::Jobs(jobs) | Event::Claimed { jobs, .. } = event {
+            if let Event::Jobs(jobs) | Event::Claimed { jobs, .. } | Event::FifoClaimed { jobs, .. } = event {
                 unsent.extend(jobs);
             }
         }

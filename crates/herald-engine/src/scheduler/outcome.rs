@@ -117,7 +117,13 @@ impl Scheduler {
                 );
             }
             (false, Some(wait)) => {
-                let hold = if open {
+                let serial = self.lanes.get(&id).is_some_and(|l| l.lane.is_serial());
+                let hold = if serial && !self.stopping {
+                    // An ordered lane's head blocks it until its retry, in
+                    // memory however long the wait: what follows waits in
+                    // the store, and renewals keep the head's claim.
+                    RetryHold::Keep
+                } else if open {
                     // Waits parked for its own next attempt, parked by the
                     // same write that records this one.
                     RetryHold::Park(PARK_HOLD)
@@ -140,6 +146,9 @@ impl Scheduler {
                         self.record(outcome, Some(job));
                     }
                     RetryHold::Keep => {
+                        if let Some(ls) = self.lanes.get_mut(&id) {
+                            ls.lane.await_retry();
+                        }
                         self.record(outcome, None);
                         job.job.attempts = number;
                         job.job.manual = false;

@@ -294,6 +294,18 @@ impl DeliveryQueue for SlowRecords {
     async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64> {
         self.inner.unpark(lease, endpoints).await
     }
+    async fn fifo_due(&self) -> Result<herald_store::FifoDue> {
+        self.inner.fifo_due().await
+    }
+    async fn claim_fifo(
+        &self,
+        lease: &Lease,
+        endpoint: EndpointId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<DeliveryJob>> {
+        self.inner.claim_fifo(lease, endpoint, limit, max_bytes).await
+    }
 }
 
 #[async_trait::async_trait]

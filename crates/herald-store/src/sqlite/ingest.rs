@@ -50,21 +50,38 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         ])
         .map_err(|e| conflict(e, "a message with this eventId already exists"))?;
 
-    // Born claimed (fence 1) when the engine will send from memory.
+    // Born claimed (fence 1) when the engine will send from memory; an
+    // ordered endpoint's never is: its deliveries go out in order through
+    // `claim_fifo`, whoever holds the endpoint's head.
     let (owner, claim_until, fence) = match &msg.lease {
         Some(lease) => (Some(lease.owner.as_str()), Some(after(now_ms, lease.ttl)), 1),
         None => (None, None, 0),
     };
     let mut deliveries = Vec::new();
+    let mut fifo = Vec::new();
     let mut insert = ctx.conn.prepare_cached(
         "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claimed_by, \
-         claim_until, fence, updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4)",
+         claim_until, fence, updated_at, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4, ?8)",
     )?;
     let targets: Vec<&herald_core::model::Endpoint> = match &msg.only_endpoint {
         Some(only) => endpoints.iter().filter(|ep| &ep.id == only).collect(),
         None => subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()).collect(),
     };
     for ep in targets {
+        if ep.settings.fifo {
+            insert.execute(params![
+                id.as_str(),
+                ep.id.as_str(),
+                app_id.as_str(),
+                now_ms,
+                None::<&str>,
+                None::<i64>,
+                0,
+                true
+            ])?;
+            fifo.push((app_id.clone(), ep.id.clone()));
+            continue;
+        }
         insert.execute(params![
             id.as_str(),
             ep.id.as_str(),
@@ -72,7 +89,8 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
             now_ms,
             owner,
             claim_until,
-            fence
+            fence,
+            false
         ])?;
         deliveries.push(DeliveryJob {
             delivery_id: ctx.conn.last_insert_rowid(),
@@ -99,5 +117,9 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         created_at: now,
     };
     ctx.tally.messages += 1;
-    Ok(Ingested { message, deliveries })
+    Ok(Ingested {
+        message,
+        deliveries,
+        fifo,
+    })
 }

@@ -19,6 +19,7 @@
 //! starting up recovers only its own.
 
 mod access;
+mod fifo;
 mod health;
 mod history;
 mod idempotency;

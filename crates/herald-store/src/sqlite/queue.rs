@@ -26,7 +26,8 @@ use crate::{
 /// (`delivery_claimed`; only a pending delivery is ever claimed, as every
 /// way out of pending clears the claim in the same statement). About 0.1 s
 /// of a core per million pending; finished deliveries are never read.
-pub(crate) const BACKLOG: &str = "SELECT (SELECT count(*) FROM delivery WHERE status = 1 AND claim_until IS NULL) \
+pub(crate) const BACKLOG: &str = "SELECT (SELECT count(*) FROM delivery WHERE status = 1 AND claim_until IS NULL AND fifo = 0) \
+     + (SELECT count(*) FROM delivery WHERE status = 1 AND fifo = 1 AND claim_until IS NULL) \
      + (SELECT count(*) FROM delivery WHERE claim_until IS NOT NULL)";
 
 #[async_trait::async_trait]
@@ -50,7 +51,9 @@ impl DeliveryQueue for SqliteStore {
     async fn next_due(&self) -> Result<Option<Duration>> {
         self.read(|c| {
             let next: Option<i64> = c
-                .prepare_cached("SELECT MIN(next_attempt_at) FROM delivery WHERE status = 1 AND claim_until IS NULL")?
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM delivery WHERE status = 1 AND claim_until IS NULL AND fifo = 0",
+                )?
                 .query_row([], |r| r.get(0))?;
             let now = db_now_ms(c)?;
             Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
@@ -138,6 +141,20 @@ impl DeliveryQueue for SqliteStore {
                 })
             })
             .await
+    }
+
+    async fn fifo_due(&self) -> Result<crate::FifoDue> {
+        self.fifo_due_now().await
+    }
+
+    async fn claim_fifo(
+        &self,
+        lease: &Lease,
+        endpoint: EndpointId,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<DeliveryJob>> {
+        self.claim_fifo_now(lease, endpoint, limit, max_bytes).await
     }
 
     async fn park_endpoints(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
@@ -316,7 +333,7 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     let mut rows: Vec<(i64, i64)> = Vec::with_capacity(limit);
     let mut unclaimed = conn.prepare_cached(
         "SELECT id, next_attempt_at FROM delivery \
-         WHERE status = 1 AND claim_until IS NULL AND next_attempt_at <= ?1 \
+         WHERE status = 1 AND claim_until IS NULL AND fifo = 0 AND next_attempt_at <= ?1 \
          ORDER BY next_attempt_at LIMIT ?2",
     )?;
     for row in unclaimed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
@@ -324,7 +341,7 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     }
     let mut lapsed = conn.prepare_cached(
         "SELECT id, next_attempt_at FROM delivery \
-         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND next_attempt_at <= ?1 \
+         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND fifo = 0 AND next_attempt_at <= ?1 \
          ORDER BY next_attempt_at LIMIT ?2",
     )?;
     for row in lapsed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
@@ -398,7 +415,13 @@ fn load_job(conn: &Connection, id: i64) -> Result<Option<DeliveryJob>> {
 
 /// Loads and claims these deliveries, in order, until their payloads reach
 /// `max_bytes` (at least one is taken).
-fn claim_rows(conn: &Connection, lease: &Lease, now: i64, ids: Vec<i64>, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
+pub(crate) fn claim_rows(
+    conn: &Connection,
+    lease: &Lease,
+    now: i64,
+    ids: Vec<i64>,
+    max_bytes: usize,
+) -> Result<Vec<DeliveryJob>> {
     // The payload itself is read only once the budget has room for it.
     let mut load = conn.prepare_cached(LOAD_JOB)?;
     let mut claim = conn.prepare_cached(

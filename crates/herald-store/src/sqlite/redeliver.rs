@@ -7,6 +7,7 @@ use herald_core::{AppId, EndpointId, MessageId};
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
+use super::fifo::is_fifo;
 use super::rows::{ms, select_endpoint};
 use crate::{RedeliveryStore, Result, StoreError, TimeRange};
 
@@ -73,17 +74,23 @@ impl RedeliveryStore for SqliteStore {
                         ctx.conn
                             .prepare_cached(
                                 "UPDATE delivery SET status = 1, attempts = 0, next_attempt_at = ?2, claimed_by = NULL, \
-                                 claim_until = NULL, parked = 0, manual = 1, updated_at = ?2 WHERE id = ?1",
+                                 claim_until = NULL, parked = 0, manual = 1, updated_at = ?2, fifo = ?3 WHERE id = ?1",
                             )?
-                            .execute(params![id, now])?;
+                            .execute(params![id, now, is_fifo(&ctx.conn, &endpoint_id)?])?;
                     }
                     None => {
                         ctx.conn
                             .prepare_cached(
                                 "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, \
-                                 updated_at, manual) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1)",
+                                 updated_at, manual, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1, ?5)",
                             )?
-                            .execute(params![msg_id.as_str(), endpoint_id.as_str(), app_id.as_str(), now])?;
+                            .execute(params![
+                                msg_id.as_str(),
+                                endpoint_id.as_str(),
+                                app_id.as_str(),
+                                now,
+                                is_fifo(&ctx.conn, &endpoint_id)?
+                            ])?;
                     }
                 }
                 Ok(())
@@ -101,7 +108,7 @@ impl RedeliveryStore for SqliteStore {
                     .conn
                     .prepare_cached(
                         "UPDATE delivery SET status = 1, attempts = 0, next_attempt_at = ?1, claimed_by = NULL, \
-                         claim_until = NULL, parked = 0, manual = 1, updated_at = ?1 \
+                         claim_until = NULL, parked = 0, manual = 1, updated_at = ?1, fifo = ?8 \
                          WHERE endpoint_id = ?2 AND status = 2 AND app_id = ?3 AND msg_id IN ( \
                              SELECT id FROM message WHERE app_id = ?3 AND id >= ?4 AND id < ?5 \
                              AND created_at >= ?6 AND created_at < ?7 AND length(payload) > 0)",
@@ -113,7 +120,8 @@ impl RedeliveryStore for SqliteStore {
                         lo,
                         hi,
                         since,
-                        until
+                        until,
+                        is_fifo(&ctx.conn, &endpoint_id)?
                     ])?;
                 Ok(n as u64)
             })
@@ -159,7 +167,7 @@ impl RedeliveryStore for SqliteStore {
                 let mut created = 0;
                 let mut insert = ctx.conn.prepare_cached(
                     "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, updated_at, \
-                     manual) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1)",
+                     manual, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?4, 1, ?5)",
                 )?;
                 for (id, event_type, channels, has_payload, delivered) in &rows {
                     if *delivered || !*has_payload {
@@ -171,7 +179,13 @@ impl RedeliveryStore for SqliteStore {
                         .transpose()
                         .map_err(|e| StoreError::Corrupt(format!("message {id}: channels: {e}")))?;
                     if ep.subscribes(event_type, channels.as_deref()) {
-                        insert.execute(params![id, endpoint_id.as_str(), app_id.as_str(), now])?;
+                        insert.execute(params![
+                            id,
+                            endpoint_id.as_str(),
+                            app_id.as_str(),
+                            now,
+                            ep.settings.fifo
+                        ])?;
                         created += 1;
                     }
                 }

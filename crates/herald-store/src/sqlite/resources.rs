@@ -223,6 +223,7 @@ impl ResourceStore for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound("endpoint"));
                 }
+                super::fifo::set_pending(&ctx.conn, &ep.id, ep.settings.fifo)?;
                 ctx.forget_app(&ep.app_id);
                 ctx.announce(Change::EndpointUpdated {
                     app_id: ep.app_id.clone(),

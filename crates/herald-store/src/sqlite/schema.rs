@@ -297,6 +297,13 @@ const MIGRATIONS: &[&str] = &[
         failed_messages INTEGER NOT NULL
     );
     CREATE INDEX endpoint_health_app ON endpoint_health (app_id);",
+    // 11: ordered (`fifo`) endpoints. Their pending deliveries leave the due
+    // index the loader walks and are handed out in id order from an index
+    // of their own, so a large ordered backlog costs the loader nothing.
+    "ALTER TABLE delivery ADD COLUMN fifo INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX delivery_due;
+    CREATE INDEX delivery_due ON delivery (next_attempt_at) WHERE status = 1 AND claim_until IS NULL AND fifo = 0;
+    CREATE INDEX delivery_fifo ON delivery (endpoint_id, id) WHERE status = 1 AND fifo = 1;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -253,8 +253,9 @@ fn endpoint_settings_migration_refuses_bad_json() {
     assert_eq!(count, 1, "the failed migration rolled back");
 }
 
-/// The backlog gauge walks the two partial indexes of pending rows,
-/// never the table (which holds every finished delivery too).
+/// The backlog gauge walks the partial indexes of pending rows (due,
+/// ordered, claimed), never the whole table (which holds every finished
+/// delivery too).
 #[test]
 fn the_backlog_count_reads_only_partial_indexes() {
     let mut conn = Connection::open_in_memory().unwrap();
@@ -268,9 +269,10 @@ fn the_backlog_count_reads_only_partial_indexes() {
         .collect::<rusqlite::Result<_>>()
         .unwrap();
     let reads: Vec<&String> = plan.iter().filter(|l| l.contains("delivery")).collect();
-    assert_eq!(reads.len(), 2, "{plan:?}");
+    assert_eq!(reads.len(), 3, "{plan:?}");
     assert!(reads[0].contains("INDEX delivery_due"), "{plan:?}");
-    assert!(reads[1].contains("INDEX delivery_claimed"), "{plan:?}");
+    assert!(reads[1].contains("INDEX delivery_fifo"), "{plan:?}");
+    assert!(reads[2].contains("INDEX delivery_claimed"), "{plan:?}");
 }
 
 /// The queue's statements compare parameters with columns that partial
@@ -283,8 +285,10 @@ fn queue_statements_are_prepared_once_for_any_binding() {
     configure(&conn).unwrap();
     migrate(&mut conn).unwrap();
     let statements = [
-        "SELECT id, next_attempt_at FROM delivery WHERE status = 1 AND claim_until IS NULL \
+        "SELECT id, next_attempt_at FROM delivery WHERE status = 1 AND claim_until IS NULL AND fifo = 0 \
          AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2",
+        "SELECT id, next_attempt_at, claimed_by, claim_until FROM delivery \
+         WHERE endpoint_id = ?1 AND status = 1 AND fifo = 1 ORDER BY id",
         "SELECT id, fence, claim_until FROM delivery WHERE endpoint_id = ?1 AND status = 1 AND parked = 1 \
          AND next_attempt_at <= ?2 AND claimed_by = ?3 ORDER BY next_attempt_at LIMIT ?4",
     ];
@@ -308,5 +312,29 @@ fn queue_statements_are_prepared_once_for_any_binding() {
             )
             .unwrap();
         assert!(plan.contains("USING INDEX delivery_"), "no partial index used: {plan}");
+    }
+}
+
+/// Finding the ordered endpoints' heads probes `delivery_fifo` per
+/// endpoint; it never walks the table.
+#[test]
+fn the_ordered_heads_are_found_through_their_index() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrate(&mut conn).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::super::fifo::HEADS))
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let reads: Vec<&String> = plan.iter().filter(|l| l.contains(" delivery")).collect();
+    assert!(!reads.is_empty(), "{plan:?}");
+    for read in reads {
+        assert!(
+            read.contains("INDEX delivery_fifo") || read.contains("INTEGER PRIMARY KEY"),
+            "{plan:?}"
+        );
     }
 }

@@ -57,6 +57,7 @@ async fn endpoint_create_get_update_delete() {
                             failing_for: None,
                             failed_messages: Some(3),
                         }),
+                        fifo: true,
                     },
                     secret: secret.clone(),
                 },
@@ -133,6 +134,7 @@ async fn endpoint_create_get_update_delete() {
                     retry: None,
                     body_signature: None,
                     disable_rule: None,
+                    fifo: false,
                 },
                 ..by_id.clone()
             })

@@ -29,6 +29,7 @@ mod deletes;
 mod delivery;
 mod durability;
 mod endpoints;
+mod fifo;
 mod health;
 mod leases;
 mod messages;

@@ -13,6 +13,7 @@ mod crash;
 mod dashboard;
 mod delivery;
 mod disabling;
+mod fifo;
 mod hardening;
 mod isolation;
 mod lifecycle;
