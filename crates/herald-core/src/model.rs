@@ -87,6 +87,24 @@ pub struct EndpointSettings {
     /// is not sent before message n succeeded or was given up.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fifo: bool,
+    /// Herald extension: several messages in one request (SPEC §3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchPolicy>,
+}
+
+/// `batch`: up to `max_events` messages in one POST whose body is their
+/// JSON array, the first of them waiting at most `max_wait_ms` for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchPolicy {
+    pub max_events: u32,
+    pub max_wait_ms: u64,
+}
+
+impl BatchPolicy {
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
 }
 
 /// The `X-Webhook-Signature: sha256=<hex HMAC-SHA256(key, body)>` style
@@ -121,6 +139,7 @@ impl EndpointSettings {
             body_signature: None,
             disable_rule: None,
             fifo: false,
+            batch: None,
         }
     }
 }
@@ -232,6 +251,7 @@ pub struct DeliveryTarget {
     pub disable_rule: DisableRule,
     /// `fifo`: one request at a time, in message order.
     pub fifo: bool,
+    pub batch: Option<BatchPolicy>,
     /// The failure streak the store had when this target was read.
     pub streak: Option<FailureStreak>,
 }
@@ -251,6 +271,7 @@ impl DeliveryTarget {
             throttle_rate,
             disable_rule,
             fifo,
+            batch,
             ..
         } = ep.settings;
         Self {
@@ -268,6 +289,7 @@ impl DeliveryTarget {
             payload_template,
             disable_rule: disable_rule.unwrap_or_default(),
             fifo,
+            batch,
             streak: None,
         }
     }

@@ -3,6 +3,7 @@
 //! slow endpoint holds only its own slot, and ends at once when its
 //! endpoint is deleted.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,28 +68,41 @@ impl Target {
 
 /// A finished attempt, back at the scheduler.
 pub(crate) struct Done {
-    pub job: Job,
+    /// The delivery it was, or a batch's (in the order they were sent).
+    pub jobs: Vec<Job>,
     pub target: Arc<Target>,
     pub started_at: DateTime<Utc>,
     /// `None`: canceled before an answer (the endpoint was deleted).
     pub reply: Option<Reply>,
 }
 
+/// Sends one request: a delivery, or a batch of them (a batching
+/// endpoint's, whose body is their array even when it holds one).
 pub(crate) async fn run(
     transport: Arc<Transport>,
     target: Arc<Target>,
-    job: Job,
+    jobs: Vec<Job>,
     cancel: CancellationToken,
     done: mpsc::UnboundedSender<Done>,
 ) {
-    let span = tracing::debug_span!("delivery.attempt", msg_id = %job.job.msg_id, endpoint_id = %job.job.endpoint_id);
+    let first = &jobs[0].job;
+    let span = tracing::debug_span!("delivery.attempt", msg_id = %first.msg_id, endpoint_id = %first.endpoint_id, batch = jobs.len());
     async move {
         let started_at = Utc::now();
         let reply = match &target.uri {
             Ok(uri) => {
                 let spec = &target.spec;
-                let body = request::body(spec, &job.job, started_at);
-                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
+                let (id, body) = match spec.batch {
+                    Some(_) => (
+                        Cow::Owned(request::batch_id(&jobs)),
+                        request::batch_body(spec, &jobs, started_at),
+                    ),
+                    None => (
+                        Cow::Borrowed(jobs[0].job.msg_id.as_str()),
+                        request::body(spec, &jobs[0].job, started_at),
+                    ),
+                };
+                let headers = request::headers(spec, &id, started_at, &body);
                 let send = transport.post(Outbound {
                     uri,
                     headers,
@@ -103,7 +117,7 @@ pub(crate) async fn run(
             Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
         };
         let _ = done.send(Done {
-            job,
+            jobs,
             target,
             started_at,
             reply,
@@ -129,15 +143,16 @@ pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
     }
 }
 
-/// The history record of an attempt.
-pub(crate) fn record(done: &Done, reply: &Reply) -> Attempt {
-    let job = &done.job.job;
+/// The history record of `job`'s attempt (each message of a batch has its
+/// own, with the batch's answer).
+pub(crate) fn record(job: &Job, target: &Target, started_at: DateTime<Utc>, reply: &Reply) -> Attempt {
+    let job = &job.job;
     Attempt {
         id: AttemptId::new(),
         msg_id: job.msg_id.clone(),
         endpoint_id: job.endpoint_id.clone(),
         app_id: job.app_id.clone(),
-        url: done.target.spec.url.as_str().to_owned(),
+        url: target.spec.url.as_str().to_owned(),
         response_status_code: reply.status,
         response: truncate_response(&reply.body),
         response_duration_ms: u64::try_from(reply.duration.as_millis()).unwrap_or(u64::MAX),
@@ -153,7 +168,7 @@ pub(crate) fn record(done: &Done, reply: &Reply) -> Attempt {
             TriggerType::Scheduled
         },
         attempt_number: job.attempts + 1,
-        created_at: done.started_at,
+        created_at: started_at,
     }
 }
 

@@ -210,6 +210,22 @@ impl<J> Lane<J> {
         }
     }
 
+    /// The job that goes next.
+    pub fn front(&self) -> Option<&J> {
+        self.queue.front()
+    }
+
+    /// Takes up to `max` jobs to send in one request (a batch), as
+    /// [`Lane::start`] takes one: one slot, whatever their number.
+    pub fn start_batch(&mut self, max: usize) -> Vec<J> {
+        let n = max.min(self.queue.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        let first = self.start();
+        first.into_iter().chain(self.queue.drain(..n - 1)).collect()
+    }
+
     /// Takes the next job to send; the caller checked [`Lane::wants_slot`].
     pub fn start(&mut self) -> Option<J> {
         let job = self.queue.pop_front()?;

@@ -6,11 +6,12 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald_core::model::DeliveryTarget;
-use herald_core::signing::{EndpointSecret, hex_body_signature, signature_header};
+use herald_core::signing::{EndpointSecret, batch_webhook_id, hex_body_signature, signature_header};
 use herald_core::transform::RenderContext;
 use herald_store::DeliveryJob;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::ticket::Job;
 use crate::transport::header_map;
 
 /// The body of the attempt starting at `started_at`: a template is rendered
@@ -28,6 +29,26 @@ pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateT
         attempt_timestamp: started_at.timestamp(),
         first_sent_at: job.first_attempt_at.unwrap_or(started_at),
     }))
+}
+
+/// A batch's body: the JSON array of its messages' bodies, each built as
+/// it would be alone, in queue order.
+pub(crate) fn batch_body(target: &DeliveryTarget, jobs: &[Job], started_at: DateTime<Utc>) -> Bytes {
+    let mut out = Vec::with_capacity(2 + jobs.iter().map(|j| j.job.payload.len() + 1).sum::<usize>());
+    out.push(b'[');
+    for (i, job) in jobs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&body(target, &job.job, started_at));
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
+
+/// A batch's `webhook-id` ([`batch_webhook_id`]).
+pub(crate) fn batch_id(jobs: &[Job]) -> String {
+    batch_webhook_id(jobs.iter().map(|j| j.job.msg_id.as_str()))
 }
 
 /// The headers of an attempt started at `started_at`: during a rotation's

@@ -88,6 +88,7 @@ impl Shared {
                 self.resident.fetch_add(1, Ordering::Relaxed);
                 Job {
                     job,
+                    queued_at: tokio::time::Instant::now(),
                     _ticket: Ticket {
                         shared: self.clone(),
                         _charge: charge,
@@ -101,6 +102,8 @@ impl Shared {
 /// A delivery held in memory, with what it costs.
 pub(crate) struct Job {
     pub job: DeliveryJob,
+    /// When it joined its lane's queue, for a batch's longest wait.
+    pub queued_at: tokio::time::Instant,
     /// Gives the job's share of memory back when it leaves.
     pub _ticket: Ticket,
 }

@@ -6,7 +6,7 @@ use herald_core::model::Endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BodySignatureDto, DisableRuleDto, RetryScheduleDto, double_option, fmt_time};
+use super::{BatchDto, BodySignatureDto, DisableRuleDto, RetryScheduleDto, double_option, fmt_time};
 use crate::error::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,6 +43,8 @@ pub struct EndpointIn {
     /// Herald extension: strictly ordered delivery, one request at a time;
     /// message n+1 waits until message n succeeded or was given up.
     pub fifo: Option<bool>,
+    /// Herald extension: several messages per request, as a JSON array.
+    pub batch: Option<BatchDto>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -84,6 +86,10 @@ pub struct EndpointPatch {
     #[schema(value_type = Option<DisableRuleDto>)]
     pub disable_rule: Option<Option<DisableRuleDto>>,
     pub fifo: Option<bool>,
+    /// `null` sends one message per request again.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BatchDto>)]
+    pub batch: Option<Option<BatchDto>>,
     pub version: Option<i64>,
 }
 
@@ -105,6 +111,7 @@ impl EndpointPatch {
             body_signature,
             disable_rule,
             fifo,
+            batch,
             payload_template: _,
             version: _,
         } = self;
@@ -121,6 +128,7 @@ impl EndpointPatch {
             && body_signature.is_none()
             && disable_rule.is_none()
             && fifo.is_none()
+            && batch.is_none()
     }
 }
 
@@ -162,6 +170,8 @@ pub struct EndpointOut {
     /// Shown when on.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fifo: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchDto>,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -200,6 +210,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),
             fifo: s.fifo,
+            batch: s.batch.as_ref().map(BatchDto::from),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::error::ApiError;
 
+mod batch;
 mod body_signature;
 mod disable_rule;
 mod endpoint;
@@ -22,6 +23,7 @@ mod operational;
 mod retry;
 mod tools;
 
+pub use batch::{BatchDto, check_fifo_and_batch};
 pub use body_signature::BodySignatureDto;
 pub use disable_rule::DisableRuleDto;
 pub use endpoint::*;

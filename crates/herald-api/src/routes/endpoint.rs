@@ -20,7 +20,10 @@ use super::{
 };
 use crate::AppState;
 use crate::access::{self, Caller};
-use crate::dto::{DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto};
+use crate::dto::{
+    BatchDto, DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto,
+    check_fifo_and_batch,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 use crate::operational;
@@ -196,6 +199,11 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
         fifo: body.fifo.unwrap_or(false),
+        batch: body.batch.map(BatchDto::parse).transpose()?,
+    })
+    .and_then(|set| {
+        check_fifo_and_batch(set.fifo, set.batch.as_ref())?;
+        Ok(set)
     })
 }
 
@@ -357,6 +365,10 @@ async fn patch_endpoint(
     if let Some(fifo) = body.fifo {
         set.fifo = fifo;
     }
+    if let Some(batch) = body.batch {
+        set.batch = batch.map(BatchDto::parse).transpose()?;
+    }
+    check_fifo_and_batch(set.fifo, set.batch.as_ref())?;
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;
     Ok(Json(ep.try_into()?))

@@ -23,5 +23,5 @@ pub use secret::{
     ASYMMETRIC_PUBLIC_PREFIX, ASYMMETRIC_SECRET_PREFIX, EndpointSecret, SYMMETRIC_MAX_LEN, SYMMETRIC_MIN_LEN,
     SYMMETRIC_PREFIX, SecretError, SymmetricKey,
 };
-pub use sign::{hex_body_signature, signature_header};
+pub use sign::{batch_webhook_id, hex_body_signature, signature_header};
 pub use verify::verify_signature;

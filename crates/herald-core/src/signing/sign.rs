@@ -68,6 +68,20 @@ pub fn hex_body_signature(key: &[u8], body: &[u8]) -> String {
     format!("sha256={}", to_hex(&mac.finalize().into_bytes()))
 }
 
+/// A batch's `webhook-id`: `batch_` and 32 hex digits of the SHA-256 of
+/// its messages' ids in order, so a batch sent again with the same messages
+/// carries the same id (receivers deduplicate by it), and any other batch
+/// another.
+pub fn batch_webhook_id<'a>(msg_ids: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::Digest as _;
+    let mut hash = Sha256::new();
+    for id in msg_ids {
+        hash.update(id.as_bytes());
+        hash.update(b",");
+    }
+    format!("batch_{}", to_hex(&hash.finalize()[..16]))
+}
+
 pub(super) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -350,6 +350,19 @@ fn malformed_headers_never_verify() {
 }
 
 #[test]
+fn a_batch_id_names_its_messages_in_order() {
+    let id = super::batch_webhook_id(["msg_a", "msg_b"]);
+    assert!(id.starts_with("batch_") && id.len() == 6 + 32, "{id}");
+    assert_eq!(id, super::batch_webhook_id(["msg_a", "msg_b"]), "stable");
+    assert_ne!(id, super::batch_webhook_id(["msg_b", "msg_a"]), "order counts");
+    assert_ne!(id, super::batch_webhook_id(["msg_a"]));
+    assert_ne!(
+        super::batch_webhook_id(["msg_ab"]),
+        super::batch_webhook_id(["msg_a", "b"])
+    );
+}
+
+#[test]
 fn hex_body_signature_matches_rfc4231() {
     // RFC 4231 test case 2.
     assert_eq!(

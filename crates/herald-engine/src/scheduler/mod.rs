@@ -25,6 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use herald_core::model::BatchPolicy;
 use herald_core::{AppId, EndpointId};
 use herald_store::{DeliveryState, Held, Outcome, Store};
 use tokio::sync::mpsc;
@@ -64,6 +65,8 @@ struct LaneState {
     /// An ordered lane's store may hold more of its deliveries than it
     /// claimed (`fifo.rs`).
     fifo_more: bool,
+    /// A wake is set for when the lane's batch has waited its longest.
+    batch_wake: bool,
 }
 
 impl LaneState {
@@ -80,6 +83,7 @@ impl LaneState {
             pace: None,
             pace_wake: false,
             fifo_more: false,
+            batch_wake: false,
         }
     }
 }
@@ -306,8 +310,9 @@ impl Scheduler {
         let mut touched = Vec::new();
         while let Some(wake) = self.timers.pop_due(now) {
             match wake {
-                Wake::Retry(job) => {
+                Wake::Retry(mut job) => {
                     let id = job.job.endpoint_id.clone();
+                    job.queued_at = now;
                     match self.lanes.get_mut(&id) {
                         // An ordered lane's head goes back in front.
                         Some(ls) if ls.lane.is_awaiting_retry() => {
@@ -319,6 +324,12 @@ impl Scheduler {
                     touched.push(id);
                 }
                 Wake::Probe(id) => self.probe(&id),
+                Wake::Batch(id) => {
+                    if let Some(ls) = self.lanes.get_mut(&id) {
+                        ls.batch_wake = false;
+                    }
+                    touched.push(id);
+                }
                 Wake::Pace(id) => {
                     if let Some(ls) = self.lanes.get_mut(&id) {
                         ls.pace_wake = false;
@@ -384,6 +395,12 @@ impl Scheduler {
                 self.set_fifo(id, target.spec.fifo);
                 continue;
             }
+            if let Some(batch) = target.spec.batch
+                && !self.batch_ready(id, batch, now)
+            {
+                break;
+            }
+            let Some(ls) = self.lanes.get(id) else { return };
             let others_wanting = self.wanting - usize::from(ls.wanting);
             let share = fair_share(self.cfg.max_in_flight, self.active);
             let free_after = self.cfg.max_in_flight.saturating_sub(self.in_flight + 1);
@@ -411,9 +428,13 @@ impl Scheduler {
                     break;
                 }
             }
-            let Some(job) = ls.lane.start() else { break };
-            if !self.held.contains_key(&job.job.delivery_id) {
-                // Its claim was lost: another holder sends it.
+            let mut jobs = match target.spec.batch {
+                Some(batch) => ls.lane.start_batch(batch.max_events as usize),
+                None => ls.lane.start().into_iter().collect(),
+            };
+            // Those whose claim was lost: another holder sends them.
+            jobs.retain(|job| self.held.contains_key(&job.job.delivery_id));
+            if jobs.is_empty() {
                 ls.lane.abandoned(now);
                 continue;
             }
@@ -422,7 +443,7 @@ impl Scheduler {
             tokio::spawn(attempt::run(
                 self.transport.clone(),
                 target,
-                job,
+                jobs,
                 ls.cancel.clone(),
                 self.done_tx.clone(),
             ));
@@ -431,6 +452,25 @@ impl Scheduler {
         self.refresh(id);
         self.refill(id);
         self.fifo_fill(id);
+    }
+
+    /// Whether a batching lane sends now: its batch is full, or its oldest
+    /// job has waited `maxWaitMs` (scaled); otherwise a wake is set for then.
+    fn batch_ready(&mut self, id: &EndpointId, batch: BatchPolicy, now: Instant) -> bool {
+        let Some(ls) = self.lanes.get_mut(id) else { return false };
+        if ls.lane.queued() >= batch.max_events as usize {
+            return true;
+        }
+        let Some(oldest) = ls.lane.front() else { return false };
+        let at = oldest.queued_at + attempt::scaled(batch.max_wait(), self.cfg.time_scale);
+        if at <= now {
+            return true;
+        }
+        if !ls.batch_wake {
+            ls.batch_wake = true;
+            self.timers.schedule(Wake::Batch(id.clone()), at);
+        }
+        false
     }
 
     /// Gives freed slots to lanes that were waiting, in order.

@@ -8,24 +8,33 @@ use herald_core::model::AttemptErrorKind;
 use herald_store::{DeliveryState, Outcome, RetryHold};
 use tokio::time::Instant;
 
+use chrono::{DateTime, Utc};
+
 use super::Scheduler;
 use super::timers::Wake;
-use crate::attempt::{self, Done};
+use crate::attempt::{self, Done, Target};
 use crate::lane::Transition;
 use crate::recorder::PARK_HOLD;
+use crate::ticket::Job;
+use crate::transport::Reply;
 use crate::{AttemptEvent, AttemptEventKind, FAILING_AFTER_ATTEMPTS};
 
 const GONE: u16 = 410;
 
 impl Scheduler {
+    /// A finished request: the lane's limits and circuit learn from it
+    /// once, and each delivery it carried (one, or a batch's) moves on by
+    /// its own schedule.
     pub(super) fn on_done(&mut self, done: Done) {
         self.in_flight -= 1;
         self.shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let id = done.job.job.endpoint_id.clone();
+        let id = done.target.spec.endpoint_id.clone();
         let now = Instant::now();
         let Some(reply) = done.reply.clone() else {
-            // Canceled: the endpoint is gone, and so is the delivery.
-            self.held.remove(&done.job.job.delivery_id);
+            // Canceled: the endpoint is gone, and so are the deliveries.
+            for job in &done.jobs {
+                self.held.remove(&job.job.delivery_id);
+            }
             if let Some(ls) = self.lanes.get_mut(&id) {
                 ls.lane.abandoned(now);
             }
@@ -39,9 +48,53 @@ impl Scheduler {
             Some(ls) => ls.lane.finished(&self.lane_cfg, now, answer),
             None => Transition::None,
         };
+        let success = reply.is_success();
+        self.shared.stats.attempt_durations.observe(success, reply.duration);
+        if success {
+            self.failing.succeeded(&id);
+        } else {
+            self.failing.failed(&id, now);
+        }
+        let Done {
+            jobs,
+            target,
+            started_at,
+            ..
+        } = done;
+        for job in jobs {
+            self.delivery_done(job, &target, started_at, &reply, now);
+        }
+        match transition {
+            Transition::Opened => self.circuit_opened(&id),
+            Transition::Closed => self.circuit_closed(&id),
+            Transition::None => {
+                // A failed probe: the next one is due at the lane's new probe time.
+                if let Some(at) = self
+                    .lanes
+                    .get(&id)
+                    .filter(|l| l.lane.in_flight() == 0)
+                    .and_then(|l| l.lane.probe_at())
+                {
+                    self.schedule_probe(id.clone(), at);
+                }
+            }
+        }
+        self.pump(&id);
+        self.forget_idle_lane(&id);
+        self.serve_ready();
+    }
+}
+
+impl Scheduler {
+    /// What one delivery's attempt changes: its state (succeeded, retried
+    /// from memory or from the store, parked behind an open circuit, or
+    /// given up), its record, the endpoint's health and the operational
+    /// events about it.
+    fn delivery_done(&mut self, mut job: Job, target: &Target, started_at: DateTime<Utc>, reply: &Reply, now: Instant) {
+        let id = job.job.endpoint_id.clone();
         let open = self.lanes.get(&id).is_some_and(|l| l.lane.is_open());
         let stats = &self.shared.stats;
-        let record = attempt::record(&done, &reply);
+        let record = attempt::record(&job, target, started_at, reply);
         let number = record.attempt_number;
         let success = reply.is_success();
         let counter = if success {
@@ -50,27 +103,17 @@ impl Scheduler {
             &stats.attempts_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        stats.attempt_durations.observe(success, reply.duration);
-        if success {
-            self.failing.succeeded(&id);
-        } else {
-            self.failing.failed(&id, now);
+        if !success {
             tracing::debug!(msg_id = %record.msg_id, endpoint_id = %id, status = reply.status,
                 error = ?reply.error, attempt = number, "delivery attempt failed");
         }
-        let Done {
-            mut job,
-            target,
-            started_at,
-            ..
-        } = done;
         let held = self.held_of(&job);
         // `410 Gone`: the receiver says the endpoint is no more. It is
         // disabled at once, and this delivery is given up rather than
         // retried (re-enable, then `recover`, to send it again).
         let gone = reply.error == Some(AttemptErrorKind::Status) && reply.status == GONE;
         let delay = (!success && !gone)
-            .then(|| attempt::retry_delay(&target.spec, number, &reply, self.cfg.time_scale))
+            .then(|| attempt::retry_delay(&target.spec, number, reply, self.cfg.time_scale))
             .flatten();
         if success {
             self.health.succeeded(&id);
@@ -93,6 +136,7 @@ impl Scheduler {
                 attempt: record.clone(),
             });
         }
+        let stats = &self.shared.stats;
         match (success, delay) {
             (true, _) => {
                 stats.deliveries_delivered.fetch_add(1, Ordering::Relaxed);
@@ -158,23 +202,5 @@ impl Scheduler {
                 }
             }
         }
-        match transition {
-            Transition::Opened => self.circuit_opened(&id),
-            Transition::Closed => self.circuit_closed(&id),
-            Transition::None => {
-                // A failed probe: the next one is due at the lane's new probe time.
-                if let Some(at) = self
-                    .lanes
-                    .get(&id)
-                    .filter(|l| l.lane.in_flight() == 0)
-                    .and_then(|l| l.lane.probe_at())
-                {
-                    self.schedule_probe(id.clone(), at);
-                }
-            }
-        }
-        self.pump(&id);
-        self.forget_idle_lane(&id);
-        self.serve_ready();
     }
 }

@@ -16,13 +16,15 @@ pub(super) enum Wake {
     Probe(EndpointId),
     /// A rate-limited lane's next turn.
     Pace(EndpointId),
+    /// A batching lane's oldest job has waited its longest.
+    Batch(EndpointId),
 }
 
 impl Wake {
     fn endpoint(&self) -> &EndpointId {
         match self {
             Self::Retry(job) => &job.job.endpoint_id,
-            Self::Probe(id) | Self::Pace(id) => id,
+            Self::Probe(id) | Self::Pace(id) | Self::Batch(id) => id,
         }
     }
 }
@@ -108,7 +110,7 @@ fn retries(wakes: impl Iterator<Item = Wake>) -> Vec<Job> {
     wakes
         .filter_map(|w| match w {
             Wake::Retry(job) => Some(job),
-            Wake::Probe(_) | Wake::Pace(_) => None,
+            Wake::Probe(_) | Wake::Pace(_) | Wake::Batch(_) => None,
         })
         .collect()
 }

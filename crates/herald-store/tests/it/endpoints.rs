@@ -58,6 +58,7 @@ async fn endpoint_create_get_update_delete() {
                             failed_messages: Some(3),
                         }),
                         fifo: true,
+                        batch: None,
                     },
                     secret: secret.clone(),
                 },
@@ -135,6 +136,10 @@ async fn endpoint_create_get_update_delete() {
                     body_signature: None,
                     disable_rule: None,
                     fifo: false,
+                    batch: Some(herald_core::model::BatchPolicy {
+                        max_events: 10,
+                        max_wait_ms: 0,
+                    }),
                 },
                 ..by_id.clone()
             })

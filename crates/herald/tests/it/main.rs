@@ -6,6 +6,7 @@ mod harness;
 mod access;
 mod api;
 mod backlog;
+mod batch;
 mod bench;
 mod browser;
 mod config;
