@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::credentials::{BasicAuth, BodyEncoding, VerifyToken};
 use crate::health::{DisableRule, FailureStreak};
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
 use crate::retry::RetryPolicy;
@@ -83,6 +84,17 @@ pub struct EndpointSettings {
     /// server's default ([`DisableRule::default`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_rule: Option<DisableRule>,
+    /// Herald extension: HTTP Basic credentials on every request. The
+    /// password is not part of this document (see `credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Herald extension: a token set inside every JSON body. The token is
+    /// not part of this document (see `credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<VerifyToken>,
+    /// Herald extension: JSON, or GitHub's `payload=<json>` form.
+    #[serde(default, skip_serializing_if = "BodyEncoding::is_json")]
+    pub body_encoding: BodyEncoding,
 }
 
 /// The `X-Webhook-Signature: sha256=<hex HMAC-SHA256(key, body)>` style
@@ -116,6 +128,9 @@ impl EndpointSettings {
             retry: None,
             body_signature: None,
             disable_rule: None,
+            basic_auth: None,
+            verify_token: None,
+            body_encoding: BodyEncoding::Json,
         }
     }
 }
@@ -225,6 +240,10 @@ pub struct DeliveryTarget {
     /// `None`: the body is the payload exactly as posted.
     pub payload_template: Option<PayloadTemplate>,
     pub disable_rule: DisableRule,
+    /// Credentials and encoding, secrets decrypted (`credentials`).
+    pub basic_auth: Option<BasicAuth>,
+    pub verify_token: Option<VerifyToken>,
+    pub body_encoding: BodyEncoding,
     /// The failure streak the store had when this target was read.
     pub streak: Option<FailureStreak>,
 }
@@ -243,6 +262,9 @@ impl DeliveryTarget {
             body_signature,
             throttle_rate,
             disable_rule,
+            basic_auth,
+            verify_token,
+            body_encoding,
             ..
         } = ep.settings;
         Self {
@@ -259,6 +281,9 @@ impl DeliveryTarget {
             body_signature,
             payload_template,
             disable_rule: disable_rule.unwrap_or_default(),
+            basic_auth,
+            verify_token,
+            body_encoding,
             streak: None,
         }
     }
@@ -355,6 +380,10 @@ pub enum AttemptErrorKind {
     Blocked,
     /// Any other transport failure (connection reset mid-response, …).
     Other,
+    /// The body could not be finished for this message (its verify token
+    /// has no object to go in), so nothing was sent: the endpoint's
+    /// configuration and the message's shape disagree.
+    Body,
 }
 
 impl AttemptErrorKind {
@@ -367,6 +396,7 @@ impl AttemptErrorKind {
             Self::Dns => "dns",
             Self::Blocked => "blocked",
             Self::Other => "other",
+            Self::Body => "body",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -378,6 +408,7 @@ impl AttemptErrorKind {
             "dns" => Self::Dns,
             "blocked" => Self::Blocked,
             "other" => Self::Other,
+            "body" => Self::Body,
             _ => return None,
         })
     }
