@@ -64,10 +64,11 @@ impl SqliteStore {
         let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>>>()?;
         let (feed, _) = broadcast::channel(CHANGE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());
+        let key = Arc::new(key);
         Ok(Self {
-            writer: Writer::spawn(conn, feed.clone(), metrics.clone()),
+            writer: Writer::spawn(conn, key.clone(), feed.clone(), metrics.clone()),
             readers: ReadPool::new(readers),
-            key: std::sync::Arc::new(key),
+            key,
             feed,
             closed: AtomicBool::new(false),
             metrics,

@@ -18,7 +18,8 @@ use super::paging::{
 };
 use super::rows::{
     APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
-    et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at, to_json,
+    et_row, ms, msg_row, opt_json, resolve_app, seal_credentials, select_app, select_endpoint, select_event_type,
+    time_at, to_json,
 };
 use crate::{
     AttemptFilter, Change, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Page, PageRequest,
@@ -146,6 +147,7 @@ impl ResourceStore for SqliteStore {
     async fn create_endpoint(&self, app_id: &AppId, ep: NewEndpoint) -> Result<Endpoint> {
         let app_id = app_id.clone();
         let sealed = self.key.seal(&ep.secret.to_storage_bytes());
+        let credentials = seal_credentials(&self.key, &ep.settings)?;
         self.writer
             .run(move |ctx| {
                 select_app(&ctx.conn, &app_id)?;
@@ -160,7 +162,7 @@ impl ResourceStore for SqliteStore {
                 };
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     ))?
                     .execute(params![
                         out.id.as_str(),
@@ -169,6 +171,7 @@ impl ResourceStore for SqliteStore {
                         to_json(&out.settings)?,
                         ms(now),
                         ms(now),
+                        credentials,
                         sealed
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -179,21 +182,22 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn get_endpoint(&self, app_id: &AppId, id_or_uid: &str) -> Result<Endpoint> {
-        let (app_id, key) = (app_id.clone(), id_or_uid.to_owned());
-        self.read(move |c| select_endpoint(c, &app_id, &key)).await
+        let (app_id, id_or_uid, key) = (app_id.clone(), id_or_uid.to_owned(), self.key.clone());
+        self.read(move |c| select_endpoint(c, &key, &app_id, &id_or_uid)).await
     }
 
     async fn list_endpoints(&self, app_id: &AppId, page: PageRequest) -> Result<Page<Endpoint>> {
-        let app_id = app_id.clone();
+        let (app_id, key) = (app_id.clone(), self.key.clone());
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("app_id = ?", [Value::Text(app_id.to_string())]);
-            paginate(c, &ENDPOINTS, f, &page, ep_row, |e| e.id.to_string())
+            paginate(c, &ENDPOINTS, f, &page, |r| ep_row(r, &key), |e| e.id.to_string())
         })
         .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        let credentials = seal_credentials(&self.key, &ep.settings)?;
         self.writer
             .run(move |ctx| {
                 let mut ep = ep;
@@ -210,14 +214,16 @@ impl ResourceStore for SqliteStore {
                 let n = ctx
                     .conn
                     .prepare_cached(
-                        "UPDATE endpoint SET uid = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1 AND app_id = ?2",
+                        "UPDATE endpoint SET uid = ?3, settings = ?4, updated_at = ?5, credentials = ?6 \
+                         WHERE id = ?1 AND app_id = ?2",
                     )?
                     .execute(params![
                         ep.id.as_str(),
                         ep.app_id.as_str(),
                         ep.uid.as_ref().map(Uid::as_str),
                         to_json(&ep.settings)?,
-                        ms(ep.updated_at)
+                        ms(ep.updated_at),
+                        credentials
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
                 if n == 0 {
@@ -374,7 +380,7 @@ impl ResourceStore for SqliteStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let row = stmt
-                    .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
+                    .query_row([id.as_str()], |r| Ok((ep_row(r, &key)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
                     .optional()?;
                 if let Some((ep, sealed)) = row {
                     let retiring = retired

@@ -297,6 +297,12 @@ const MIGRATIONS: &[&str] = &[
         failed_messages INTEGER NOT NULL
     );
     CREATE INDEX endpoint_health_app ON endpoint_health (app_id);",
+    // 11: the secret halves of an endpoint's credentials (the `basicAuth`
+    // password, the `verifyToken` token), sealed with the key that seals
+    // its secret, as one JSON document (`SecretParts`); NULL when it has
+    // none. The rest of those settings (username, pointer) stay in
+    // `settings`, which is plain text.
+    "ALTER TABLE endpoint ADD COLUMN credentials BLOB;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -57,6 +57,9 @@ async fn endpoint_create_get_update_delete() {
                             failing_for: None,
                             failed_messages: Some(3),
                         }),
+                        basic_auth: None,
+                        verify_token: None,
+                        body_encoding: Default::default(),
                     },
                     secret: secret.clone(),
                 },
@@ -133,6 +136,9 @@ async fn endpoint_create_get_update_delete() {
                     retry: None,
                     body_signature: None,
                     disable_rule: None,
+                    basic_auth: None,
+                    verify_token: None,
+                    body_encoding: Default::default(),
                 },
                 ..by_id.clone()
             })
