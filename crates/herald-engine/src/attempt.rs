@@ -88,16 +88,21 @@ pub(crate) async fn run(
             Ok(uri) => {
                 let spec = &target.spec;
                 let body = request::body(spec, &job.job, started_at);
-                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
-                let send = transport.post(Outbound {
-                    uri,
-                    headers,
-                    body,
-                    timeout: spec.timeout,
-                });
-                tokio::select! {
-                    reply = send => Some(reply),
-                    _ = cancel.cancelled() => None,
+                match request::finish(spec, body) {
+                    Ok(body) => {
+                        let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
+                        let send = transport.post(Outbound {
+                            uri,
+                            headers,
+                            body,
+                            timeout: spec.timeout,
+                        });
+                        tokio::select! {
+                            reply = send => Some(reply),
+                            _ = cancel.cancelled() => None,
+                        }
+                    }
+                    Err(why) => Some(Reply::failed(AttemptErrorKind::Body, why.to_string(), Duration::ZERO)),
                 }
             }
             Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
@@ -126,6 +131,8 @@ pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
         Some(AttemptErrorKind::Timeout | AttemptErrorKind::Connect | AttemptErrorKind::Dns | AttemptErrorKind::Tls) => {
             Answer::Unreachable
         }
+        // Nothing was sent: the endpoint told us nothing.
+        Some(AttemptErrorKind::Body) => Answer::NotSent,
     }
 }
 
@@ -228,5 +235,6 @@ mod tests {
             answer(&reply(0, Some(AttemptErrorKind::Blocked), 0), t),
             Answer::Rejected
         );
+        assert_eq!(answer(&reply(0, Some(AttemptErrorKind::Body), 0), t), Answer::NotSent);
     }
 }
