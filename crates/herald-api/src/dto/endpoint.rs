@@ -6,7 +6,10 @@ use herald_core::model::Endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BodySignatureDto, DisableRuleDto, RetryScheduleDto, double_option, fmt_time};
+use super::{
+    BasicAuthIn, BasicAuthOut, BodyEncodingDto, BodySignatureDto, DisableRuleDto, RetryScheduleDto, VerifyTokenIn,
+    VerifyTokenOut, double_option, fmt_time,
+};
 use crate::error::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -40,6 +43,12 @@ pub struct EndpointIn {
     /// Herald extension: when a failing endpoint is disabled; absent or
     /// null is the server's default (5 days of failure).
     pub disable_rule: Option<DisableRuleDto>,
+    /// Herald extension: HTTP Basic credentials on every request.
+    pub basic_auth: Option<BasicAuthIn>,
+    /// Herald extension: a token set inside every JSON body.
+    pub verify_token: Option<VerifyTokenIn>,
+    /// Herald extension: `json` (default) or `form` (`payload=<json>`).
+    pub body_encoding: Option<BodyEncodingDto>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -80,6 +89,18 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DisableRuleDto>)]
     pub disable_rule: Option<Option<DisableRuleDto>>,
+    /// Replaces both fields; `null` stops sending credentials.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BasicAuthIn>)]
+    pub basic_auth: Option<Option<BasicAuthIn>>,
+    /// Replaces both fields; `null` stops setting a token.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<VerifyTokenIn>)]
+    pub verify_token: Option<Option<VerifyTokenIn>>,
+    /// `null` goes back to `json`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BodyEncodingDto>)]
+    pub body_encoding: Option<Option<BodyEncodingDto>>,
     pub version: Option<i64>,
 }
 
@@ -100,6 +121,9 @@ impl EndpointPatch {
             retry_schedule,
             body_signature,
             disable_rule,
+            basic_auth,
+            verify_token,
+            body_encoding,
             payload_template: _,
             version: _,
         } = self;
@@ -115,6 +139,9 @@ impl EndpointPatch {
             && retry_schedule.is_none()
             && body_signature.is_none()
             && disable_rule.is_none()
+            && basic_auth.is_none()
+            && verify_token.is_none()
+            && body_encoding.is_none()
     }
 }
 
@@ -153,6 +180,13 @@ pub struct EndpointOut {
     /// Absent: the server's default rule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disable_rule: Option<DisableRuleDto>,
+    /// The password is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthOut>,
+    /// The token is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<VerifyTokenOut>,
+    pub body_encoding: BodyEncodingDto,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -190,6 +224,9 @@ impl TryFrom<Endpoint> for EndpointOut {
             retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
             body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),
+            basic_auth: s.basic_auth.as_ref().map(BasicAuthOut::from),
+            verify_token: s.verify_token.as_ref().map(VerifyTokenOut::from),
+            body_encoding: s.body_encoding.into(),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

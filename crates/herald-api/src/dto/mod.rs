@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use crate::error::ApiError;
 
 mod body_signature;
+mod credentials;
 mod disable_rule;
 mod endpoint;
 mod operational;
@@ -23,6 +24,7 @@ mod retry;
 mod tools;
 
 pub use body_signature::BodySignatureDto;
+pub use credentials::{BasicAuthIn, BasicAuthOut, BodyEncodingDto, VerifyTokenIn, VerifyTokenOut};
 pub use disable_rule::DisableRuleDto;
 pub use endpoint::*;
 pub use operational::*;

@@ -20,7 +20,9 @@ use super::{
 };
 use crate::AppState;
 use crate::access::{self, Caller};
-use crate::dto::{DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto};
+use crate::dto::{
+    BasicAuthIn, DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto, VerifyTokenIn,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
 use crate::operational;
@@ -92,6 +94,29 @@ pub(crate) fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiRes
         out.insert(lower, value);
     }
     Ok(out)
+}
+
+/// `basicAuth` owns the `Authorization` header: a custom header, or a
+/// `bodySignature` header, of that name beside it would be replaced on the
+/// wire without a word, so the pair is refused. `loc` names what the
+/// request was changing.
+pub(crate) fn check_authorization(settings: &EndpointSettings, loc: &[&str]) -> ApiResult<()> {
+    if settings.basic_auth.is_none() {
+        return Ok(());
+    }
+    let custom = settings.headers.contains_key("authorization");
+    let signature = settings
+        .body_signature
+        .as_ref()
+        .is_some_and(|b| b.header == "authorization");
+    if custom || signature {
+        return Err(ApiError::invalid_msg(
+            loc,
+            "value_error.header",
+            "basicAuth sets the Authorization header; remove the endpoint's own 'authorization' header first",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
@@ -181,7 +206,7 @@ fn check_signature_key(settings: &EndpointSettings, secret: &EndpointSecret) -> 
 fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
     let description = body.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
-    Ok(EndpointSettings {
+    let settings = EndpointSettings {
         url: parse_url(s, &body.url)?,
         description,
         metadata: body.metadata.unwrap_or_default(),
@@ -195,7 +220,12 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
         body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
-    })
+        basic_auth: body.basic_auth.map(BasicAuthIn::parse).transpose()?,
+        verify_token: body.verify_token.map(VerifyTokenIn::parse).transpose()?,
+        body_encoding: body.body_encoding.map(Into::into).unwrap_or_default(),
+    };
+    check_authorization(&settings, &["body", "basicAuth"])?;
+    Ok(settings)
 }
 
 /// A template given as JSON; serde has already turned `null` into `None`.
@@ -353,6 +383,16 @@ async fn patch_endpoint(
     if let Some(rule) = body.disable_rule {
         set.disable_rule = rule.map(DisableRuleDto::parse).transpose()?;
     }
+    if let Some(basic) = body.basic_auth {
+        set.basic_auth = basic.map(BasicAuthIn::parse).transpose()?;
+    }
+    if let Some(token) = body.verify_token {
+        set.verify_token = token.map(VerifyTokenIn::parse).transpose()?;
+    }
+    if let Some(encoding) = body.body_encoding {
+        set.body_encoding = encoding.map(Into::into).unwrap_or_default();
+    }
+    check_authorization(set, &["body", "basicAuth"])?;
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;
     Ok(Json(ep.try_into()?))
