@@ -12,7 +12,8 @@
 //! outcomes), `idempotency.rs`, `retention.rs` (pruning in small batches),
 //! `rows.rs` (row mapping), `paging.rs`, `history.rs` (one attempt,
 //! attempted messages and destinations, stats, expunging), `redeliver.rs`
-//! (resend, recover, replay-missing), `tasks.rs`, `access.rs` (tokens).
+//! (resend, recover, replay-missing), `targets.rs` (what the engine sends
+//! with, secrets and credentials unsealed), `tasks.rs`, `access.rs` (tokens).
 //!
 //! The SQLite store serves a single node, but implements the multi-node
 //! queue contract all the same: claims are owned and fenced, and a node
@@ -31,6 +32,7 @@ mod resources;
 mod retention;
 mod rows;
 mod schema;
+mod targets;
 mod tasks;
 mod writer;
 

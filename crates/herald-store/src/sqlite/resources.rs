@@ -3,9 +3,7 @@
 //! feed once committed, and invalidate the writer's fan-out caches.
 
 use chrono::Utc;
-use herald_core::model::{
-    Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, RetiringSecret,
-};
+use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
@@ -17,9 +15,8 @@ use super::paging::{
     APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, message_filter, paginate,
 };
 use super::rows::{
-    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
-    et_row, ms, msg_row, opt_json, resolve_app, seal_credentials, select_app, select_endpoint, select_event_type,
-    time_at, to_json,
+    APP_COLS, EP_COLS, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row, et_row, ms,
+    msg_row, opt_json, resolve_app, seal_credentials, select_app, select_endpoint, select_event_type, to_json,
 };
 use crate::{
     AttemptFilter, Change, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Page, PageRequest,
@@ -371,37 +368,7 @@ impl ResourceStore for SqliteStore {
 
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>> {
         let key = self.key.clone();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!("SELECT {EP_COLS}, secret FROM endpoint WHERE id = ?1"))?;
-            let mut retired = c.prepare_cached(
-                "SELECT secret, expires_at FROM endpoint_retired_secret WHERE endpoint_id = ?1 \
-                 AND expires_at > CAST(unixepoch('subsec') * 1000 AS INTEGER) ORDER BY expires_at DESC",
-            )?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let row = stmt
-                    .query_row([id.as_str()], |r| Ok((ep_row(r, &key)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
-                    .optional()?;
-                if let Some((ep, sealed)) = row {
-                    let retiring = retired
-                        .query_map([id.as_str()], |r| Ok((r.get::<_, Vec<u8>>(0)?, time_at(r, 1)?)))?
-                        .map(|row| {
-                            let (sealed, until) = row?;
-                            Ok(RetiringSecret {
-                                secret: decrypt_secret(&key, &sealed)?,
-                                until,
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut target = DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?]);
-                    target.retiring = retiring;
-                    target.streak = super::health::streak_of(c, &id)?;
-                    out.push(target);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |c| super::targets::delivery_targets(c, &key, ids)).await
     }
 
     async fn endpoint_counts(&self, app_id: &AppId, id: &EndpointId) -> Result<DeliveryCounts> {
