@@ -74,7 +74,9 @@ pub struct VerifyToken {
 /// with this text rather than go out without the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
-    #[error("verifyToken: the body at '{at}' is {found}, not an object, so no token can be set at '{pointer}'; nothing was sent")]
+    #[error(
+        "verifyToken: the body at '{at}' is {found}, not an object, so no token can be set at '{pointer}'; nothing was sent"
+    )]
     NotAnObject {
         at: String,
         found: &'static str,
@@ -202,10 +204,7 @@ pub enum PointerError {
 impl JsonPointer {
     pub fn parse(source: &str) -> Result<Self, PointerError> {
         let rest = source.strip_prefix('/').ok_or(PointerError::NoSlash)?;
-        let tokens = rest
-            .split('/')
-            .map(unescape)
-            .collect::<Result<Vec<_>, _>>()?;
+        let tokens = rest.split('/').map(unescape).collect::<Result<Vec<_>, _>>()?;
         if tokens.len() > MAX_POINTER_DEPTH {
             return Err(PointerError::TooDeep);
         }
@@ -359,7 +358,9 @@ mod tests {
     }
 
     fn insert(pointer: &str, body: &str) -> Result<String, BodyError> {
-        token(pointer).insert(body.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+        token(pointer)
+            .insert(body.as_bytes())
+            .map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]
@@ -376,7 +377,10 @@ mod tests {
 
     #[test]
     fn missing_objects_are_created_and_a_value_there_replaced() {
-        assert_eq!(insert("/a/b~1c/d~0", "{}").unwrap(), r#"{"a":{"b/c":{"d~":"tok\"en"}}}"#);
+        assert_eq!(
+            insert("/a/b~1c/d~0", "{}").unwrap(),
+            r#"{"a":{"b/c":{"d~":"tok\"en"}}}"#
+        );
         assert_eq!(insert("/a", r#"{"a": [1]}"#).unwrap(), r#"{"a":"tok\"en"}"#);
         assert_eq!(insert("/", r#"{"x":1}"#).unwrap(), r#"{"x":1,"":"tok\"en"}"#);
         // Duplicate keys: the last one, the one receivers read, gets it.
@@ -431,7 +435,10 @@ mod tests {
         assert_eq!(b.header_value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
         let printed = format!("{b:?}");
         assert!(!printed.contains("sesame"), "{printed}");
-        assert_eq!(serde_json::to_value(&b).unwrap(), serde_json::json!({"username": "Aladdin"}));
+        assert_eq!(
+            serde_json::to_value(&b).unwrap(),
+            serde_json::json!({"username": "Aladdin"})
+        );
     }
 
     #[test]
@@ -439,7 +446,10 @@ mod tests {
         let json = Bytes::from_static(br#"{"a":"x y&z=1","e":"\u00e9"}"#);
         let sent = BodyEncoding::Form.encode(json.clone());
         let pairs: Vec<(String, String)> = form_urlencoded::parse(&sent).into_owned().collect();
-        assert_eq!(pairs, vec![("payload".to_owned(), String::from_utf8(json.to_vec()).unwrap())]);
+        assert_eq!(
+            pairs,
+            vec![("payload".to_owned(), String::from_utf8(json.to_vec()).unwrap())]
+        );
         assert!(sent.starts_with(b"payload=%7B%22a%22"), "{sent:?}");
         assert_eq!(BodyEncoding::Json.encode(json.clone()), json);
     }
@@ -466,6 +476,9 @@ mod tests {
         let mut bare: EndpointSettings = serde_json::from_str(&doc).unwrap();
         assert!(SecretParts::restore(None, &mut bare).is_err(), "a part is missing");
         let mut none = EndpointSettings::new(EndpointUrl::parse("https://example.com/").unwrap());
-        assert!(SecretParts::restore(parts, &mut none).is_err(), "a part with no setting");
+        assert!(
+            SecretParts::restore(parts, &mut none).is_err(),
+            "a part with no setting"
+        );
     }
 }

@@ -141,7 +141,10 @@ mod tests {
             });
         });
         let body = finish(&t, Bytes::from_static(br#"{"a":1}"#)).unwrap();
-        assert_eq!(&body[..], b"payload=%7B%22a%22%3A1%2C%22info%22%3A%7B%22token%22%3A%22t+1%22%7D%7D");
+        assert_eq!(
+            &body[..],
+            b"payload=%7B%22a%22%3A1%2C%22info%22%3A%7B%22token%22%3A%22t+1%22%7D%7D"
+        );
         let now = Utc::now();
         let h = headers(&t, "msg_1", now, &body);
         assert_eq!(h[CONTENT_TYPE], "application/x-www-form-urlencoded");
@@ -154,6 +157,12 @@ mod tests {
         assert_eq!(&finish(&plain, Bytes::from_static(b"[1]")).unwrap()[..], b"[1]");
         assert_eq!(headers(&plain, "msg_1", now, &body)[CONTENT_TYPE], "application/json");
         assert!(headers(&plain, "msg_1", now, &body).get(AUTHORIZATION).is_none());
-        assert!(finish(&target(|s| s.verify_token = t.verify_token.clone()), Bytes::from_static(b"[1]")).is_err());
+        assert!(
+            finish(
+                &target(|s| s.verify_token = t.verify_token.clone()),
+                Bytes::from_static(b"[1]")
+            )
+            .is_err()
+        );
     }
 }

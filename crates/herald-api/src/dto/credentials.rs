@@ -108,10 +108,18 @@ fn invalid(setting: &str, field: &str, msg: impl Into<String>) -> ApiError {
 /// mistake).
 fn check_text(setting: &str, field: &str, value: &str, max: usize) -> ApiResult<()> {
     if value.chars().count() > max {
-        return Err(invalid(setting, field, format!("{field} must be at most {max} characters")));
+        return Err(invalid(
+            setting,
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(invalid(setting, field, format!("{field} may not contain control characters")));
+        return Err(invalid(
+            setting,
+            field,
+            format!("{field} may not contain control characters"),
+        ));
     }
     Ok(())
 }

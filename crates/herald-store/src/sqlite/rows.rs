@@ -11,8 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use herald_core::credentials::SecretParts;
 use herald_core::model::{
-    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EndpointSettings, EventType, Message,
-    TriggerType,
+    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EndpointSettings, EventType, Message, TriggerType,
 };
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};

@@ -45,9 +45,15 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
         assert_eq!(targets[0].basic_auth.as_ref().unwrap().password.expose(), password);
         assert_eq!(targets[0].verify_token.as_ref().unwrap().token.expose(), token);
 
-        assert!(!b.files_contain(password.as_bytes()), "the password is on disk in plain text");
+        assert!(
+            !b.files_contain(password.as_bytes()),
+            "the password is on disk in plain text"
+        );
         assert!(!b.files_contain(token.as_bytes()), "the token is on disk in plain text");
-        assert!(b.files_contain(b"chaster-user"), "the username is a plain setting (and the check sees the files)");
+        assert!(
+            b.files_contain(b"chaster-user"),
+            "the username is a plain setting (and the check sees the files)"
+        );
 
         // An update that leaves them alone (a PATCH of another field) keeps them.
         let kept = s
@@ -70,10 +76,15 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
         let after = s.get_endpoint(&a, id.as_str()).await.unwrap();
         assert_eq!(after.settings.basic_auth, None);
         assert_eq!(after.settings.verify_token.as_ref().unwrap().token.expose(), new_token);
-        assert!(!b.files_contain(new_token.as_bytes()), "the new token is on disk in plain text");
+        assert!(
+            !b.files_contain(new_token.as_bytes()),
+            "the new token is on disk in plain text"
+        );
 
         // And with none left, the endpoint reads back with none.
-        s.update_endpoint(changed(after, |s| s.verify_token = None)).await.unwrap();
+        s.update_endpoint(changed(after, |s| s.verify_token = None))
+            .await
+            .unwrap();
         let bare = s.get_endpoint(&a, id.as_str()).await.unwrap();
         assert_eq!((bare.settings.basic_auth, bare.settings.verify_token), (None, None));
     })
