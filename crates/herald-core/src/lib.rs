@@ -6,6 +6,7 @@
 //! the store and the engine for `/metrics`.
 
 pub mod access;
+pub mod credentials;
 pub mod health;
 pub mod ids;
 pub mod metrics;

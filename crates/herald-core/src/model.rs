@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::credentials::{BasicAuth, BodyEncoding, VerifyToken};
 use crate::health::{DisableRule, FailureStreak};
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
 use crate::retry::RetryPolicy;
@@ -90,6 +91,17 @@ pub struct EndpointSettings {
     /// Herald extension: several messages in one request (SPEC §3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchPolicy>,
+    /// Herald extension: HTTP Basic credentials on every request. The
+    /// password is not part of this document (see `credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Herald extension: a token set inside every JSON body. The token is
+    /// not part of this document (see `credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<VerifyToken>,
+    /// Herald extension: JSON, or GitHub's `payload=<json>` form.
+    #[serde(default, skip_serializing_if = "BodyEncoding::is_json")]
+    pub body_encoding: BodyEncoding,
 }
 
 /// `batch`: up to `max_events` messages in one POST whose body is their
@@ -140,6 +152,9 @@ impl EndpointSettings {
             disable_rule: None,
             fifo: false,
             batch: None,
+            basic_auth: None,
+            verify_token: None,
+            body_encoding: BodyEncoding::Json,
         }
     }
 }
@@ -252,6 +267,10 @@ pub struct DeliveryTarget {
     /// `fifo`: one request at a time, in message order.
     pub fifo: bool,
     pub batch: Option<BatchPolicy>,
+    /// Credentials and encoding, secrets decrypted (`credentials`).
+    pub basic_auth: Option<BasicAuth>,
+    pub verify_token: Option<VerifyToken>,
+    pub body_encoding: BodyEncoding,
     /// The failure streak the store had when this target was read.
     pub streak: Option<FailureStreak>,
 }
@@ -272,6 +291,9 @@ impl DeliveryTarget {
             disable_rule,
             fifo,
             batch,
+            basic_auth,
+            verify_token,
+            body_encoding,
             ..
         } = ep.settings;
         Self {
@@ -290,6 +312,9 @@ impl DeliveryTarget {
             disable_rule: disable_rule.unwrap_or_default(),
             fifo,
             batch,
+            basic_auth,
+            verify_token,
+            body_encoding,
             streak: None,
         }
     }
@@ -386,6 +411,10 @@ pub enum AttemptErrorKind {
     Blocked,
     /// Any other transport failure (connection reset mid-response, …).
     Other,
+    /// The body could not be finished for this message (its verify token
+    /// has no object to go in), so nothing was sent: the endpoint's
+    /// configuration and the message's shape disagree.
+    Body,
 }
 
 impl AttemptErrorKind {
@@ -398,6 +427,7 @@ impl AttemptErrorKind {
             Self::Dns => "dns",
             Self::Blocked => "blocked",
             Self::Other => "other",
+            Self::Body => "body",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -409,6 +439,7 @@ impl AttemptErrorKind {
             "dns" => Self::Dns,
             "blocked" => Self::Blocked,
             "other" => Self::Other,
+            "body" => Self::Body,
             _ => return None,
         })
     }

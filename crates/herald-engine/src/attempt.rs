@@ -3,7 +3,6 @@
 //! slow endpoint holds only its own slot, and ends at once when its
 //! endpoint is deleted.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,26 +91,22 @@ pub(crate) async fn run(
         let reply = match &target.uri {
             Ok(uri) => {
                 let spec = &target.spec;
-                let (id, body) = match spec.batch {
-                    Some(_) => (
-                        Cow::Owned(request::batch_id(&jobs)),
-                        request::batch_body(spec, &jobs, started_at),
-                    ),
-                    None => (
-                        Cow::Borrowed(jobs[0].job.msg_id.as_str()),
-                        request::body(spec, &jobs[0].job, started_at),
-                    ),
-                };
-                let headers = request::headers(spec, &id, started_at, &body);
-                let send = transport.post(Outbound {
-                    uri,
-                    headers,
-                    body,
-                    timeout: spec.timeout,
-                });
-                tokio::select! {
-                    reply = send => Some(reply),
-                    _ = cancel.cancelled() => None,
+                let (id, built) = request::build(spec, &jobs, started_at);
+                match built {
+                    Ok(body) => {
+                        let headers = request::headers(spec, &id, started_at, &body);
+                        let send = transport.post(Outbound {
+                            uri,
+                            headers,
+                            body,
+                            timeout: spec.timeout,
+                        });
+                        tokio::select! {
+                            reply = send => Some(reply),
+                            _ = cancel.cancelled() => None,
+                        }
+                    }
+                    Err(why) => Some(Reply::failed(AttemptErrorKind::Body, why.to_string(), Duration::ZERO)),
                 }
             }
             Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
@@ -140,6 +135,8 @@ pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
         Some(AttemptErrorKind::Timeout | AttemptErrorKind::Connect | AttemptErrorKind::Dns | AttemptErrorKind::Tls) => {
             Answer::Unreachable
         }
+        // Nothing was sent: the endpoint told us nothing.
+        Some(AttemptErrorKind::Body) => Answer::NotSent,
     }
 }
 
@@ -243,5 +240,6 @@ mod tests {
             answer(&reply(0, Some(AttemptErrorKind::Blocked), 0), t),
             Answer::Rejected
         );
+        assert_eq!(answer(&reply(0, Some(AttemptErrorKind::Body), 0), t), Answer::NotSent);
     }
 }

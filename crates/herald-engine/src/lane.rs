@@ -54,6 +54,9 @@ pub(crate) enum Answer {
     Rejected,
     /// No answer at all: refused, timed out, DNS or TLS failure.
     Unreachable,
+    /// Not sent (the body could not be finished): says nothing about the
+    /// endpoint, so neither its limit nor its circuit moves.
+    NotSent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -246,6 +249,10 @@ impl<J> Lane<J> {
     }
 
     pub fn finished(&mut self, cfg: &LaneConfig, now: Instant, answer: Answer) -> Transition {
+        if answer == Answer::NotSent {
+            self.abandoned(now);
+            return Transition::None;
+        }
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.serial {
             return Transition::None;
@@ -302,7 +309,7 @@ impl<J> Lane<J> {
                     self.last_decrease = Some(now);
                 }
             }
-            Answer::Success { .. } | Answer::Rejected => {}
+            Answer::Success { .. } | Answer::Rejected | Answer::NotSent => {}
         }
     }
 }
@@ -459,6 +466,23 @@ mod tests {
         let mut closed = lane(1, 0);
         closed.probe_found_nothing(&c, t0);
         assert_eq!(closed.probe_at(), None, "a closed circuit has no probe time");
+    }
+
+    #[test]
+    fn an_attempt_not_sent_moves_neither_the_limit_nor_the_circuit() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(10, 4);
+        l.finished(&c, t0, Answer::Unreachable);
+        l.finished(&c, t0, Answer::Unreachable);
+        assert_eq!(l.finished(&c, t0, Answer::NotSent), Transition::None);
+        assert_eq!(l.limit(), 2, "halved once by the failures, not again");
+        // Still two unanswered in a row: the third opens it.
+        assert_eq!(l.finished(&c, t0, Answer::Unreachable), Transition::Opened);
+        let t1 = l.probe_at().unwrap();
+        l.start();
+        assert_eq!(l.finished(&c, t1, Answer::NotSent), Transition::None);
+        assert!(l.is_open(), "a probe not sent proves nothing");
+        assert_eq!(l.probe_at(), Some(t1), "and the next one may go at once");
     }
 
     #[test]

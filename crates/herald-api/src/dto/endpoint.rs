@@ -6,7 +6,10 @@ use herald_core::model::Endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{BatchDto, BodySignatureDto, DisableRuleDto, RetryScheduleDto, double_option, fmt_time};
+use super::{
+    BasicAuthIn, BasicAuthOut, BatchDto, BodyEncodingDto, BodySignatureDto, DisableRuleDto, RetryScheduleDto,
+    VerifyTokenIn, VerifyTokenOut, double_option, fmt_time,
+};
 use crate::error::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -45,6 +48,12 @@ pub struct EndpointIn {
     pub fifo: Option<bool>,
     /// Herald extension: several messages per request, as a JSON array.
     pub batch: Option<BatchDto>,
+    /// Herald extension: HTTP Basic credentials on every request.
+    pub basic_auth: Option<BasicAuthIn>,
+    /// Herald extension: a token set inside every JSON body.
+    pub verify_token: Option<VerifyTokenIn>,
+    /// Herald extension: `json` (default) or `form` (`payload=<json>`).
+    pub body_encoding: Option<BodyEncodingDto>,
     /// Accepted for Svix compatibility; Herald has one endpoint version.
     pub version: Option<i64>,
 }
@@ -90,6 +99,18 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BatchDto>)]
     pub batch: Option<Option<BatchDto>>,
+    /// Replaces both fields; `null` stops sending credentials.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BasicAuthIn>)]
+    pub basic_auth: Option<Option<BasicAuthIn>>,
+    /// Replaces both fields; `null` stops setting a token.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<VerifyTokenIn>)]
+    pub verify_token: Option<Option<VerifyTokenIn>>,
+    /// `null` goes back to `json`.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<BodyEncodingDto>)]
+    pub body_encoding: Option<Option<BodyEncodingDto>>,
     pub version: Option<i64>,
 }
 
@@ -112,6 +133,9 @@ impl EndpointPatch {
             disable_rule,
             fifo,
             batch,
+            basic_auth,
+            verify_token,
+            body_encoding,
             payload_template: _,
             version: _,
         } = self;
@@ -129,6 +153,9 @@ impl EndpointPatch {
             && disable_rule.is_none()
             && fifo.is_none()
             && batch.is_none()
+            && basic_auth.is_none()
+            && verify_token.is_none()
+            && body_encoding.is_none()
     }
 }
 
@@ -172,6 +199,13 @@ pub struct EndpointOut {
     pub fifo: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchDto>,
+    /// The password is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthOut>,
+    /// The token is never shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<VerifyTokenOut>,
+    pub body_encoding: BodyEncodingDto,
     pub version: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -211,6 +245,9 @@ impl TryFrom<Endpoint> for EndpointOut {
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),
             fifo: s.fifo,
             batch: s.batch.as_ref().map(BatchDto::from),
+            basic_auth: s.basic_auth.as_ref().map(BasicAuthOut::from),
+            verify_token: s.verify_token.as_ref().map(VerifyTokenOut::from),
+            body_encoding: s.body_encoding.into(),
             version: 1,
             created_at: fmt_time(&e.created_at),
             updated_at: fmt_time(&e.updated_at),

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 
 mod batch;
 mod body_signature;
+mod credentials;
 mod disable_rule;
 mod endpoint;
 mod operational;
@@ -25,6 +26,7 @@ mod tools;
 
 pub use batch::{BatchDto, check_fifo_and_batch};
 pub use body_signature::BodySignatureDto;
+pub use credentials::{BasicAuthIn, BasicAuthOut, BodyEncodingDto, VerifyTokenIn, VerifyTokenOut};
 pub use disable_rule::DisableRuleDto;
 pub use endpoint::*;
 pub use operational::*;

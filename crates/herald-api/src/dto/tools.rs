@@ -35,11 +35,37 @@ pub struct EndpointHeadersPatchIn {
     pub delete_headers: Vec<String>,
 }
 
+/// Svix's shape: the custom headers, less the sensitive ones, whose names
+/// alone are listed in `sensitive` (their values are never shown).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointHeadersOut {
     pub headers: BTreeMap<String, String>,
-    /// Headers whose value is not shown (always empty: Herald shows them all).
+    /// Headers set but not shown: `authorization`, `proxy-authorization`,
+    /// `x-auth-token`, `www-authenticate`, `proxy-authenticate` (Svix's list).
     pub sensitive: Vec<String>,
+}
+
+/// The header names whose values Svix does not return (lower-case, as
+/// Herald stores names).
+const SENSITIVE_HEADERS: &[&str] = &[
+    "x-auth-token",
+    "www-authenticate",
+    "authorization",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+impl EndpointHeadersOut {
+    /// `headers` as shown: the sensitive ones by name only.
+    pub fn redacted(headers: BTreeMap<String, String>) -> Self {
+        let (sensitive, headers): (BTreeMap<_, _>, BTreeMap<_, _>) = headers
+            .into_iter()
+            .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.as_str()));
+        Self {
+            headers,
+            sensitive: sensitive.into_keys().collect(),
+        }
+    }
 }
 
 /// `RecoverIn` and `ReplayIn`: times as the SDKs send them, parsed by the handler.

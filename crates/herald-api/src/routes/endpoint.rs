@@ -21,8 +21,8 @@ use super::{
 use crate::AppState;
 use crate::access::{self, Caller};
 use crate::dto::{
-    BatchDto, DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto,
-    check_fifo_and_batch,
+    BasicAuthIn, BatchDto, DisableRuleDto, EndpointIn, EndpointOut, EndpointPatch, ListResponse, RetryScheduleDto,
+    VerifyTokenIn, check_fifo_and_batch,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, QueryPairs};
@@ -95,6 +95,29 @@ pub(crate) fn parse_headers(headers: Option<BTreeMap<String, String>>) -> ApiRes
         out.insert(lower, value);
     }
     Ok(out)
+}
+
+/// `basicAuth` owns the `Authorization` header: a custom header, or a
+/// `bodySignature` header, of that name beside it would be replaced on the
+/// wire without a word, so the pair is refused. `loc` names what the
+/// request was changing.
+pub(crate) fn check_authorization(settings: &EndpointSettings, loc: &[&str]) -> ApiResult<()> {
+    if settings.basic_auth.is_none() {
+        return Ok(());
+    }
+    let custom = settings.headers.contains_key("authorization");
+    let signature = settings
+        .body_signature
+        .as_ref()
+        .is_some_and(|b| b.header == "authorization");
+    if custom || signature {
+        return Err(ApiError::invalid_msg(
+            loc,
+            "value_error.header",
+            "basicAuth sets the Authorization header; remove the endpoint's own 'authorization' header first",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_timeout(secs: Option<f64>) -> ApiResult<Option<Duration>> {
@@ -184,7 +207,7 @@ fn check_signature_key(settings: &EndpointSettings, secret: &EndpointSecret) -> 
 fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
     let description = body.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
-    Ok(EndpointSettings {
+    let settings = EndpointSettings {
         url: parse_url(s, &body.url)?,
         description,
         metadata: body.metadata.unwrap_or_default(),
@@ -200,11 +223,13 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
         fifo: body.fifo.unwrap_or(false),
         batch: body.batch.map(BatchDto::parse).transpose()?,
-    })
-    .and_then(|set| {
-        check_fifo_and_batch(set.fifo, set.batch.as_ref())?;
-        Ok(set)
-    })
+        basic_auth: body.basic_auth.map(BasicAuthIn::parse).transpose()?,
+        verify_token: body.verify_token.map(VerifyTokenIn::parse).transpose()?,
+        body_encoding: body.body_encoding.map(Into::into).unwrap_or_default(),
+    };
+    check_authorization(&settings, &["body", "basicAuth"])?;
+    check_fifo_and_batch(settings.fifo, settings.batch.as_ref())?;
+    Ok(settings)
 }
 
 /// A template given as JSON; serde has already turned `null` into `None`.
@@ -369,6 +394,16 @@ async fn patch_endpoint(
         set.batch = batch.map(BatchDto::parse).transpose()?;
     }
     check_fifo_and_batch(set.fifo, set.batch.as_ref())?;
+    if let Some(basic) = body.basic_auth {
+        set.basic_auth = basic.map(BasicAuthIn::parse).transpose()?;
+    }
+    if let Some(token) = body.verify_token {
+        set.verify_token = token.map(VerifyTokenIn::parse).transpose()?;
+    }
+    if let Some(encoding) = body.body_encoding {
+        set.body_encoding = encoding.map(Into::into).unwrap_or_default();
+    }
+    check_authorization(set, &["body", "basicAuth"])?;
     let ep = s.store.update_endpoint(ep).await?;
     operational::endpoint_changed(&s, &app, Some(&before), Some(&ep)).await;
     Ok(Json(ep.try_into()?))

@@ -20,7 +20,7 @@ use herald_store::{AppRef, NewMessage, StoreError, TaskKind, TaskStatus, TimeRan
 use serde_json::json;
 
 use super::RouteBoth;
-use super::endpoint::{find, parse_headers};
+use super::endpoint::{check_authorization, find, parse_headers};
 use crate::AppState;
 use crate::dto::{
     BackgroundTaskOut, EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointSecretOut,
@@ -141,10 +141,7 @@ async fn get_endpoint_headers(
 }
 
 fn headers_out(ep: &Endpoint) -> EndpointHeadersOut {
-    EndpointHeadersOut {
-        headers: ep.settings.headers.clone(),
-        sensitive: Vec::new(),
-    }
+    EndpointHeadersOut::redacted(ep.settings.headers.clone())
 }
 
 /// PUT: the endpoint's custom headers become exactly these. 204, as Svix.
@@ -164,6 +161,7 @@ async fn update_endpoint_headers(
 ) -> ApiResult<StatusCode> {
     let mut ep = find(&s, &app_id, &endpoint_id).await?;
     ep.settings.headers = parse_headers(Some(body.headers))?;
+    check_authorization(&ep.settings, &["body", "headers", "authorization"])?;
     s.store.update_endpoint(ep).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -200,6 +198,7 @@ async fn patch_endpoint_headers(
         }
     }
     ep.settings.headers.extend(parse_headers(Some(set))?);
+    check_authorization(&ep.settings, &["body", "headers", "authorization"])?;
     s.store.update_endpoint(ep).await?;
     Ok(StatusCode::NO_CONTENT)
 }

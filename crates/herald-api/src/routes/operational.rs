@@ -270,10 +270,7 @@ async fn get_operational_endpoint_headers(
     Path(endpoint_id): Path<String>,
 ) -> ApiResult<Json<EndpointHeadersOut>> {
     let ep = find(&s, &endpoint_id).await?;
-    Ok(Json(EndpointHeadersOut {
-        headers: ep.settings.headers,
-        sensitive: Vec::new(),
-    }))
+    Ok(Json(EndpointHeadersOut::redacted(ep.settings.headers)))
 }
 
 #[utoipa::path(

@@ -25,7 +25,8 @@ const ATTEMPTED_MESSAGES: Listing = Listing {
 
 /// Endpoints with their delivery of one message; `EP_COLS` then the state.
 const DESTINATIONS: Listing = Listing {
-    cols: "e.id, e.app_id, e.uid, e.settings, e.created_at, e.updated_at, d.status, d.attempts, d.next_attempt_at",
+    cols: "e.id, e.app_id, e.uid, e.settings, e.created_at, e.updated_at, e.credentials, \
+           d.status, d.attempts, d.next_attempt_at",
     from: "delivery d JOIN endpoint e ON e.id = d.endpoint_id",
     key: "e.id",
 };
@@ -154,7 +155,7 @@ impl HistoryStore for SqliteStore {
         msg_id: &MessageId,
         page: PageRequest,
     ) -> Result<Page<MessageDestination>> {
-        let (app_id, msg_id) = (app_id.clone(), msg_id.clone());
+        let (app_id, msg_id, key) = (app_id.clone(), msg_id.clone(), self.key.clone());
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("d.msg_id = ?", [Value::Text(msg_id.to_string())]);
@@ -165,9 +166,9 @@ impl HistoryStore for SqliteStore {
                 f,
                 &page,
                 |r| {
-                    let (status, next_attempt) = delivery_state(r, 6)?;
+                    let (status, next_attempt) = delivery_state(r, 7)?;
                     Ok(MessageDestination {
-                        endpoint: ep_row(r)?,
+                        endpoint: ep_row(r, &key)?,
                         status,
                         next_attempt,
                     })

@@ -12,7 +12,8 @@
 //! outcomes), `idempotency.rs`, `retention.rs` (pruning in small batches),
 //! `rows.rs` (row mapping), `paging.rs`, `history.rs` (one attempt,
 //! attempted messages and destinations, stats, expunging), `redeliver.rs`
-//! (resend, recover, replay-missing), `tasks.rs`, `access.rs` (tokens).
+//! (resend, recover, replay-missing), `targets.rs` (what the engine sends
+//! with, secrets and credentials unsealed), `tasks.rs`, `access.rs` (tokens).
 //!
 //! The SQLite store serves a single node, but implements the multi-node
 //! queue contract all the same: claims are owned and fenced, and a node
@@ -32,6 +33,7 @@ mod resources;
 mod retention;
 mod rows;
 mod schema;
+mod targets;
 mod tasks;
 mod writer;
 
@@ -65,10 +67,11 @@ impl SqliteStore {
         let readers = (0..READERS).map(|_| open_reader(path)).collect::<Result<Vec<_>>>()?;
         let (feed, _) = broadcast::channel(CHANGE_BUFFER);
         let metrics = Arc::new(StoreMetrics::default());
+        let key = Arc::new(key);
         Ok(Self {
-            writer: Writer::spawn(conn, feed.clone(), metrics.clone()),
+            writer: Writer::spawn(conn, key.clone(), feed.clone(), metrics.clone()),
             readers: ReadPool::new(readers),
-            key: std::sync::Arc::new(key),
+            key,
             feed,
             closed: AtomicBool::new(false),
             metrics,

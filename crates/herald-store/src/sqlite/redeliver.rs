@@ -141,7 +141,7 @@ impl RedeliveryStore for SqliteStore {
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         self.writer
             .run(move |ctx| {
-                let ep = select_endpoint(&ctx.conn, &app_id, endpoint_id.as_str())?;
+                let ep = select_endpoint(&ctx.conn, &ctx.key, &app_id, endpoint_id.as_str())?;
                 let now = ctx.now()?;
                 let start = match &after {
                     Some(m) if m.as_str() >= lo.as_str() => m.to_string(),

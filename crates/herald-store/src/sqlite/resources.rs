@@ -3,9 +3,7 @@
 //! feed once committed, and invalidate the writer's fan-out caches.
 
 use chrono::Utc;
-use herald_core::model::{
-    Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message, RetiringSecret,
-};
+use herald_core::model::{Application, Attempt, DeliveryStatus, DeliveryTarget, Endpoint, EventType, Message};
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, EndpointId, MessageId};
@@ -17,8 +15,8 @@ use super::paging::{
     APPS, ATTEMPTS, ENDPOINTS, EVENT_TYPES, Filter, MESSAGES, attempt_filter, message_filter, paginate,
 };
 use super::rows::{
-    APP_COLS, EP_COLS, EP_SECRET_COL, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row,
-    et_row, ms, msg_row, opt_json, resolve_app, select_app, select_endpoint, select_event_type, time_at, to_json,
+    APP_COLS, EP_COLS, ET_COLS, MSG_COLS, after, app_row, attempt_row, conflict, decrypt_secret, ep_row, et_row, ms,
+    msg_row, opt_json, resolve_app, seal_credentials, select_app, select_endpoint, select_event_type, to_json,
 };
 use crate::{
     AttemptFilter, Change, DeliveryCounts, MessageFilter, NewApplication, NewEndpoint, Page, PageRequest,
@@ -146,6 +144,7 @@ impl ResourceStore for SqliteStore {
     async fn create_endpoint(&self, app_id: &AppId, ep: NewEndpoint) -> Result<Endpoint> {
         let app_id = app_id.clone();
         let sealed = self.key.seal(&ep.secret.to_storage_bytes());
+        let credentials = seal_credentials(&self.key, &ep.settings)?;
         self.writer
             .run(move |ctx| {
                 select_app(&ctx.conn, &app_id)?;
@@ -160,7 +159,7 @@ impl ResourceStore for SqliteStore {
                 };
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        "INSERT INTO endpoint ({EP_COLS}, secret) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     ))?
                     .execute(params![
                         out.id.as_str(),
@@ -169,6 +168,7 @@ impl ResourceStore for SqliteStore {
                         to_json(&out.settings)?,
                         ms(now),
                         ms(now),
+                        credentials,
                         sealed
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
@@ -179,21 +179,22 @@ impl ResourceStore for SqliteStore {
     }
 
     async fn get_endpoint(&self, app_id: &AppId, id_or_uid: &str) -> Result<Endpoint> {
-        let (app_id, key) = (app_id.clone(), id_or_uid.to_owned());
-        self.read(move |c| select_endpoint(c, &app_id, &key)).await
+        let (app_id, id_or_uid, key) = (app_id.clone(), id_or_uid.to_owned(), self.key.clone());
+        self.read(move |c| select_endpoint(c, &key, &app_id, &id_or_uid)).await
     }
 
     async fn list_endpoints(&self, app_id: &AppId, page: PageRequest) -> Result<Page<Endpoint>> {
-        let app_id = app_id.clone();
+        let (app_id, key) = (app_id.clone(), self.key.clone());
         self.read(move |c| {
             let mut f = Filter::default();
             f.push("app_id = ?", [Value::Text(app_id.to_string())]);
-            paginate(c, &ENDPOINTS, f, &page, ep_row, |e| e.id.to_string())
+            paginate(c, &ENDPOINTS, f, &page, |r| ep_row(r, &key), |e| e.id.to_string())
         })
         .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        let credentials = seal_credentials(&self.key, &ep.settings)?;
         self.writer
             .run(move |ctx| {
                 let mut ep = ep;
@@ -210,14 +211,16 @@ impl ResourceStore for SqliteStore {
                 let n = ctx
                     .conn
                     .prepare_cached(
-                        "UPDATE endpoint SET uid = ?3, settings = ?4, updated_at = ?5 WHERE id = ?1 AND app_id = ?2",
+                        "UPDATE endpoint SET uid = ?3, settings = ?4, updated_at = ?5, credentials = ?6 \
+                         WHERE id = ?1 AND app_id = ?2",
                     )?
                     .execute(params![
                         ep.id.as_str(),
                         ep.app_id.as_str(),
                         ep.uid.as_ref().map(Uid::as_str),
                         to_json(&ep.settings)?,
-                        ms(ep.updated_at)
+                        ms(ep.updated_at),
+                        credentials
                     ])
                     .map_err(|e| conflict(e, "an endpoint with this uid already exists in this application"))?;
                 if n == 0 {
@@ -366,37 +369,7 @@ impl ResourceStore for SqliteStore {
 
     async fn delivery_targets(&self, ids: Vec<EndpointId>) -> Result<Vec<DeliveryTarget>> {
         let key = self.key.clone();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!("SELECT {EP_COLS}, secret FROM endpoint WHERE id = ?1"))?;
-            let mut retired = c.prepare_cached(
-                "SELECT secret, expires_at FROM endpoint_retired_secret WHERE endpoint_id = ?1 \
-                 AND expires_at > CAST(unixepoch('subsec') * 1000 AS INTEGER) ORDER BY expires_at DESC",
-            )?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                let row = stmt
-                    .query_row([id.as_str()], |r| Ok((ep_row(r)?, r.get::<_, Vec<u8>>(EP_SECRET_COL)?)))
-                    .optional()?;
-                if let Some((ep, sealed)) = row {
-                    let retiring = retired
-                        .query_map([id.as_str()], |r| Ok((r.get::<_, Vec<u8>>(0)?, time_at(r, 1)?)))?
-                        .map(|row| {
-                            let (sealed, until) = row?;
-                            Ok(RetiringSecret {
-                                secret: decrypt_secret(&key, &sealed)?,
-                                until,
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut target = DeliveryTarget::new(ep, vec![decrypt_secret(&key, &sealed)?]);
-                    target.retiring = retiring;
-                    target.streak = super::health::streak_of(c, &id)?;
-                    out.push(target);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |c| super::targets::delivery_targets(c, &key, ids)).await
     }
 
     async fn endpoint_counts(&self, app_id: &AppId, id: &EndpointId) -> Result<DeliveryCounts> {

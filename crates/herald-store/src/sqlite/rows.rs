@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use herald_core::credentials::SecretParts;
 use herald_core::model::{
-    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EventType, Message, TriggerType,
+    Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EndpointSettings, EventType, Message, TriggerType,
 };
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};
@@ -122,20 +123,46 @@ pub(crate) fn app_row(r: &Row) -> rusqlite::Result<Application> {
 
 /// Endpoint settings live in one JSON document (`settings`, in the serde
 /// shape of `EndpointSettings`); only what queries look up by is a column
-/// of its own. A new setting therefore touches no column list here.
-pub(crate) const EP_COLS: &str = "id, app_id, uid, settings, created_at, updated_at";
+/// of its own. A new setting therefore touches no column list here. The
+/// secret halves of its credentials are sealed apart (`credentials`).
+pub(crate) const EP_COLS: &str = "id, app_id, uid, settings, created_at, updated_at, credentials";
 /// The column after [`EP_COLS`] when the secret is selected too.
-pub(crate) const EP_SECRET_COL: usize = 6;
+pub(crate) const EP_SECRET_COL: usize = 7;
 
-pub(crate) fn ep_row(r: &Row) -> rusqlite::Result<Endpoint> {
+/// An endpoint, its credentials unsealed with `key`: every endpoint read
+/// is whole, so writing back one that was read keeps its credentials.
+pub(crate) fn ep_row(r: &Row, key: &EncryptionKey) -> rusqlite::Result<Endpoint> {
+    let mut settings: EndpointSettings = json_at(r, 3)?;
+    let sealed: Option<Vec<u8>> = r.get(6)?;
+    open_credentials(key, sealed.as_deref(), &mut settings).map_err(|e| bad_column(6, e))?;
     Ok(Endpoint {
         id: EndpointId::from_trusted(r.get(0)?),
         app_id: AppId::from_trusted(r.get(1)?),
         uid: r.get::<_, Option<String>>(2)?.map(Uid::from_trusted),
-        settings: json_at(r, 3)?,
+        settings,
         created_at: time_at(r, 4)?,
         updated_at: time_at(r, 5)?,
     })
+}
+
+/// The `credentials` column for `settings`: their secret parts sealed, or
+/// NULL when they have none.
+pub(crate) fn seal_credentials(key: &EncryptionKey, settings: &EndpointSettings) -> Result<Option<Vec<u8>>> {
+    SecretParts::of(settings)
+        .map(|parts| Ok(key.seal(to_json(&parts)?.as_bytes())))
+        .transpose()
+}
+
+fn open_credentials(key: &EncryptionKey, sealed: Option<&[u8]>, settings: &mut EndpointSettings) -> Result<(), String> {
+    let parts = sealed
+        .map(|sealed| {
+            let plain = key
+                .open(sealed)
+                .ok_or("endpoint credentials do not decrypt with the configured encryption key")?;
+            serde_json::from_slice::<SecretParts>(&plain).map_err(|e| format!("endpoint credentials: {e}"))
+        })
+        .transpose()?;
+    SecretParts::restore(parts, settings).map_err(|e| format!("endpoint credentials: {e}"))
 }
 
 pub(crate) const ET_COLS: &str =
@@ -225,12 +252,17 @@ pub(crate) fn select_app(conn: &Connection, id: &AppId) -> Result<Application> {
         .ok_or(StoreError::NotFound("application"))
 }
 
-pub(crate) fn select_endpoint(conn: &Connection, app_id: &AppId, id_or_uid: &str) -> Result<Endpoint> {
+pub(crate) fn select_endpoint(
+    conn: &Connection,
+    key: &EncryptionKey,
+    app_id: &AppId,
+    id_or_uid: &str,
+) -> Result<Endpoint> {
     conn.prepare_cached(&format!(
         "SELECT {EP_COLS} FROM endpoint WHERE app_id = ?1 AND id = ?2 \
          UNION ALL SELECT {EP_COLS} FROM endpoint WHERE app_id = ?1 AND uid = ?2 LIMIT 1"
     ))?
-    .query_row([app_id.as_str(), id_or_uid], ep_row)
+    .query_row([app_id.as_str(), id_or_uid], |r| ep_row(r, key))
     .optional()?
     .ok_or(StoreError::NotFound("endpoint"))
 }
@@ -247,10 +279,10 @@ pub(crate) fn select_event_type(conn: &Connection, name: &str) -> Result<EventTy
 /// never serve a stale fan-out.
 pub(crate) type EndpointCache = HashMap<AppId, Arc<Vec<Endpoint>>>;
 
-pub(crate) fn load_endpoints(conn: &Connection, app_id: &AppId) -> Result<Vec<Endpoint>> {
+pub(crate) fn load_endpoints(conn: &Connection, key: &EncryptionKey, app_id: &AppId) -> Result<Vec<Endpoint>> {
     let mut stmt = conn.prepare_cached(&format!("SELECT {EP_COLS} FROM endpoint WHERE app_id = ?1"))?;
     let rows = stmt
-        .query_map([app_id.as_str()], ep_row)?
+        .query_map([app_id.as_str()], |r| ep_row(r, key))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

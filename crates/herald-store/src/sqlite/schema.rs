@@ -297,7 +297,13 @@ const MIGRATIONS: &[&str] = &[
         failed_messages INTEGER NOT NULL
     );
     CREATE INDEX endpoint_health_app ON endpoint_health (app_id);",
-    // 11: ordered (`fifo`) endpoints. Their pending deliveries leave the due
+    // 11: the secret halves of an endpoint's credentials (the `basicAuth`
+    // password, the `verifyToken` token), sealed with the key that seals
+    // its secret, as one JSON document (`SecretParts`); NULL when it has
+    // none. The rest of those settings (username, pointer) stay in
+    // `settings`, which is plain text.
+    "ALTER TABLE endpoint ADD COLUMN credentials BLOB;",
+    // 12: ordered (`fifo`) endpoints. Their pending deliveries leave the due
     // index the loader walks and are handed out in id order from an index
     // of their own, so a large ordered backlog costs the loader nothing.
     "ALTER TABLE delivery ADD COLUMN fifo INTEGER NOT NULL DEFAULT 0;

@@ -132,13 +132,14 @@ fn version_4_endpoints_keep_every_setting_in_the_settings_document() {
     .unwrap();
 
     migrate(&mut conn).unwrap();
+    let key = crate::EncryptionKey::generate();
 
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, MIGRATIONS.len() as i64);
     let rows: Vec<(herald_core::model::Endpoint, Vec<u8>)> = conn
         .prepare(&format!("SELECT {EP_COLS}, secret FROM endpoint ORDER BY id"))
         .unwrap()
-        .query_map([], |r| Ok((ep_row(r)?, r.get(EP_SECRET_COL)?)))
+        .query_map([], |r| Ok((ep_row(r, &key)?, r.get(EP_SECRET_COL)?)))
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
@@ -204,6 +205,43 @@ fn version_4_endpoints_keep_every_setting_in_the_settings_document() {
         [],
     );
     assert!(dup.is_err());
+}
+
+/// Endpoints from before migration 11 have no credentials and load as
+/// before; settings that name a password with nothing sealed beside them
+/// are an error, never an endpoint sent without it.
+#[test]
+fn version_10_endpoints_load_with_no_credentials_through_migration_11() {
+    use crate::sqlite::rows::{EP_COLS, ep_row};
+
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..10] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        r#"PRAGMA user_version = 10;
+           INSERT INTO endpoint (id, app_id, uid, settings, secret, created_at, updated_at) VALUES
+               ('ep_1', 'app_1', NULL, '{"url":"https://a.example.com/","description":"","metadata":{},
+                 "disabled":false,"filterTypes":null,"channels":null,"throttleRate":null,"headers":{},
+                 "timeoutMs":1000,"payloadTemplate":null}', X'00', 1, 1);"#,
+    )
+    .unwrap();
+    migrate(&mut conn).unwrap();
+    let key = crate::EncryptionKey::generate();
+    let select = format!("SELECT {EP_COLS} FROM endpoint");
+    let ep = conn.query_row(&select, [], |r| ep_row(r, &key)).unwrap();
+    assert_eq!(ep.settings.basic_auth, None);
+    assert_eq!(ep.settings.verify_token, None);
+    assert!(ep.settings.body_encoding.is_json());
+
+    conn.execute_batch(
+        r#"UPDATE endpoint SET settings = json_set(settings, '$.basicAuth', json('{"username":"u"}'));"#,
+    )
+    .unwrap();
+    assert!(
+        conn.query_row(&select, [], |r| ep_row(r, &key)).is_err(),
+        "a basicAuth with no sealed password does not load"
+    );
 }
 
 /// A token made before migration 9 keeps every right it had: no list,

@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::rows::{EndpointCache, db_now_ms, load_endpoints, resolve_app};
 use crate::metrics::{StoreMetrics, Tally};
-use crate::{Change, Result, StoreError};
+use crate::{Change, EncryptionKey, Result, StoreError};
 
 /// How many queued writes one transaction may take. Large enough that one
 /// fsync serves a burst, small enough to bound how long a commit holds the
@@ -22,6 +22,8 @@ const QUEUE: usize = 8192;
 /// the writer's caches.
 pub(crate) struct WriterCtx {
     pub conn: Connection,
+    /// Unseals what rows read here hold (endpoint credentials).
+    pub key: Arc<EncryptionKey>,
     endpoints: EndpointCache,
     /// Application id or uid, as a request named it -> its id.
     apps: HashMap<String, AppId>,
@@ -63,7 +65,7 @@ impl WriterCtx {
         if let Some(eps) = self.endpoints.get(app_id) {
             return Ok(eps.clone());
         }
-        let eps = Arc::new(load_endpoints(&self.conn, app_id)?);
+        let eps = Arc::new(load_endpoints(&self.conn, &self.key, app_id)?);
         if self.endpoints.len() >= CACHE_LIMIT {
             self.endpoints.clear();
         }
@@ -130,7 +132,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection, feed: broadcast::Sender<Change>, metrics: Arc<StoreMetrics>) -> Self {
+    pub fn spawn(
+        conn: Connection,
+        key: Arc<EncryptionKey>,
+        feed: broadcast::Sender<Change>,
+        metrics: Arc<StoreMetrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (done_tx, done_rx) = oneshot::channel();
         std::thread::Builder::new()
@@ -139,6 +146,7 @@ impl Writer {
                 run(
                     WriterCtx {
                         conn,
+                        key,
                         endpoints: EndpointCache::new(),
                         apps: HashMap::new(),
                         changes: Vec::new(),

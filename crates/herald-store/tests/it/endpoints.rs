@@ -59,6 +59,9 @@ async fn endpoint_create_get_update_delete() {
                         }),
                         fifo: true,
                         batch: None,
+                        basic_auth: None,
+                        verify_token: None,
+                        body_encoding: Default::default(),
                     },
                     secret: secret.clone(),
                 },
@@ -140,6 +143,9 @@ async fn endpoint_create_get_update_delete() {
                         max_events: 10,
                         max_wait_ms: 0,
                     }),
+                    basic_auth: None,
+                    verify_token: None,
+                    body_encoding: Default::default(),
                 },
                 ..by_id.clone()
             })

@@ -25,6 +25,7 @@ macro_rules! assert_matches {
 
 mod attempts;
 mod changes;
+mod credentials;
 mod deletes;
 mod delivery;
 mod durability;

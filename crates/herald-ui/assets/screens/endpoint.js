@@ -77,12 +77,19 @@ function headersCard(ctx, ep) {
     if (may) row.append(h("button", { type: "button", class: "link", text: "Remove", "aria-label": `Remove header ${name}`, onclick: () => row.remove() }));
     rows.append(row);
   };
+  // Sensitive headers (authorization, …) come back by name only, so the
+  // card never sends the whole set: it sets what is shown and deletes what
+  // was shown and removed, and a sensitive header keeps its value.
+  let shown = [];
   const load = async () => {
     const got = await ctx.api.get(epPath(ctx, ep.id, "/headers"));
     rows.replaceChildren();
     const entries = Object.entries(got.headers || {});
+    shown = entries.map(([n]) => n.toLowerCase());
     entries.forEach(([n, v]) => addRow(n, v));
-    if (!entries.length) rows.append(h("p", { class: "dim", testid: "no-headers", text: "No custom headers." }));
+    const sensitive = got.sensitive || [];
+    sensitive.forEach((n) => rows.append(h("p", { class: "dim", testid: "sensitive-header", text: `${n}: set, value not shown` })));
+    if (!entries.length && !sensitive.length) rows.append(h("p", { class: "dim", testid: "no-headers", text: "No custom headers." }));
   };
   const save = async () => {
     status.replaceChildren();
@@ -91,8 +98,10 @@ function headersCard(ctx, ep) {
       const [n, v] = row.querySelectorAll("input");
       if (n.value.trim()) headers[n.value.trim()] = v.value;
     }
+    const kept = new Set(Object.keys(headers).map((n) => n.toLowerCase()));
+    const deleteHeaders = shown.filter((n) => !kept.has(n));
     try {
-      await ctx.api.put(epPath(ctx, ep.id, "/headers"), { headers });
+      await ctx.api.patch(epPath(ctx, ep.id, "/headers"), { headers, deleteHeaders });
       await load();
       status.append(notice("ok", "Headers saved.", { testid: "headers-saved" }));
     } catch (e) {

@@ -11,6 +11,7 @@ mod bench;
 mod browser;
 mod config;
 mod crash;
+mod credentials;
 mod dashboard;
 mod delivery;
 mod disabling;
