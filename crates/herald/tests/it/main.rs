@@ -27,6 +27,7 @@ mod permissions;
 mod policy;
 mod portal;
 mod prom;
+mod providers;
 mod relay;
 mod retention;
 mod sdk;
