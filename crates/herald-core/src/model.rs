@@ -91,6 +91,10 @@ pub struct EndpointSettings {
     /// Herald extension: several messages in one request (SPEC §3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchPolicy>,
+    /// Herald extension: requests in flight at most, whatever the
+    /// adaptive limit; `None` leaves it to the server's per-endpoint cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// Herald extension: HTTP Basic credentials on every request. The
     /// password is not part of this document (see `credentials`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +156,7 @@ impl EndpointSettings {
             disable_rule: None,
             fifo: false,
             batch: None,
+            max_in_flight: None,
             basic_auth: None,
             verify_token: None,
             body_encoding: BodyEncoding::Json,
@@ -267,6 +272,7 @@ pub struct DeliveryTarget {
     /// `fifo`: one request at a time, in message order.
     pub fifo: bool,
     pub batch: Option<BatchPolicy>,
+    pub max_in_flight: Option<u32>,
     /// Credentials and encoding, secrets decrypted (`credentials`).
     pub basic_auth: Option<BasicAuth>,
     pub verify_token: Option<VerifyToken>,
@@ -291,6 +297,7 @@ impl DeliveryTarget {
             disable_rule,
             fifo,
             batch,
+            max_in_flight,
             basic_auth,
             verify_token,
             body_encoding,
@@ -312,6 +319,7 @@ impl DeliveryTarget {
             disable_rule: disable_rule.unwrap_or_default(),
             fifo,
             batch,
+            max_in_flight,
             basic_auth,
             verify_token,
             body_encoding,

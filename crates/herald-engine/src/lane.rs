@@ -92,6 +92,8 @@ pub(crate) struct Lane<J> {
     last_decrease: Option<Instant>,
     circuit: Circuit,
     serial: bool,
+    /// The endpoint's own cap on requests in flight (`maxInFlight`).
+    cap: usize,
     /// A serial lane's failed head waits for its retry, outside the queue.
     awaiting_retry: bool,
 }
@@ -105,12 +107,18 @@ impl<J> Lane<J> {
             last_decrease: None,
             circuit: Circuit::Closed { failures: 0 },
             serial: false,
+            cap: usize::MAX,
             awaiting_retry: false,
         }
     }
 
     pub fn push(&mut self, job: J) {
         self.queue.push_back(job);
+    }
+
+    /// The endpoint's own cap on requests in flight; `None` for none.
+    pub fn set_cap(&mut self, cap: Option<u32>) {
+        self.cap = cap.map_or(usize::MAX, |c| (c as usize).max(1));
     }
 
     pub fn is_serial(&self) -> bool {
@@ -207,7 +215,7 @@ impl<J> Lane<J> {
             return false;
         }
         match self.circuit {
-            Circuit::Closed { .. } => self.in_flight < self.limit,
+            Circuit::Closed { .. } => self.in_flight < self.limit.min(self.cap),
             Circuit::Open { probe_at, .. } => self.in_flight == 0 && now >= probe_at,
             Circuit::Probing { .. } => false,
         }
@@ -510,6 +518,18 @@ mod tests {
         }
         assert!(l.is_open());
         assert_eq!(l.finished(&c, t0, Answer::Success { fast: true }), Transition::Closed);
+    }
+
+    #[test]
+    fn the_endpoints_own_cap_bounds_what_the_adaptive_limit_allows() {
+        let now = Instant::now();
+        let mut l = lane(10, 0);
+        l.set_cap(Some(2));
+        l.start();
+        l.start();
+        assert!(!l.wants_slot(now), "at its cap, under a limit of 4");
+        l.set_cap(None);
+        assert!(l.wants_slot(now));
     }
 
     #[test]

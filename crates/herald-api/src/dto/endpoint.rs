@@ -48,6 +48,9 @@ pub struct EndpointIn {
     pub fifo: Option<bool>,
     /// Herald extension: several messages per request, as a JSON array.
     pub batch: Option<BatchDto>,
+    /// Herald extension: requests in flight to this endpoint at most
+    /// (1 to 10000), whatever the adaptive limit would allow.
+    pub max_in_flight: Option<u32>,
     /// Herald extension: HTTP Basic credentials on every request.
     pub basic_auth: Option<BasicAuthIn>,
     /// Herald extension: a token set inside every JSON body.
@@ -99,6 +102,10 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BatchDto>)]
     pub batch: Option<Option<BatchDto>>,
+    /// `null` leaves it to the adaptive limit and the server's cap.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub max_in_flight: Option<Option<u32>>,
     /// Replaces both fields; `null` stops sending credentials.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<BasicAuthIn>)]
@@ -133,6 +140,7 @@ impl EndpointPatch {
             disable_rule,
             fifo,
             batch,
+            max_in_flight,
             basic_auth,
             verify_token,
             body_encoding,
@@ -153,6 +161,7 @@ impl EndpointPatch {
             && disable_rule.is_none()
             && fifo.is_none()
             && batch.is_none()
+            && max_in_flight.is_none()
             && basic_auth.is_none()
             && verify_token.is_none()
             && body_encoding.is_none()
@@ -199,6 +208,8 @@ pub struct EndpointOut {
     pub fifo: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<BatchDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// The password is never shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthOut>,
@@ -245,6 +256,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),
             fifo: s.fifo,
             batch: s.batch.as_ref().map(BatchDto::from),
+            max_in_flight: s.max_in_flight,
             basic_auth: s.basic_auth.as_ref().map(BasicAuthOut::from),
             verify_token: s.verify_token.as_ref().map(VerifyTokenOut::from),
             body_encoding: s.body_encoding.into(),

@@ -204,6 +204,20 @@ fn check_signature_key(settings: &EndpointSettings, secret: &EndpointSecret) -> 
 
 /// Every setting a create or a PUT gives, validated; what the body leaves
 /// out takes its default.
+/// The most requests in flight an endpoint may ask to be capped at.
+const MAX_IN_FLIGHT: u32 = 10_000;
+
+fn parse_max_in_flight(cap: Option<u32>) -> ApiResult<Option<u32>> {
+    match cap {
+        Some(c) if !(1..=MAX_IN_FLIGHT).contains(&c) => Err(ApiError::invalid_msg(
+            &["body", "maxInFlight"],
+            "value_error.number.out_of_range",
+            format!("must be from 1 to {MAX_IN_FLIGHT}"),
+        )),
+        c => Ok(c),
+    }
+}
+
 fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
     let description = body.description.unwrap_or_default();
     check_length(&description, "description", MAX_DESCRIPTION_CHARS)?;
@@ -223,6 +237,7 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
         fifo: body.fifo.unwrap_or(false),
         batch: body.batch.map(BatchDto::parse).transpose()?,
+        max_in_flight: parse_max_in_flight(body.max_in_flight)?,
         basic_auth: body.basic_auth.map(BasicAuthIn::parse).transpose()?,
         verify_token: body.verify_token.map(VerifyTokenIn::parse).transpose()?,
         body_encoding: body.body_encoding.map(Into::into).unwrap_or_default(),
@@ -392,6 +407,9 @@ async fn patch_endpoint(
     }
     if let Some(batch) = body.batch {
         set.batch = batch.map(BatchDto::parse).transpose()?;
+    }
+    if let Some(cap) = body.max_in_flight {
+        set.max_in_flight = parse_max_in_flight(cap)?;
     }
     check_fifo_and_batch(set.fifo, set.batch.as_ref())?;
     if let Some(basic) = body.basic_auth {

@@ -395,6 +395,12 @@ impl Scheduler {
                 self.set_fifo(id, target.spec.fifo);
                 continue;
             }
+            if let Some(ls) = self.lanes.get_mut(id) {
+                ls.lane.set_cap(target.spec.max_in_flight);
+                if !ls.lane.wants_slot(now) {
+                    break;
+                }
+            }
             if let Some(batch) = target.spec.batch
                 && !self.batch_ready(id, batch, now)
             {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::harness::{Receiver, Server, ServerOptions, counting_receiver, refused_port, temp_dir};
+use crate::harness::{Received, Receiver, Server, ServerOptions, counting_receiver, refused_port, temp_dir};
 
 /// Listeners that accept connections and never answer; they hold every
 /// socket until dropped.
@@ -233,4 +233,49 @@ async fn a_held_backlog_of_ten_thousand_drains_when_the_endpoint_returns() {
         "{got} of {N} held deliveries arrived within {drained:?} of the endpoint's return"
     );
     eprintln!("held backlog of {N} drained in {drained:?} (debug build)");
+}
+
+/// `maxInFlight` caps an endpoint's requests in flight whatever its
+/// adaptive limit: a receiver that takes 300 ms never has more than two at
+/// once, so any three arrivals span at least one answer's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_own_cap_bounds_its_requests_in_flight() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start_with(Arc::new(|_: &Received, _| {
+        (200, Duration::from_millis(300), "ok".into())
+    }))
+    .await;
+    let app = server.create_app("capped").await;
+    let (ep, _) = server
+        .create_endpoint(&app, json!({"url": format!("{}/hook", receiver.url), "maxInFlight": 2}))
+        .await;
+    let (_, read) = server.get(&format!("/app/{app}/endpoint/{ep}/")).await;
+    assert_eq!(read["maxInFlight"], 2, "reads back");
+    for n in 0..8 {
+        server.send(&app, "cap.test", json!({"n": n})).await;
+    }
+    let got = receiver.wait_until(Duration::from_secs(20), |r| r.len() >= 8).await;
+    assert_eq!(got.len(), 8);
+    let mut at: Vec<_> = got.iter().map(|r| r.at).collect();
+    at.sort();
+    let windows: Vec<Duration> = at.windows(3).map(|w| w[2].duration_since(w[0])).collect();
+    assert!(
+        windows.iter().all(|w| *w >= Duration::from_millis(280)),
+        "three in flight at once: {windows:?}"
+    );
+    assert!(
+        at.windows(2)
+            .any(|w| w[1].duration_since(w[0]) < Duration::from_millis(100)),
+        "two did go out together"
+    );
+    for bad in [json!(0), json!(10_001), json!("two")] {
+        let (status, err) = server
+            .post(
+                &format!("/app/{app}/endpoint/"),
+                json!({"url": format!("{}/x", receiver.url), "maxInFlight": bad}),
+            )
+            .await;
+        assert_eq!(status, 422, "{bad}: {err}");
+    }
 }
