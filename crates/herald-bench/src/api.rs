@@ -58,7 +58,12 @@ impl Api {
 
 /// A fresh application (so runs never mix) with `fanout` endpoints on the
 /// sink; returns the application id.
-pub(crate) async fn set_up(api: &Api, sink: &Sink, fanout: u32) -> anyhow::Result<String> {
+pub(crate) async fn set_up(
+    api: &Api,
+    sink: &Sink,
+    fanout: u32,
+    endpoint_json: Option<&serde_json::Value>,
+) -> anyhow::Result<String> {
     // Servers that require event types to exist get one; where it exists
     // already, or types are free-form, the answer does not matter.
     let _ = api
@@ -81,12 +86,11 @@ pub(crate) async fn set_up(api: &Api, sink: &Sink, fanout: u32) -> anyhow::Resul
         .await?;
     let app_id = app["id"].as_str().context("application id")?.to_owned();
     for i in 0..fanout {
-        let ep = api
-            .post(
-                &format!("/app/{app_id}/endpoint/"),
-                json!({"url": format!("{}/ep{i}", sink.url()), "description": "herald bench sink"}),
-            )
-            .await?;
+        let mut body = json!({"url": format!("{}/ep{i}", sink.url()), "description": "herald bench sink"});
+        if let (Some(extra), Some(fields)) = (endpoint_json.and_then(|v| v.as_object()), body.as_object_mut()) {
+            fields.extend(extra.clone());
+        }
+        let ep = api.post(&format!("/app/{app_id}/endpoint/"), body).await?;
         let ep_id = ep["id"].as_str().context("endpoint id")?;
         let secret = api.get(&format!("/app/{app_id}/endpoint/{ep_id}/secret/")).await?;
         sink.add_secret(secret["key"].as_str().context("secret key")?)?;

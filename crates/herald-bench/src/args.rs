@@ -55,4 +55,22 @@ pub struct BenchArgs {
     /// The sink answers on this address (a free loopback port by default).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub sink_listen: String,
+    /// Fields merged into each endpoint's creation body, as a JSON object:
+    /// Herald's delivery policy, e.g. '{"fifo":true}', '{"rateLimit":100}'
+    /// or '{"batch":{"maxEvents":100,"maxWaitMs":50}}' (the sink takes a
+    /// JSON array body as a batch and counts each message in it).
+    #[arg(long, value_parser = parse_object)]
+    pub endpoint_json: Option<serde_json::Value>,
+    /// The sink answers each request after this many milliseconds (a
+    /// receiver that does some work).
+    #[arg(long, default_value_t = 0)]
+    pub sink_delay_ms: u64,
+}
+
+fn parse_object(s: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }

@@ -74,8 +74,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         report.raw_posts_per_sec = Some(raw);
     }
 
-    let sink = Sink::start(&args.sink_listen, args.receiver).await?;
-    let app_id = set_up(&api, &sink, args.fanout).await?;
+    let sink = Sink::start(
+        &args.sink_listen,
+        args.receiver,
+        std::time::Duration::from_millis(args.sink_delay_ms),
+    )
+    .await?;
+    let app_id = set_up(&api, &sink, args.fanout, args.endpoint_json.as_ref()).await?;
 
     let limit = match (args.messages, args.duration) {
         (Some(n), _) => Limit::Count(n),

@@ -53,7 +53,10 @@ pub(crate) fn match_arrivals(log: &SendLog, arrivals: &HashMap<(u64, u32), Arriv
         out.duplicates += u64::from(a.copies.saturating_sub(1));
         let seq = a.seq as usize;
         let accepted_as = log.id.get(seq).copied().unwrap_or(NOT_ACCEPTED);
-        if accepted_as == NOT_ACCEPTED || (accepted_as != id && accepted_as != UNKNOWN_ID) {
+        // A batch's request id names the batch: its messages match by
+        // sequence number alone.
+        let id_ok = a.batched || accepted_as == id || accepted_as == UNKNOWN_ID;
+        if accepted_as == NOT_ACCEPTED || !id_ok {
             out.unexpected += 1;
             continue;
         }
@@ -83,7 +86,12 @@ mod tests {
     }
 
     fn arrival(copies: u32, first_us: u64, seq: u64) -> Arrival {
-        Arrival { copies, first_us, seq }
+        Arrival {
+            copies,
+            first_us,
+            seq,
+            batched: false,
+        }
     }
 
     #[test]
@@ -110,6 +118,22 @@ mod tests {
         // Arrivals at 5, 8 and 9 ms; the sink opened at 7 ms.
         let opened = match_arrivals(&log, &arrivals, Duration::from_millis(7)).since_open;
         assert_eq!((opened.p50, opened.max), (1.0, 2.0));
+    }
+
+    #[test]
+    fn messages_of_a_batch_match_by_sequence_number() {
+        let log = log(&[(0, id_hash("a")), (0, id_hash("b")), (0, NOT_ACCEPTED)]);
+        let batched = |seq| Arrival {
+            batched: true,
+            ..arrival(1, 1_000, seq)
+        };
+        let arrivals = HashMap::from([((1, 0), batched(0)), ((2, 0), batched(1)), ((3, 0), batched(2))]);
+        let m = match_arrivals(&log, &arrivals, Duration::ZERO);
+        assert_eq!((m.delivered, m.unexpected), (2, 1), "seq 2 was never accepted");
+        assert_eq!(
+            crate::sink::batch_seqs(br#"[{"seq":4,"x":1},{"seq":9}]"#),
+            Some(vec![4, 9])
+        );
     }
 
     #[test]

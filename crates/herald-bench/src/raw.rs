@@ -20,7 +20,7 @@ pub(crate) async fn raw_ceiling(
     body_bytes: usize,
     for_how_long: Duration,
 ) -> anyhow::Result<f64> {
-    let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up).await?;
+    let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up, std::time::Duration::ZERO).await?;
     let uri: hyper::Uri = format!("{}/raw", sink.url()).parse()?;
     let body = Bytes::from(vec![b'x'; body_bytes]);
     let done = Arc::new(AtomicU64::new(0));

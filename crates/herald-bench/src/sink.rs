@@ -79,6 +79,8 @@ struct Inner {
     secrets: Mutex<Vec<EndpointSecret>>,
     signatures_checked: AtomicU64,
     signatures_bad: AtomicU64,
+    /// How long each answer waits.
+    delay: std::time::Duration,
 }
 
 /// What arrived for one (`webhook-id`, endpoint).
@@ -89,13 +91,28 @@ pub struct Arrival {
     pub first_us: u64,
     /// The sequence number in the first copy's payload.
     pub seq: u64,
+    /// It came in a batch (a JSON array body): keyed by its sequence
+    /// number, since the request's `webhook-id` names the batch.
+    pub batched: bool,
+}
+
+/// The key of a message that arrived in a batch: its sequence number, kept
+/// apart from every id hash's space by the top bit.
+fn batched_key(seq: u64) -> u64 {
+    seq | (1 << 63)
+}
+
+/// The sequence numbers of a batch body (a JSON array of payloads).
+pub(crate) fn batch_seqs(body: &[u8]) -> Option<Vec<u64>> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(body).ok()?;
+    items.iter().map(|v| v["seq"].as_u64()).collect()
 }
 
 impl Sink {
     /// Binds `listen`. A sink started down releases the port at once and
     /// refuses connections until [`Sink::open`]; a stalled one answers
     /// nothing until then.
-    pub async fn start(listen: &str, mode: ReceiverMode) -> anyhow::Result<Self> {
+    pub async fn start(listen: &str, mode: ReceiverMode, delay: std::time::Duration) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding the sink to {listen}"))?;
@@ -104,6 +121,7 @@ impl Sink {
             mode,
             inner: Arc::new(Inner {
                 open: AtomicBool::new(mode == ReceiverMode::Up),
+                delay,
                 ..Inner::default()
             }),
             stop: CancellationToken::new(),
@@ -242,28 +260,38 @@ async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<F
         .strip_prefix("/ep")
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
-    let (Some(id), Some(seq)) = (
-        header(&parts.headers, "webhook-id").or_else(|| header(&parts.headers, "svix-id")),
-        seq_of(&body),
-    ) else {
+    let id = header(&parts.headers, "webhook-id").or_else(|| header(&parts.headers, "svix-id"));
+    let keys: Vec<(u64, u64, bool)> = match (id, body.first()) {
+        (Some(_), Some(b'[')) => batch_seqs(&body)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|seq| (batched_key(seq), seq, true))
+            .collect(),
+        (Some(id), _) => seq_of(&body).map(|seq| (id_hash(id), seq, false)).into_iter().collect(),
+        (None, _) => Vec::new(),
+    };
+    let Some(id) = id.filter(|_| !keys.is_empty()) else {
         inner.unparsed.fetch_add(1, Ordering::Relaxed);
         return Ok(ok());
     };
     let n = inner.arrivals.fetch_add(1, Ordering::Relaxed);
     let hold = !inner.open.load(Ordering::Acquire);
-    let first = {
+    let firsts = {
         let mut seen = lock(&inner.seen);
-        let entry = seen.entry((id_hash(id), endpoint)).or_insert(Arrival {
-            copies: 0,
-            first_us: now_us,
-            seq,
-        });
-        entry.copies += 1;
-        entry.copies == 1
+        keys.iter()
+            .filter(|&&(key, seq, batched)| {
+                let entry = seen.entry((key, endpoint)).or_insert(Arrival {
+                    copies: 0,
+                    first_us: now_us,
+                    seq,
+                    batched,
+                });
+                entry.copies += 1;
+                entry.copies == 1
+            })
+            .count()
     };
-    if first {
-        inner.unique.fetch_add(1, Ordering::Relaxed);
-    }
+    inner.unique.fetch_add(firsts as u64, Ordering::Relaxed);
     if n.is_multiple_of(SIGNATURE_SAMPLE) {
         check_signature(&inner, endpoint, &parts.headers, id, &body);
     }
@@ -274,6 +302,9 @@ async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<F
         if !inner.open.load(Ordering::Acquire) {
             opened.await;
         }
+    }
+    if !inner.delay.is_zero() {
+        tokio::time::sleep(inner.delay).await;
     }
     Ok(ok())
 }
@@ -330,7 +361,9 @@ mod tests {
     /// one endpoint is a duplicate, at two endpoints it is two deliveries.
     #[tokio::test]
     async fn counts_arrivals_by_webhook_id_and_endpoint() {
-        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up).await.expect("sink");
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Up, std::time::Duration::ZERO)
+            .await
+            .expect("sink");
         sink.set_epoch(Instant::now());
         let secret = EndpointSecret::generate_symmetric();
         sink.add_secret(&secret.to_wire_string()).expect("secret");
@@ -357,7 +390,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_sink_started_down_refuses_until_opened() {
-        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Down).await.expect("sink");
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Down, std::time::Duration::ZERO)
+            .await
+            .expect("sink");
         let client = crate::http_client(4).expect("client");
         let refused = client.post(format!("{}/raw", sink.url())).send().await;
         assert!(
@@ -372,7 +407,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_stalled_sink_notes_requests_but_answers_once_opened() {
-        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Stalled).await.expect("sink");
+        let sink = Sink::start("127.0.0.1:0", ReceiverMode::Stalled, std::time::Duration::ZERO)
+            .await
+            .expect("sink");
         sink.set_epoch(Instant::now());
         let secret = EndpointSecret::generate_symmetric();
         sink.add_secret(&secret.to_wire_string()).expect("secret");
