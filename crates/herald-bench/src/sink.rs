@@ -304,7 +304,10 @@ async fn receive(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<F
         }
     }
     if !inner.delay.is_zero() {
-        tokio::time::sleep(inner.delay).await;
+        // A thread's sleep keeps to the microsecond where tokio's timer
+        // rounds up to its millisecond ticks (a "1 ms" answer would take 2).
+        let delay = inner.delay;
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
     }
     Ok(ok())
 }
