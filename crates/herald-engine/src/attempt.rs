@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::lane::Answer;
 use crate::request;
 use crate::ticket::Job;
+use crate::transforms::Transforms;
 use crate::transport::{Outbound, Reply, Transport, wire_uri};
 
 /// Bounds of `herald_attempt_duration_seconds`, in microseconds: 5 ms to
@@ -76,6 +77,7 @@ pub(crate) struct Done {
 
 pub(crate) async fn run(
     transport: Arc<Transport>,
+    transforms: Arc<Transforms>,
     target: Arc<Target>,
     job: Job,
     cancel: CancellationToken,
@@ -87,30 +89,51 @@ pub(crate) async fn run(
         let reply = match &target.uri {
             Ok(uri) => {
                 let spec = &target.spec;
-                let body = request::body(spec, &job.job, started_at);
-                let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
-                let send = transport.post(Outbound {
-                    uri,
-                    headers,
-                    body,
-                    timeout: spec.timeout,
-                });
-                tokio::select! {
-                    reply = send => Some(reply),
-                    _ = cancel.cancelled() => None,
+                let built = std::time::Instant::now();
+                let body = tokio::select! {
+                    body = request::body(&target, &job.job, started_at, &transforms) => body,
+                    _ = cancel.cancelled() => return finish(done, job, target, started_at, None),
+                };
+                match body {
+                    // A failed transformation: recorded like any failed
+                    // attempt, retried on the schedule, nothing sent.
+                    Err(why) => Some(Reply::failed(AttemptErrorKind::Transformation, why, built.elapsed())),
+                    Ok(body) => {
+                        let headers = request::headers(spec, job.job.msg_id.as_str(), started_at, &body);
+                        let send = transport.post(Outbound {
+                            uri,
+                            headers,
+                            body,
+                            timeout: spec.timeout,
+                        });
+                        tokio::select! {
+                            reply = send => Some(reply),
+                            _ = cancel.cancelled() => None,
+                        }
+                    }
                 }
             }
             Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
         };
-        let _ = done.send(Done {
-            job,
-            target,
-            started_at,
-            reply,
-        });
+        finish(done, job, target, started_at, reply);
     }
     .instrument(span)
     .await
+}
+
+fn finish(
+    done: mpsc::UnboundedSender<Done>,
+    job: Job,
+    target: Arc<Target>,
+    started_at: DateTime<Utc>,
+    reply: Option<Reply>,
+) {
+    let _ = done.send(Done {
+        job,
+        target,
+        started_at,
+        reply,
+    });
 }
 
 /// What an answer says about the endpoint's load and reachability.
@@ -126,6 +149,8 @@ pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
         Some(AttemptErrorKind::Timeout | AttemptErrorKind::Connect | AttemptErrorKind::Dns | AttemptErrorKind::Tls) => {
             Answer::Unreachable
         }
+        // No request was made: nothing learned about the endpoint.
+        Some(AttemptErrorKind::Transformation) => Answer::NotSent,
     }
 }
 
@@ -227,6 +252,10 @@ mod tests {
         assert_eq!(
             answer(&reply(0, Some(AttemptErrorKind::Blocked), 0), t),
             Answer::Rejected
+        );
+        assert_eq!(
+            answer(&reply(0, Some(AttemptErrorKind::Transformation), 5), t),
+            Answer::NotSent
         );
     }
 }

@@ -1,25 +1,51 @@
 //! What goes on the wire for one attempt: the body (the payload exactly as
-//! stored, or the endpoint's template filled in) and the Standard Webhooks
+//! stored, the endpoint's template filled in, or what its jq transformation
+//! yields) and the Standard Webhooks
 //! headers, duplicated under the `svix-*` names so that receivers using Svix
 //! libraries verify too.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald_core::model::DeliveryTarget;
 use herald_core::signing::{EndpointSecret, hex_body_signature, signature_header};
-use herald_core::transform::RenderContext;
+use herald_core::transform::{EndpointContext, RenderContext, TransformInput};
 use herald_store::DeliveryJob;
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::attempt::Target;
+use crate::transforms::Transforms;
 use crate::transport::header_map;
 
-/// The body of the attempt starting at `started_at`: a template is rendered
-/// per attempt, since it may show the attempt's number and time.
-pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateTime<Utc>) -> Bytes {
-    let Some(template) = &target.payload_template else {
-        return job.payload.clone();
+/// The body of the attempt starting at `started_at`: a transformation is
+/// run (on the transformation threads) and a template rendered per attempt,
+/// since either may show the attempt's number and time. `Err` says why the
+/// transformation gave no body; no request is made then.
+pub(crate) async fn body(
+    target: &Arc<Target>,
+    job: &DeliveryJob,
+    started_at: DateTime<Utc>,
+    transforms: &Transforms,
+) -> Result<Bytes, String> {
+    let spec = &target.spec;
+    match &spec.transformation {
+        Some(Err(e)) => return Err(format!("the stored transformation no longer compiles: {e}")),
+        Some(Ok(_)) => {
+            let (target, job) = (target.clone(), job.clone());
+            let ran = transforms.run(move || transform(&target.spec, &job, started_at)).await;
+            return ran.unwrap_or_else(|| Err("the transformation threads are shutting down".to_owned()));
+        }
+        None => {}
+    }
+    let Some(template) = &spec.payload_template else {
+        return Ok(job.payload.clone());
     };
-    Bytes::from(template.render(&RenderContext {
+    Ok(Bytes::from(template.render(&render_context(job, started_at))))
+}
+
+fn render_context(job: &DeliveryJob, started_at: DateTime<Utc>) -> RenderContext<'_> {
+    RenderContext {
         msg_id: job.msg_id.as_str(),
         event_type: job.event_type.as_str(),
         msg_created_at: job.msg_created_at,
@@ -27,7 +53,25 @@ pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateT
         attempt_number: job.attempts + 1,
         attempt_timestamp: started_at.timestamp(),
         first_sent_at: job.first_attempt_at.unwrap_or(started_at),
-    }))
+    }
+}
+
+/// Runs the target's transformation for this attempt, on the calling
+/// thread (one with the stack a run needs).
+fn transform(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateTime<Utc>) -> Result<Bytes, String> {
+    let Some(Ok(program)) = &target.transformation else {
+        return Err("no transformation".to_owned());
+    };
+    let input = TransformInput {
+        delivery: render_context(job, started_at),
+        endpoint: EndpointContext {
+            id: target.endpoint_id.as_str(),
+            uid: target.uid.as_ref().map(|u| u.as_str()),
+            url: target.url.as_str(),
+            metadata: &target.metadata,
+        },
+    };
+    program.run(&input).map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// The headers of an attempt started at `started_at`: during a rotation's

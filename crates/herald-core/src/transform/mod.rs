@@ -17,7 +17,7 @@ mod jq;
 mod template;
 
 pub use jq::{
-    CompileError, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, EndpointContext, Limits, MAX_TRANSFORMATION_BYTES,
-    TransformError, TransformInput, Transformation,
+    CompileError, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT, EndpointContext, Limits, MAX_SOURCE_NESTING, MAX_STEPS,
+    MAX_TRANSFORMATION_BYTES, RUN_STACK_BYTES, TransformError, TransformInput, Transformation,
 };
 pub use template::{MAX_TEMPLATE_BYTES, PayloadTemplate, RenderContext, TemplateError, Var};

@@ -35,7 +35,12 @@ use crate::lane::{Lane, LaneConfig, fair_share};
 use crate::pace::Pace;
 use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
+use crate::transforms::Transforms;
 use crate::transport::Transport;
+
+/// Threads that run jq transformations (`transforms.rs`); one per core of
+/// the machines Herald is measured on.
+const TRANSFORM_THREADS: usize = 2;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
 use health::Health;
@@ -65,6 +70,8 @@ struct LaneState {
 pub(crate) struct Scheduler {
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
+    /// Where attempts run their endpoints' jq transformations.
+    transforms: Arc<Transforms>,
     cfg: EngineConfig,
     lane_cfg: LaneConfig,
     shared: Arc<Shared>,
@@ -118,6 +125,7 @@ impl Scheduler {
             lane_cfg: cfg.lane_config(),
             store,
             transport,
+            transforms: Arc::new(Transforms::start(TRANSFORM_THREADS).expect("start the transformation threads")),
             cfg,
             shared,
             records: channels.records,
@@ -379,6 +387,7 @@ impl Scheduler {
             self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(attempt::run(
                 self.transport.clone(),
+                self.transforms.clone(),
                 target,
                 job,
                 ls.cancel.clone(),
