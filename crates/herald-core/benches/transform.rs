@@ -17,7 +17,8 @@ const MSG_ID: &str = "msg_2Qh7a5ZKQ1bW8cX3dE4fG5hI6jK";
 
 const ALARM_TEMPLATE: &str = r#"{"event": "{{msg.eventType}}", "webhook_id": "{{msg.id}}",
     "timestamp": "{{attempt.timestamp}}", "data": "{{msg.payload}}"}"#;
-const ALARM_JQ: &str = "{event: .msg.eventType, webhook_id: .msg.id, timestamp: .attempt.timestamp, data: .msg.payload}";
+const ALARM_JQ: &str =
+    "{event: .msg.eventType, webhook_id: .msg.id, timestamp: .attempt.timestamp, data: .msg.payload}";
 const CRM_JQ: &str = "{_id: .msg.id, event: .msg.eventType, createdAt: .msg.timestamp,
     deliveryAttempts: .attempt.number, firstSentAt: .attempt.firstSentAt, items: [.msg.payload],
     infoWebhook: {verifyToken: .endpoint.metadata.verifyToken}}";
@@ -30,7 +31,10 @@ fn per_attempt(c: &mut Criterion) {
     let alarm = Transformation::compile(ALARM_JQ).expect("compiles");
     let crm = Transformation::compile(CRM_JQ).expect("compiles");
     for size in [256usize, 4096] {
-        let payload = format!(r#"{{"zone":3,"armed":true,"pad":"{}"}}"#, "x".repeat(size.saturating_sub(34)));
+        let payload = format!(
+            r#"{{"zone":3,"armed":true,"pad":"{}"}}"#,
+            "x".repeat(size.saturating_sub(34))
+        );
         let input = TransformInput {
             delivery: RenderContext {
                 msg_id: MSG_ID,
@@ -64,7 +68,9 @@ fn per_attempt(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("compile");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("template_alarm", |b| b.iter(|| PayloadTemplate::parse(black_box(ALARM_TEMPLATE))));
+    group.bench_function("template_alarm", |b| {
+        b.iter(|| PayloadTemplate::parse(black_box(ALARM_TEMPLATE)))
+    });
     group.bench_function("jq_alarm", |b| b.iter(|| Transformation::compile(black_box(ALARM_JQ))));
     group.bench_function("jq_crm", |b| b.iter(|| Transformation::compile(black_box(CRM_JQ))));
     group.finish();

@@ -17,11 +17,10 @@ const CRM_TEMPLATE: &str = r#"{"_id": "{{msg.id}}", "event": "{{msg.eventType}}"
     "deliveryAttempts": "{{attempt.number}}", "firstSentAt": "{{attempt.firstSentAt}}",
     "sentAt": "{{attempt.timestamp}}", "items": ["{{msg.payload}}"], "infoWebhook": {"verifyToken": "vt-42"}}"#;
 
-#[tokio::test]
-async fn templated_bodies_are_built_per_attempt_and_signed_as_sent() {
-    let dir = temp_dir();
-    // The first retry (5 s) comes after ~5 ms.
-    let server = Server::start_with(dir.path(), ServerOptions::scaled(1000.0));
+/// A server whose first retry (5 s) comes after ~5 ms, and a receiver that
+/// fails the first request and takes the rest.
+async fn retrying_server_and_receiver(dir: &std::path::Path) -> (Server, Receiver) {
+    let server = Server::start_with(dir, ServerOptions::scaled(1000.0));
     let receiver = Receiver::start_with(Arc::new(|_, before| {
         if before == 0 {
             (500, Duration::ZERO, "not yet".into())
@@ -30,6 +29,13 @@ async fn templated_bodies_are_built_per_attempt_and_signed_as_sent() {
         }
     }))
     .await;
+    (server, receiver)
+}
+
+#[tokio::test]
+async fn templated_bodies_are_built_per_attempt_and_signed_as_sent() {
+    let dir = temp_dir();
+    let (server, receiver) = retrying_server_and_receiver(dir.path()).await;
     let app = server.create_app("crm").await;
     let template: Value = serde_json::from_str(CRM_TEMPLATE).unwrap();
     let (_, secret) = server
@@ -160,15 +166,7 @@ const ALARM_PROGRAM: &str = "{event: .msg.eventType, webhook_id: .msg.id, timest
 #[tokio::test]
 async fn jq_transformations_build_the_body_per_attempt_and_are_signed_as_sent() {
     let dir = temp_dir();
-    let server = Server::start_with(dir.path(), ServerOptions::scaled(1000.0));
-    let receiver = Receiver::start_with(Arc::new(|_, before| {
-        if before == 0 {
-            (500, Duration::ZERO, "not yet".into())
-        } else {
-            (200, Duration::ZERO, "ok".into())
-        }
-    }))
-    .await;
+    let (server, receiver) = retrying_server_and_receiver(dir.path()).await;
     let app = server.create_app("alarm").await;
     let (_, secret) = server
         .create_endpoint(
