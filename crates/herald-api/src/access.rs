@@ -139,7 +139,8 @@ fn action_in_app(method: &Method, rest: &[&str]) -> Action {
         ["endpoint", _, "secret"] if get => Action::ViewSecret,
         _ if get => Action::View,
         ["endpoint"] if post => Action::ManageEndpoint,
-        // A PATCH may change only the payload template, which
+        // A PATCH may change only the payload template or the
+        // transformation, which
         // `ManageTransformations` allows; the handler refuses anything more
         // to a token without `ManageEndpoint` (`allows_endpoint_patch`).
         ["endpoint", _] if method == Method::PATCH => Action::ManageTransformation,
@@ -161,7 +162,7 @@ fn not_permitted(action: Action) -> ApiError {
         Action::ViewSecret => "read endpoint secrets",
         Action::RotateSecret => "rotate endpoint secrets",
         Action::ManageEndpoint => "change endpoints",
-        Action::ManageTransformation => "change endpoint payload templates",
+        Action::ManageTransformation => "change endpoint payload templates and transformations",
         Action::CreateAttempts => "send, resend or recover messages",
         Action::Unrestricted => "use this route",
     };
@@ -212,9 +213,9 @@ pub(crate) async fn authorize(state: &AppState, caller: &Caller, method: &Method
 
 /// For the endpoint PATCH handler: a caller without `ManageEndpoint` got
 /// past the guard on `ManageTransformations`, so it may change only the
-/// payload template.
-pub(crate) fn allows_endpoint_patch(caller: &Caller, only_template: bool) -> Result<(), ApiError> {
-    if caller.allows(Action::ManageEndpoint) || only_template {
+/// payload template and the transformation.
+pub(crate) fn allows_endpoint_patch(caller: &Caller, only_transformations: bool) -> Result<(), ApiError> {
+    if caller.allows(Action::ManageEndpoint) || only_transformations {
         Ok(())
     } else {
         Err(not_permitted(Action::ManageEndpoint))

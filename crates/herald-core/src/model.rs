@@ -2,6 +2,7 @@
 //! endpoints a message fans out to, and the states a delivery moves through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use crate::health::{DisableRule, FailureStreak};
 use crate::ids::{AppId, AttemptId, EndpointId, MessageId};
 use crate::retry::RetryPolicy;
 use crate::signing::EndpointSecret;
-use crate::transform::PayloadTemplate;
+use crate::transform::{CompileError, PayloadTemplate, Transformation};
 use crate::validate::{Channel, EndpointUrl, EventTypeName, Uid};
 
 pub type Metadata = BTreeMap<String, String>;
@@ -73,6 +74,12 @@ pub struct EndpointSettings {
     /// being the payload as posted (SPEC §5).
     #[serde(with = "stored::template")]
     pub payload_template: Option<PayloadTemplate>,
+    /// Herald extension: the body is built by this jq program (its source,
+    /// checked to compile when saved; compiled again, once, when the
+    /// endpoint's delivery target is loaded). At most one of this and
+    /// `payload_template` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transformation: Option<String>,
     /// Herald extension: when failed deliveries are tried again; `None` is
     /// the server's default ([`RetryPolicy::default`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +158,7 @@ impl EndpointSettings {
             headers: BTreeMap::new(),
             timeout: DEFAULT_ENDPOINT_TIMEOUT,
             payload_template: None,
+            transformation: None,
             retry: None,
             body_signature: None,
             disable_rule: None,
@@ -252,7 +260,10 @@ pub fn subscribers<'a>(
 pub struct DeliveryTarget {
     pub endpoint_id: EndpointId,
     pub app_id: AppId,
+    /// With `metadata`, what a transformation sees of the endpoint.
+    pub uid: Option<Uid>,
     pub url: EndpointUrl,
+    pub metadata: Metadata,
     pub disabled: bool,
     /// The current secret (one; a list so tests and callers can sign with several).
     pub secrets: Vec<EndpointSecret>,
@@ -266,8 +277,14 @@ pub struct DeliveryTarget {
     /// `rateLimit`: requests per second at most.
     pub rate_limit: Option<u32>,
     pub body_signature: Option<BodySignature>,
-    /// `None`: the body is the payload exactly as posted.
+    /// `None` (and no transformation): the body is the payload exactly as
+    /// posted.
     pub payload_template: Option<PayloadTemplate>,
+    /// The endpoint's jq program, compiled once for this version of the
+    /// endpoint and shared by every attempt. An error when a stored program
+    /// no longer compiles: each attempt then fails with it, rather than
+    /// silently sending something else.
+    pub transformation: Option<Result<Arc<Transformation>, CompileError>>,
     pub disable_rule: DisableRule,
     /// `fifo`: one request at a time, in message order.
     pub fifo: bool,
@@ -287,10 +304,12 @@ impl DeliveryTarget {
     pub fn new(ep: Endpoint, secrets: Vec<EndpointSecret>) -> Self {
         let EndpointSettings {
             url,
+            metadata,
             disabled,
             headers,
             timeout,
             payload_template,
+            transformation,
             retry,
             body_signature,
             throttle_rate,
@@ -306,7 +325,9 @@ impl DeliveryTarget {
         Self {
             endpoint_id: ep.id,
             app_id: ep.app_id,
+            uid: ep.uid,
             url,
+            metadata,
             disabled,
             secrets,
             retiring: Vec::new(),
@@ -316,6 +337,7 @@ impl DeliveryTarget {
             rate_limit: throttle_rate.filter(|&r| r > 0),
             body_signature,
             payload_template,
+            transformation: transformation.map(|source| Transformation::compile(&source).map(Arc::new)),
             disable_rule: disable_rule.unwrap_or_default(),
             fifo,
             batch,
@@ -423,6 +445,9 @@ pub enum AttemptErrorKind {
     /// has no object to go in), so nothing was sent: the endpoint's
     /// configuration and the message's shape disagree.
     Body,
+    /// The endpoint's transformation failed for this attempt (an error,
+    /// a limit, not exactly one output): no request was made.
+    Transformation,
 }
 
 impl AttemptErrorKind {
@@ -436,6 +461,7 @@ impl AttemptErrorKind {
             Self::Blocked => "blocked",
             Self::Other => "other",
             Self::Body => "body",
+            Self::Transformation => "transformation",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -448,6 +474,7 @@ impl AttemptErrorKind {
             "blocked" => Self::Blocked,
             "other" => Self::Other,
             "body" => Self::Body,
+            "transformation" => Self::Transformation,
             _ => return None,
         })
     }
@@ -560,6 +587,10 @@ mod tests {
         s.filter_types = Some(vec![EventTypeName::parse("a.b").unwrap()]);
         s.payload_template = Some(PayloadTemplate::parse(r#"{"id": "{{msg.id}}"}"#).unwrap());
         let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert!(
+            json.get("transformation").is_none(),
+            "absent when unset, as rows written before it"
+        );
         assert_eq!(json["timeoutMs"], 2500);
         assert_eq!(json["throttleRate"], 7);
         assert_eq!(json["filterTypes"], serde_json::json!(["a.b"]));
@@ -567,6 +598,51 @@ mod tests {
         assert_eq!(json["payloadTemplate"], r#"{"id": "{{msg.id}}"}"#);
         let back: EndpointSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_transformation_is_stored_as_source_and_compiled_once_per_target() {
+        let mut s = EndpointSettings::new(EndpointUrl::parse("https://example.com/h").unwrap());
+        s.transformation = Some("{id: .msg.id}".to_owned());
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["transformation"], "{id: .msg.id}");
+        let back: EndpointSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+        let now = Utc::now();
+        let ep = |settings| Endpoint {
+            id: EndpointId::new(),
+            app_id: AppId::new(),
+            uid: Some(Uid::parse("door-1").unwrap()),
+            settings,
+            created_at: now,
+            updated_at: now,
+        };
+        let target = DeliveryTarget::new(ep(s.clone()), Vec::new());
+        assert_eq!(target.uid.as_ref().map(Uid::as_str), Some("door-1"));
+        assert!(matches!(&target.transformation, Some(Ok(t)) if t.source() == "{id: .msg.id}"));
+        s.transformation = Some("{id: nosuch}".to_owned());
+        let target = DeliveryTarget::new(ep(s), Vec::new());
+        assert!(
+            matches!(target.transformation, Some(Err(_))),
+            "kept as an error, not dropped"
+        );
+    }
+
+    #[test]
+    fn error_kinds_round_trip_through_their_names() {
+        for kind in [
+            AttemptErrorKind::Status,
+            AttemptErrorKind::Timeout,
+            AttemptErrorKind::Connect,
+            AttemptErrorKind::Tls,
+            AttemptErrorKind::Dns,
+            AttemptErrorKind::Blocked,
+            AttemptErrorKind::Other,
+            AttemptErrorKind::Transformation,
+        ] {
+            assert_eq!(AttemptErrorKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(AttemptErrorKind::Transformation.as_str(), "transformation");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::lane::Answer;
-use crate::request;
+use crate::request::{self, Unsent};
 use crate::ticket::Job;
+use crate::transforms::Transforms;
 use crate::transport::{Outbound, Reply, Transport, wire_uri};
 
 /// Bounds of `herald_attempt_duration_seconds`, in microseconds: 5 ms to
@@ -79,6 +80,7 @@ pub(crate) struct Done {
 /// endpoint's, whose body is their array even when it holds one).
 pub(crate) async fn run(
     transport: Arc<Transport>,
+    transforms: Arc<Transforms>,
     target: Arc<Target>,
     jobs: Vec<Job>,
     cancel: CancellationToken,
@@ -91,8 +93,21 @@ pub(crate) async fn run(
         let reply = match &target.uri {
             Ok(uri) => {
                 let spec = &target.spec;
-                let (id, built) = request::build(spec, &jobs, started_at);
+                let building = std::time::Instant::now();
+                let (id, built) = tokio::select! {
+                    built = request::build(&target, &jobs, started_at, &transforms) => built,
+                    _ = cancel.cancelled() => (std::borrow::Cow::Borrowed(""), Err(Unsent::Canceled)),
+                };
                 match built {
+                    Err(Unsent::Canceled) => None,
+                    // A failed transformation: recorded like any failed
+                    // attempt, retried on the schedule, nothing sent.
+                    Err(Unsent::Transformation(why)) => {
+                        Some(Reply::failed(AttemptErrorKind::Transformation, why, building.elapsed()))
+                    }
+                    Err(Unsent::Body(why)) => {
+                        Some(Reply::failed(AttemptErrorKind::Body, why.to_string(), Duration::ZERO))
+                    }
                     Ok(body) => {
                         let headers = request::headers(spec, &id, started_at, &body);
                         let send = transport.post(Outbound {
@@ -106,7 +121,6 @@ pub(crate) async fn run(
                             _ = cancel.cancelled() => None,
                         }
                     }
-                    Err(why) => Some(Reply::failed(AttemptErrorKind::Body, why.to_string(), Duration::ZERO)),
                 }
             }
             Err(why) => Some(Reply::failed(AttemptErrorKind::Other, why.clone(), Duration::ZERO)),
@@ -135,8 +149,8 @@ pub(crate) fn answer(reply: &Reply, timeout: Duration) -> Answer {
         Some(AttemptErrorKind::Timeout | AttemptErrorKind::Connect | AttemptErrorKind::Dns | AttemptErrorKind::Tls) => {
             Answer::Unreachable
         }
-        // Nothing was sent: the endpoint told us nothing.
-        Some(AttemptErrorKind::Body) => Answer::NotSent,
+        // No request was made: nothing learned about the endpoint.
+        Some(AttemptErrorKind::Body | AttemptErrorKind::Transformation) => Answer::NotSent,
     }
 }
 
@@ -241,5 +255,9 @@ mod tests {
             Answer::Rejected
         );
         assert_eq!(answer(&reply(0, Some(AttemptErrorKind::Body), 0), t), Answer::NotSent);
+        assert_eq!(
+            answer(&reply(0, Some(AttemptErrorKind::Transformation), 5), t),
+            Answer::NotSent
+        );
     }
 }

@@ -54,8 +54,10 @@ pub(crate) enum Answer {
     Rejected,
     /// No answer at all: refused, timed out, DNS or TLS failure.
     Unreachable,
-    /// Not sent (the body could not be finished): says nothing about the
-    /// endpoint, so neither its limit nor its circuit moves.
+    /// No request was made (the transformation failed, or the body could
+    /// not be finished): neither the limit nor the circuit changes, except
+    /// that a probe that sent nothing waits its same interval for the next
+    /// one.
     NotSent,
 }
 
@@ -257,11 +259,18 @@ impl<J> Lane<J> {
     }
 
     pub fn finished(&mut self, cfg: &LaneConfig, now: Instant, answer: Answer) -> Transition {
+        self.in_flight = self.in_flight.saturating_sub(1);
         if answer == Answer::NotSent {
-            self.abandoned(now);
+            // A probe that sent nothing waits its same interval again, so
+            // a body that cannot be built is not tried in a loop.
+            if let Circuit::Probing { backoff } = self.circuit {
+                self.circuit = Circuit::Open {
+                    probe_at: now + backoff,
+                    backoff,
+                };
+            }
             return Transition::None;
         }
-        self.in_flight = self.in_flight.saturating_sub(1);
         if self.serial {
             return Transition::None;
         }
@@ -490,7 +499,11 @@ mod tests {
         l.start();
         assert_eq!(l.finished(&c, t1, Answer::NotSent), Transition::None);
         assert!(l.is_open(), "a probe not sent proves nothing");
-        assert_eq!(l.probe_at(), Some(t1), "and the next one may go at once");
+        assert_eq!(
+            l.probe_at(),
+            Some(t1 + c.first_probe),
+            "the next waits its interval again"
+        );
     }
 
     #[test]
@@ -507,6 +520,32 @@ mod tests {
             assert!(!l.is_open());
             assert!(l.wants_slot(t1), "back to normal sending");
         }
+    }
+
+    #[test]
+    fn an_attempt_that_sent_nothing_changes_neither_limit_nor_circuit() {
+        let (c, t0) = (cfg(), Instant::now());
+        let mut l = lane(100, 4);
+        for _ in 0..4 {
+            l.finished(&c, t0, Answer::NotSent);
+        }
+        assert_eq!(l.limit(), 4, "no halving");
+        for _ in 0..4 {
+            l.start();
+        }
+        l.finished(&c, t0, Answer::Unreachable);
+        l.finished(&c, t0, Answer::Unreachable);
+        l.finished(&c, t0, Answer::NotSent);
+        assert_eq!(
+            l.finished(&c, t0, Answer::Unreachable),
+            Transition::Opened,
+            "the unanswered count was not reset"
+        );
+        let t1 = l.probe_at().unwrap();
+        l.start();
+        assert_eq!(l.finished(&c, t1, Answer::NotSent), Transition::None);
+        assert!(l.is_open(), "a probe that sent nothing does not close it");
+        assert_eq!(l.probe_at(), Some(t1 + Duration::from_secs(1)), "nor doubles its wait");
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod request;
 pub mod retention;
 mod scheduler;
 mod ticket;
+mod transforms;
 pub mod transport;
 
 use std::future::Future;

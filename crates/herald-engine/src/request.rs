@@ -1,70 +1,76 @@
 //! What goes on the wire for one attempt: the body (the payload exactly as
-//! stored, or the endpoint's template filled in, then finished: the verify
-//! token put in and the encoding applied) and the Standard Webhooks
-//! headers, duplicated under the `svix-*` names so that receivers using Svix
-//! libraries verify too. Every signature covers the finished bytes.
+//! stored, the endpoint's template filled in, or what its jq transformation
+//! yields; then finished: the verify token put in and the encoding applied;
+//! for a batching endpoint, the array of its messages' bodies) and the
+//! Standard Webhooks headers, duplicated under the `svix-*` names so that
+//! receivers using Svix libraries verify too. Every signature covers the
+//! finished bytes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use herald_core::credentials::BodyError;
 use herald_core::model::DeliveryTarget;
 use herald_core::signing::{EndpointSecret, batch_webhook_id, hex_body_signature, signature_header};
-use herald_core::transform::RenderContext;
+use herald_core::transform::{EndpointContext, RenderContext, TransformInput};
 use herald_store::DeliveryJob;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
+use crate::attempt::Target;
 use crate::ticket::Job;
+use crate::transforms::Transforms;
 use crate::transport::header_map;
 
-/// The body of the attempt starting at `started_at`: a template is rendered
-/// per attempt, since it may show the attempt's number and time.
-pub(crate) fn body(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateTime<Utc>) -> Bytes {
-    let Some(template) = &target.payload_template else {
-        return job.payload.clone();
-    };
-    Bytes::from(template.render(&RenderContext {
-        msg_id: job.msg_id.as_str(),
-        event_type: job.event_type.as_str(),
-        msg_created_at: job.msg_created_at,
-        payload: &job.payload,
-        attempt_number: job.attempts + 1,
-        attempt_timestamp: started_at.timestamp(),
-        first_sent_at: job.first_attempt_at.unwrap_or(started_at),
-    }))
+/// Why an attempt's body could not be built: nothing is sent.
+#[derive(Debug)]
+pub(crate) enum Unsent {
+    /// The transformation gave no body.
+    Transformation(String),
+    /// The verify token has no object to go in.
+    Body(BodyError),
+    /// The endpoint was deleted while the body was being built.
+    Canceled,
 }
 
 /// The body as sent and the `webhook-id` it goes under, for one request:
 /// a delivery, or a batching endpoint's batch (its body their array even
-/// when it holds one). An error means the attempt fails unsent.
-pub(crate) fn build<'a>(
-    target: &DeliveryTarget,
+/// when it holds one, each message's body built and given its token as it
+/// would be alone, the array encoded once).
+pub(crate) async fn build<'a>(
+    target: &Arc<Target>,
     jobs: &'a [Job],
     started_at: DateTime<Utc>,
-) -> (Cow<'a, str>, Result<Bytes, BodyError>) {
-    if target.batch.is_none() {
+    transforms: &Transforms,
+) -> (Cow<'a, str>, Result<Bytes, Unsent>) {
+    let spec = &target.spec;
+    if spec.batch.is_none() {
         let job = &jobs[0].job;
-        return (
-            Cow::Borrowed(job.msg_id.as_str()),
-            finish(target, body(target, job, started_at)),
-        );
+        let built = match body(target, job, started_at, transforms).await {
+            Ok(b) => finish(spec, b).map_err(Unsent::Body),
+            Err(why) => Err(Unsent::Transformation(why)),
+        };
+        return (Cow::Borrowed(job.msg_id.as_str()), built);
     }
     let id = batch_webhook_id(jobs.iter().map(|j| j.job.msg_id.as_str()));
-    let array = || -> Result<Bytes, BodyError> {
-        let mut out = Vec::with_capacity(2 + jobs.iter().map(|j| j.job.payload.len() + 1).sum::<usize>());
-        out.push(b'[');
-        for (i, job) in jobs.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            // Each message's body as it would be alone, its token in it.
-            out.extend_from_slice(&with_token(target, body(target, &job.job, started_at))?);
+    let mut out = Vec::with_capacity(2 + jobs.iter().map(|j| j.job.payload.len() + 1).sum::<usize>());
+    out.push(b'[');
+    for (i, job) in jobs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        out.push(b']');
-        Ok(target.body_encoding.encode(Bytes::from(out)))
-    };
-    (Cow::Owned(id), array())
+        let one = match body(target, &job.job, started_at, transforms).await {
+            Ok(b) => with_token(spec, b).map_err(Unsent::Body),
+            Err(why) => Err(Unsent::Transformation(why)),
+        };
+        match one {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return (Cow::Owned(id), Err(e)),
+        }
+    }
+    out.push(b']');
+    (Cow::Owned(id), Ok(spec.body_encoding.encode(Bytes::from(out))))
 }
 
 /// The body as sent, from the JSON body however it was built: the verify
@@ -80,6 +86,62 @@ fn with_token(target: &DeliveryTarget, body: Bytes) -> Result<Bytes, BodyError> 
         Some(token) => Bytes::from(token.insert(&body)?),
         None => body,
     })
+}
+
+/// The body of the attempt starting at `started_at`: a transformation is
+/// run (on the transformation threads) and a template rendered per attempt,
+/// since either may show the attempt's number and time. `Err` says why the
+/// transformation gave no body; no request is made then.
+pub(crate) async fn body(
+    target: &Arc<Target>,
+    job: &DeliveryJob,
+    started_at: DateTime<Utc>,
+    transforms: &Transforms,
+) -> Result<Bytes, String> {
+    let spec = &target.spec;
+    match &spec.transformation {
+        Some(Err(e)) => return Err(format!("the stored transformation no longer compiles: {e}")),
+        Some(Ok(_)) => {
+            let (target, job) = (target.clone(), job.clone());
+            let ran = transforms.run(move || transform(&target.spec, &job, started_at)).await;
+            return ran.unwrap_or_else(|| Err("the transformation threads are shutting down".to_owned()));
+        }
+        None => {}
+    }
+    let Some(template) = &spec.payload_template else {
+        return Ok(job.payload.clone());
+    };
+    Ok(Bytes::from(template.render(&render_context(job, started_at))))
+}
+
+fn render_context(job: &DeliveryJob, started_at: DateTime<Utc>) -> RenderContext<'_> {
+    RenderContext {
+        msg_id: job.msg_id.as_str(),
+        event_type: job.event_type.as_str(),
+        msg_created_at: job.msg_created_at,
+        payload: &job.payload,
+        attempt_number: job.attempts + 1,
+        attempt_timestamp: started_at.timestamp(),
+        first_sent_at: job.first_attempt_at.unwrap_or(started_at),
+    }
+}
+
+/// Runs the target's transformation for this attempt, on the calling
+/// thread (one with the stack a run needs).
+fn transform(target: &DeliveryTarget, job: &DeliveryJob, started_at: DateTime<Utc>) -> Result<Bytes, String> {
+    let Some(Ok(program)) = &target.transformation else {
+        return Err("no transformation".to_owned());
+    };
+    let input = TransformInput {
+        delivery: render_context(job, started_at),
+        endpoint: EndpointContext {
+            id: target.endpoint_id.as_str(),
+            uid: target.uid.as_ref().map(|u| u.as_str()),
+            url: target.url.as_str(),
+            metadata: &target.metadata,
+        },
+    };
+    program.run(&input).map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// The headers of an attempt started at `started_at`: during a rotation's

@@ -35,6 +35,11 @@ pub struct EndpointIn {
     /// as raw text so its keys keep their order.
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
+    /// Herald extension: a jq program (at most 64 KiB of source) the
+    /// request body is built by, run on `{msg, attempt, endpoint}` and
+    /// yielding one value (SPEC §5, ADR 0005); not together with
+    /// `payloadTemplate`. Absent or null sends the payload as posted.
+    pub transformation: Option<String>,
     /// Herald extension: when failed deliveries are tried again; absent or
     /// null is the server's default schedule.
     pub retry_schedule: Option<RetryScheduleDto>,
@@ -85,6 +90,10 @@ pub struct EndpointPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Option<Box<RawValue>>>,
+    /// `null` removes the transformation.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub transformation: Option<Option<String>>,
     /// `null` goes back to the server's default schedule.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<RetryScheduleDto>)]
@@ -122,9 +131,10 @@ pub struct EndpointPatch {
 }
 
 impl EndpointPatch {
-    /// Whether the patch changes nothing but the payload template (what
-    /// `ManageTransformations` alone allows); `version` changes nothing.
-    pub fn only_template(&self) -> bool {
+    /// Whether the patch changes nothing but the payload template or the
+    /// transformation (what `ManageTransformations` alone allows);
+    /// `version` changes nothing.
+    pub fn only_transformations(&self) -> bool {
         let Self {
             url,
             description,
@@ -145,6 +155,7 @@ impl EndpointPatch {
             verify_token,
             body_encoding,
             payload_template: _,
+            transformation: _,
             version: _,
         } = self;
         url.is_none()
@@ -195,6 +206,9 @@ pub struct EndpointOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload_template: Option<Box<RawValue>>,
+    /// The jq program's source, as given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformation: Option<String>,
     /// Absent: the server's default schedule.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_schedule: Option<RetryScheduleDto>,
@@ -251,6 +265,7 @@ impl TryFrom<Endpoint> for EndpointOut {
             rate_limit: s.throttle_rate,
             timeout_secs: s.timeout.as_secs_f64(),
             payload_template,
+            transformation: s.transformation,
             retry_schedule: s.retry.as_ref().map(RetryScheduleDto::from),
             body_signature: s.body_signature.as_ref().map(BodySignatureDto::from),
             disable_rule: s.disable_rule.as_ref().map(DisableRuleDto::from),

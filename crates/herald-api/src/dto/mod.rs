@@ -313,7 +313,10 @@ pub struct MessageAttemptOut {
     pub status_text: &'static str,
     pub trigger_type: i64,
     pub timestamp: String,
-    /// Herald extension: why the attempt failed without a usable status.
+    /// Herald extension: why the attempt failed without a usable status:
+    /// `status`, `timeout`, `connect`, `tls`, `dns`, `blocked` (SSRF
+    /// guard), `other`, or `transformation` (the endpoint's jq program
+    /// failed; nothing was sent, `response` says why).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub error_kind: Option<&'static str>,

@@ -10,7 +10,7 @@ use axum::{Extension, Json, Router};
 use herald_core::EndpointId;
 use herald_core::model::{DEFAULT_ENDPOINT_TIMEOUT, Endpoint, EndpointSettings};
 use herald_core::signing::EndpointSecret;
-use herald_core::transform::PayloadTemplate;
+use herald_core::transform::{PayloadTemplate, Transformation};
 use herald_core::validate::{EndpointUrl, EventTypeName};
 use herald_store::{NewEndpoint, Order, StoreError};
 use serde_json::value::RawValue;
@@ -185,6 +185,7 @@ fn new_endpoint(s: &AppState, mut body: EndpointIn) -> ApiResult<NewEndpoint> {
     let secret = super::parse_secret(body.secret.take(), "secret")?.unwrap_or_else(EndpointSecret::generate_symmetric);
     let uid = parse_uid(body.uid.take(), "uid")?;
     let settings = settings(s, body)?;
+    check_one_body_form(&settings)?;
     check_signature_key(&settings, &secret)?;
     Ok(NewEndpoint { uid, settings, secret })
 }
@@ -232,6 +233,7 @@ fn settings(s: &AppState, body: EndpointIn) -> ApiResult<EndpointSettings> {
         headers: parse_headers(body.headers)?,
         timeout: parse_timeout(body.timeout_secs)?.unwrap_or(DEFAULT_ENDPOINT_TIMEOUT),
         payload_template: parse_template(body.payload_template)?,
+        transformation: parse_transformation(body.transformation)?,
         retry: body.retry_schedule.map(RetryScheduleDto::parse).transpose()?,
         body_signature: body.body_signature.map(|b| b.parse(RESERVED_HEADERS)).transpose()?,
         disable_rule: body.disable_rule.map(DisableRuleDto::parse).transpose()?,
@@ -255,6 +257,29 @@ fn parse_template(raw: Option<Box<RawValue>>) -> ApiResult<Option<PayloadTemplat
     PayloadTemplate::parse(raw.get())
         .map(Some)
         .map_err(|e| ApiError::invalid_msg(&["body", "payloadTemplate"], "value_error.template", e.to_string()))
+}
+
+/// A jq program, checked to compile (it is compiled again, once, when
+/// the endpoint's delivery target is loaded).
+fn parse_transformation(source: Option<String>) -> ApiResult<Option<String>> {
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    Transformation::compile(&source)
+        .map(|_| Some(source))
+        .map_err(|e| ApiError::invalid_msg(&["body", "transformation"], "value_error.transformation", e.to_string()))
+}
+
+/// A body is built one way: a template or a transformation, not both.
+fn check_one_body_form(settings: &EndpointSettings) -> ApiResult<()> {
+    if settings.payload_template.is_some() && settings.transformation.is_some() {
+        return Err(ApiError::invalid_msg(
+            &["body", "transformation"],
+            "value_error.transformation",
+            "set payloadTemplate or transformation, not both",
+        ));
+    }
+    Ok(())
 }
 
 /// Svix's rule: an endpoint may filter only on event types that exist. One
@@ -354,7 +379,7 @@ async fn patch_endpoint(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointPatch>,
 ) -> ApiResult<Json<EndpointOut>> {
-    access::allows_endpoint_patch(&caller, body.only_template())?;
+    access::allows_endpoint_patch(&caller, body.only_transformations())?;
     let app = s.store.get_app(&app_id).await?;
     let mut ep = s.store.get_endpoint(&app.id, &endpoint_id).await?;
     let before = ep.clone();
@@ -392,6 +417,11 @@ async fn patch_endpoint(
     if let Some(template) = body.payload_template {
         set.payload_template = parse_template(template)?;
     }
+    if let Some(transformation) = body.transformation {
+        set.transformation = parse_transformation(transformation)?;
+    }
+    // On the merged result: a PATCH may set one while the other is stored.
+    check_one_body_form(set)?;
     if let Some(retry) = body.retry_schedule {
         set.retry = retry.map(RetryScheduleDto::parse).transpose()?;
     }

@@ -37,7 +37,12 @@ use crate::lane::{Lane, LaneConfig, fair_share};
 use crate::pace::Pace;
 use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
+use crate::transforms::Transforms;
 use crate::transport::Transport;
+
+/// Threads that run jq transformations (`transforms.rs`); one per core of
+/// the machines Herald is measured on.
+const TRANSFORM_THREADS: usize = 2;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
 use health::Health;
@@ -91,6 +96,8 @@ impl LaneState {
 pub(crate) struct Scheduler {
     store: Arc<dyn Store>,
     transport: Arc<Transport>,
+    /// Where attempts run their endpoints' jq transformations.
+    transforms: Arc<Transforms>,
     cfg: EngineConfig,
     lane_cfg: LaneConfig,
     shared: Arc<Shared>,
@@ -144,6 +151,7 @@ impl Scheduler {
             lane_cfg: cfg.lane_config(),
             store,
             transport,
+            transforms: Arc::new(Transforms::start(TRANSFORM_THREADS).expect("start the transformation threads")),
             cfg,
             shared,
             records: channels.records,
@@ -448,6 +456,7 @@ impl Scheduler {
             self.shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(attempt::run(
                 self.transport.clone(),
+                self.transforms.clone(),
                 target,
                 jobs,
                 ls.cancel.clone(),

@@ -42,6 +42,7 @@ async fn endpoint_create_get_update_delete() {
                         payload_template: Some(template(
                             r#"{"event": "{{msg.eventType}}", "data": "{{msg.payload}}"}"#,
                         )),
+                        transformation: None,
                         retry: Some(herald_core::retry::RetryPolicy {
                             schedule: herald_core::retry::RetrySchedule::Delays(vec![
                                 Duration::from_secs(60),
@@ -136,6 +137,7 @@ async fn endpoint_create_get_update_delete() {
                     headers: BTreeMap::new(),
                     timeout: Duration::from_secs(30),
                     payload_template: Some(template(r#"["{{msg.id}}"]"#)),
+                    transformation: None,
                     retry: None,
                     body_signature: None,
                     disable_rule: None,

@@ -162,3 +162,36 @@ async fn bad_batches_get_a_422() {
     assert_eq!(status, 200, "{ok}");
     assert!(ok.get("batch").is_none(), "{ok}");
 }
+
+/// In a batch each message's body is built as it would be alone (here by
+/// a jq transformation) and given its verify token, then the array is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_of_a_batch_is_transformed_and_given_its_token() {
+    let dir = temp_dir();
+    let server = Server::start(dir.path());
+    let receiver = Receiver::start().await;
+    let app = server.create_app("batch").await;
+    server
+        .create_endpoint(
+            &app,
+            json!({
+                "url": format!("{}/hook", receiver.url),
+                "batch": {"maxEvents": 3, "maxWaitMs": 2000},
+                "transformation": "{id: .msg.id, n: .msg.payload.n}",
+                "verifyToken": {"pointer": "/auth/token", "token": "t0k"},
+            }),
+        )
+        .await;
+    let mut msgs = Vec::new();
+    for n in 0..3 {
+        msgs.push(server.send(&app, "batch.test", json!({"n": n})).await);
+    }
+    let got = receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
+    let body: Value = serde_json::from_slice(&got[0].body).expect("JSON");
+    let want: Vec<Value> = msgs
+        .iter()
+        .enumerate()
+        .map(|(n, id)| json!({"id": id, "n": n, "auth": {"token": "t0k"}}))
+        .collect();
+    assert_eq!(body, Value::Array(want), "one full batch, each element transformed");
+}

@@ -70,6 +70,13 @@ fn routes(t: &Seeded) -> Vec<(Method, &'static str, String, Option<Value>, Need)
             Template,
         ),
         (
+            Method::PATCH,
+            "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
+            format!("/app/{a}/endpoint/{e}/"),
+            Some(json!({"payloadTemplate": null, "transformation": "{id: .msg.id}"})),
+            Template,
+        ),
+        (
             Method::PUT,
             "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
             format!("/app/{a}/endpoint/{e}/headers/"),
@@ -289,6 +296,7 @@ async fn a_refused_change_changes_nothing_and_unknown_capabilities_are_422() {
     assert_eq!(status, 200, "the endpoint is still there: {ep}");
     assert_eq!(ep["description"], "", "{ep}");
     assert!(ep.get("payloadTemplate").is_none(), "{ep}");
+    assert!(ep.get("transformation").is_none(), "{ep}");
     let (_, secret_after) = server.get(&format!("/app/{}/endpoint/{}/secret/", t.app, t.ep)).await;
     assert_eq!(secret_before, secret_after, "the secret was not rotated");
     let (_, headers) = server.get(&format!("/app/{}/endpoint/{}/headers/", t.app, t.ep)).await;
@@ -315,6 +323,15 @@ async fn a_refused_change_changes_nothing_and_unknown_capabilities_are_422() {
         Method::PATCH,
         &format!("/app/{}/endpoint/{}/", t.app, t.ep),
         Some(json!({"payloadTemplate": {"a": "{{msg.id}}"}, "url": "https://evil.example.com/"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = call(
+        &server,
+        &tok,
+        Method::PATCH,
+        &format!("/app/{}/endpoint/{}/", t.app, t.ep),
+        Some(json!({"transformation": ".", "url": "https://evil.example.com/"})),
     )
     .await;
     assert_eq!(status, 403, "{text}");

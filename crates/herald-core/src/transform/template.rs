@@ -153,7 +153,7 @@ impl PayloadTemplate {
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
+pub(super) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -362,12 +362,13 @@ fn split_placeholders(s: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use chrono::TimeZone;
 
-    fn ctx() -> RenderContext<'static> {
+    /// One attempt of an alarm message, for this module's tests and jq's.
+    pub(in crate::transform) fn ctx() -> RenderContext<'static> {
         RenderContext {
             msg_id: "msg_1",
             event_type: "alarm.triggered",
