@@ -296,16 +296,7 @@ fn endpoint_settings_migration_refuses_bad_json() {
 /// delivery too).
 #[test]
 fn the_backlog_count_reads_only_partial_indexes() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    migrate(&mut conn).unwrap();
-    let mut stmt = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::super::queue::BACKLOG))
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map([], |r| r.get(3))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let plan = plan_of(super::super::queue::BACKLOG);
     let reads: Vec<&String> = plan.iter().filter(|l| l.contains("delivery")).collect();
     assert_eq!(reads.len(), 3, "{plan:?}");
     assert!(reads[0].contains("INDEX delivery_due"), "{plan:?}");
@@ -357,16 +348,7 @@ fn queue_statements_are_prepared_once_for_any_binding() {
 /// endpoint; it never walks the table.
 #[test]
 fn the_ordered_heads_are_found_through_their_index() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    migrate(&mut conn).unwrap();
-    let mut stmt = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::super::fifo::HEADS))
-        .unwrap();
-    let plan: Vec<String> = stmt
-        .query_map([], |r| r.get(3))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let plan = plan_of(super::super::fifo::HEADS);
     let reads: Vec<&String> = plan.iter().filter(|l| l.contains(" delivery")).collect();
     assert!(!reads.is_empty(), "{plan:?}");
     for read in reads {
@@ -375,4 +357,15 @@ fn the_ordered_heads_are_found_through_their_index() {
             "{plan:?}"
         );
     }
+}
+
+/// The query plan's lines for `sql` on a freshly migrated database.
+fn plan_of(sql: &str) -> Vec<String> {
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrate(&mut conn).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -53,20 +53,6 @@ async fn send_and_settle(server: &Server, app: &str, n: u32) {
     assert_eq!(attempts.len(), 1, "message {n}: {attempts:?}");
 }
 
-async fn disabled(server: &Server, path: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, ep) = server.get(path).await;
-        if ep["disabled"] == true {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consecutive_failed_messages_disable_and_a_success_resets_the_count() {
     let dir = temp_dir();
@@ -95,13 +81,13 @@ async fn consecutive_failed_messages_disable_and_a_success_resets_the_count() {
     send_and_settle(&server, &app, 4).await;
     send_and_settle(&server, &app, 5).await;
     assert!(
-        !disabled(&server, &path, Duration::from_millis(300)).await,
+        !server.disabled_within(&path, Duration::from_millis(300)).await,
         "a success reset the count"
     );
 
     send_and_settle(&server, &app, 6).await;
     assert!(
-        disabled(&server, &path, Duration::from_secs(10)).await,
+        server.disabled_within(&path, Duration::from_secs(10)).await,
         "the third in a row disables it"
     );
     let got = receiver
@@ -127,7 +113,7 @@ async fn consecutive_failed_messages_disable_and_a_success_resets_the_count() {
     assert_eq!(code, 200, "{read}");
     send_and_settle(&server, &app, 8).await;
     assert!(
-        !disabled(&server, &path, Duration::from_millis(300)).await,
+        !server.disabled_within(&path, Duration::from_millis(300)).await,
         "one failure after enabling is not three"
     );
 }
@@ -157,14 +143,14 @@ async fn failing_for_a_duration_disables_across_a_restart() {
     receiver.wait_until(Duration::from_secs(10), |r| !r.is_empty()).await;
     let first = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(!disabled(&server, &path, Duration::ZERO).await, "not yet");
+    assert!(!server.disabled_within(&path, Duration::ZERO).await, "not yet");
 
     // A restart halfway: the streak goes on from its first failure.
     server.kill();
     let restarted_at = chrono::Utc::now();
     let server = Server::start_with(dir.path(), ServerOptions::scaled(SCALE));
     assert!(
-        disabled(&server, &path, Duration::from_secs(15)).await,
+        server.disabled_within(&path, Duration::from_secs(15)).await,
         "disabled after 3 s of failure"
     );
     let off_at = chrono::Utc::now();

@@ -224,6 +224,22 @@ impl Server {
         msg["id"].as_str().expect("id").to_owned()
     }
 
+    /// Polls the endpoint at `path` until it reads back disabled (true) or
+    /// `within` has passed (false).
+    pub async fn disabled_within(&self, path: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, ep) = self.get(path).await;
+            if ep["disabled"] == true {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls the attempts of a message until `done` holds or the time is up.
     pub async fn wait_attempts(
         &self,

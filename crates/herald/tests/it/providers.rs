@@ -55,20 +55,6 @@ fn failing(path: &'static str, fails: usize, status: u16) -> crate::harness::Beh
     })
 }
 
-async fn disabled(server: &Server, path: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, ep) = server.get(path).await;
-        if ep["disabled"] == true {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaster_basic_auth_and_retries_a_minute_apart_more_each_time() {
     const SCALE: f64 = 120.0;
@@ -185,10 +171,13 @@ async fn chekt_hmac_envelope_test_event_and_disabling_after_three() {
             )
             .await;
     }
-    assert!(!disabled(&server, &path, Duration::from_secs(5)).await, "two given up");
+    assert!(
+        !server.disabled_within(&path, Duration::from_secs(5)).await,
+        "two given up"
+    );
     server.send(&app, "alarm.triggered", json!({"n": 2})).await;
     assert!(
-        disabled(&server, &path, Duration::from_secs(10)).await,
+        server.disabled_within(&path, Duration::from_secs(10)).await,
         "the third disables it"
     );
     let (status, ep) = server
@@ -293,7 +282,10 @@ async fn chative_verify_token_envelope_five_retries_then_deactivated_and_recover
         assert_eq!(body["items"], json!([{"text": "hi", "from": "u9"}]));
         assert!(body["createdAt"].is_string());
     }
-    assert!(disabled(&server, &path, Duration::from_secs(10)).await, "deactivated");
+    assert!(
+        server.disabled_within(&path, Duration::from_secs(10)).await,
+        "deactivated"
+    );
     let (_, read) = server.get(&path).await;
     assert!(!read.to_string().contains(&token), "the token is never shown: {read}");
 
