@@ -7,6 +7,7 @@
 //! `Debug` never prints them, and the settings document's serde shape skips
 //! them, so the store keeps them only where it seals them ([`SecretParts`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -292,6 +293,21 @@ impl BodyEncoding {
     }
 }
 
+/// The header names whose values are credentials: sealed at rest with the
+/// rest of an endpoint's secret parts and never shown (Svix's list; names
+/// lower-case, as Herald keeps them).
+pub const SENSITIVE_HEADERS: &[&str] = &[
+    "x-auth-token",
+    "www-authenticate",
+    "authorization",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+pub fn is_sensitive_header(name: &str) -> bool {
+    SENSITIVE_HEADERS.contains(&name)
+}
+
 /// The secret halves of an endpoint's credentials, in the one document the
 /// store seals (with the key that seals endpoint secrets), apart from the
 /// settings document that holds the rest.
@@ -302,6 +318,9 @@ pub struct SecretParts {
     basic_auth_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verify_token: Option<String>,
+    /// The values of its sensitive custom headers, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for SecretParts {
@@ -316,6 +335,12 @@ impl SecretParts {
         let parts = Self {
             basic_auth_password: settings.basic_auth.as_ref().map(|b| b.password.expose().to_owned()),
             verify_token: settings.verify_token.as_ref().map(|v| v.token.expose().to_owned()),
+            headers: settings
+                .headers
+                .iter()
+                .filter(|(name, _)| is_sensitive_header(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
         };
         (parts != Self::default()).then_some(parts)
     }
@@ -327,7 +352,16 @@ impl SecretParts {
         let Self {
             basic_auth_password,
             verify_token,
+            headers,
         } = parts.unwrap_or_default();
+        // A sensitive header's value is in the settings document only as a
+        // blank (or, written before values were sealed, in plain).
+        for (name, value) in headers {
+            match settings.headers.get_mut(&name) {
+                Some(slot) => *slot = value,
+                None => return Err(format!("a sealed value for header {name}, which is not set")),
+            }
+        }
         match (&mut settings.basic_auth, basic_auth_password) {
             (Some(b), Some(p)) => b.password = Credential::new(p),
             (None, None) => {}

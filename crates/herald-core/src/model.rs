@@ -65,7 +65,10 @@ pub struct EndpointSettings {
     /// `None` (or empty) receives messages on any channel or none.
     pub channels: Option<Vec<Channel>>,
     pub throttle_rate: Option<u32>,
-    /// Extra headers sent with every delivery to this endpoint.
+    /// Extra headers sent with every delivery to this endpoint. Stored
+    /// with sensitive values blank: those are sealed apart
+    /// ([`crate::credentials::SecretParts`]).
+    #[serde(serialize_with = "stored::headers")]
     pub headers: BTreeMap<String, String>,
     /// Herald extension: per-endpoint request timeout.
     #[serde(rename = "timeoutMs", with = "stored::millis")]
@@ -192,6 +195,24 @@ mod stored {
                 ms => Ok(Duration::from_millis(ms)),
             }
         }
+    }
+
+    /// Custom headers with every sensitive value blank.
+    pub fn headers<S: serde::Serializer>(
+        headers: &std::collections::BTreeMap<String, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(headers.len()))?;
+        for (name, value) in headers {
+            let shown = if crate::credentials::is_sensitive_header(name) {
+                ""
+            } else {
+                value.as_str()
+            };
+            map.serialize_entry(name, shown)?;
+        }
+        map.end()
     }
 
     pub mod template {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use herald_core::credentials::is_sensitive_header;
 use herald_core::model::DeliveryStatus;
 use herald_store::{EndpointMessage, MessageDestination, Task};
 use serde::{Deserialize, Serialize};
@@ -45,22 +46,11 @@ pub struct EndpointHeadersOut {
     pub sensitive: Vec<String>,
 }
 
-/// The header names whose values Svix does not return (lower-case, as
-/// Herald stores names).
-const SENSITIVE_HEADERS: &[&str] = &[
-    "x-auth-token",
-    "www-authenticate",
-    "authorization",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
-
 impl EndpointHeadersOut {
     /// `headers` as shown: the sensitive ones by name only.
     pub fn redacted(headers: BTreeMap<String, String>) -> Self {
-        let (sensitive, headers): (BTreeMap<_, _>, BTreeMap<_, _>) = headers
-            .into_iter()
-            .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.as_str()));
+        let (sensitive, headers): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            headers.into_iter().partition(|(name, _)| is_sensitive_header(name));
         Self {
             headers,
             sensitive: sensitive.into_keys().collect(),

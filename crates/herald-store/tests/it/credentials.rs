@@ -19,6 +19,14 @@ fn with_credentials(s: &mut EndpointSettings, password: &str, token: &str) {
     });
 }
 
+/// A sensitive custom header (sealed) beside an ordinary one (plain).
+const BEARER: &str = "Bearer hdr-5e0b7c2a19f4d6";
+
+fn with_headers(s: &mut EndpointSettings) {
+    s.headers.insert("authorization".into(), BEARER.into());
+    s.headers.insert("x-team".into(), "billing-4d2c".into());
+}
+
 #[tokio::test]
 async fn credentials_are_sealed_on_disk_and_whole_when_read() {
     each_backend(|b| async move {
@@ -28,7 +36,10 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
         let id = endpoint(
             s,
             &a,
-            new_endpoint_with("https://x.example/", |s| with_credentials(s, password, token)),
+            new_endpoint_with("https://x.example/", |s| {
+                with_credentials(s, password, token);
+                with_headers(s);
+            }),
         )
         .await;
 
@@ -50,6 +61,16 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
             "the password is on disk in plain text"
         );
         assert!(!b.files_contain(token.as_bytes()), "the token is on disk in plain text");
+        assert!(
+            !b.files_contain(BEARER.as_bytes()),
+            "the authorization header is on disk in plain text"
+        );
+        assert!(
+            b.files_contain(b"billing-4d2c"),
+            "an ordinary header is a plain setting"
+        );
+        assert_eq!(read.settings.headers["authorization"], BEARER, "read back whole");
+        assert_eq!(targets[0].headers["authorization"], BEARER, "and sent");
         assert!(
             b.files_contain(b"chaster-user"),
             "the username is a plain setting (and the check sees the files)"
