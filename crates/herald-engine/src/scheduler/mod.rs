@@ -13,11 +13,13 @@
 //! - an open circuit's work waits parked in the store, not in memory, and
 //!   one probe at a time goes out (the earliest-due parked delivery).
 
+mod batch;
 mod failing;
 mod fifo;
 mod health;
 mod outcome;
 mod parking;
+mod shutdown;
 mod targets;
 mod timers;
 
@@ -25,7 +27,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use herald_core::model::BatchPolicy;
 use herald_core::{AppId, EndpointId};
 use herald_store::{DeliveryState, Held, Outcome, Store};
 use tokio::sync::mpsc;
@@ -469,25 +470,6 @@ impl Scheduler {
         self.fifo_fill(id);
     }
 
-    /// Whether a batching lane sends now: its batch is full, or its oldest
-    /// job has waited `maxWaitMs` (scaled); otherwise a wake is set for then.
-    fn batch_ready(&mut self, id: &EndpointId, batch: BatchPolicy, now: Instant) -> bool {
-        let Some(ls) = self.lanes.get_mut(id) else { return false };
-        if ls.lane.queued() >= batch.max_events as usize {
-            return true;
-        }
-        let Some(oldest) = ls.lane.front() else { return false };
-        let at = oldest.queued_at + attempt::scaled(batch.max_wait(), self.cfg.time_scale);
-        if at <= now {
-            return true;
-        }
-        if !ls.batch_wake {
-            ls.batch_wake = true;
-            self.timers.schedule(Wake::Batch(id.clone()), at);
-        }
-        false
-    }
-
     /// Gives freed slots to lanes that were waiting, in order.
     fn serve_ready(&mut self) {
         let mut turns = self.ready.len();
@@ -601,44 +583,5 @@ impl Scheduler {
         if self.records.send(Record::Outcome { outcome, leaving }).is_err() {
             tracing::error!("the recorder has stopped; an attempt result was not saved");
         }
-    }
-
-    /// Shutdown: start nothing new, let requests in flight finish within the
-    /// grace period, and hand every claim on unsent work back to the store.
-    async fn stop(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
-        self.stopping = true;
-        let deadline = Instant::now() + self.cfg.shutdown_grace;
-        while self.in_flight > 0 {
-            tokio::select! {
-                Some(done) = self.done_rx.recv() => self.on_done(done),
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(in_flight = self.in_flight, "stopping with requests still in flight; they will be retried");
-                    break;
-                }
-            }
-        }
-        events.close();
-        let mut unsent: Vec<Job> = Vec::new();
-        while let Ok(event) = events.try_recv() {
-            if let Event::Jobs(jobs) | Event::Claimed { jobs, .. } | Event::FifoClaimed { jobs, .. } = event {
-                unsent.extend(jobs);
-            }
-        }
-        for ls in self.lanes.values_mut() {
-            unsent.extend(ls.lane.drain());
-        }
-        unsent.extend(self.timers.drain_retries());
-        if !unsent.is_empty() {
-            tracing::info!(deliveries = unsent.len(), "returning unsent deliveries to the store");
-            let released = unsent.into_iter().map(|j| (self.held_of(&j), j)).collect();
-            let _ = self.records.send(Record::Release(released));
-        }
-        // Parked work goes back too, so another node need not wait for the hold to lapse.
-        for (id, ls) in &self.lanes {
-            if ls.parked {
-                let _ = self.records.send(Record::Unpark(id.clone()));
-            }
-        }
-        // Dropping `self.records` lets the recorder finish once it has written everything.
     }
 }
