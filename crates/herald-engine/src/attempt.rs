@@ -94,21 +94,22 @@ pub(crate) async fn run(
             Ok(uri) => {
                 let spec = &target.spec;
                 let building = std::time::Instant::now();
-                let (id, built) = tokio::select! {
-                    built = request::build(&target, &jobs, started_at, &transforms) => built,
-                    _ = cancel.cancelled() => (std::borrow::Cow::Borrowed(""), Err(Unsent::Canceled)),
+                let built = tokio::select! {
+                    built = request::build(&target, &jobs, started_at, &transforms) => Some(built),
+                    _ = cancel.cancelled() => None,
                 };
                 match built {
-                    Err(Unsent::Canceled) => None,
+                    // Canceled: the endpoint was deleted.
+                    None => None,
                     // A failed transformation: recorded like any failed
                     // attempt, retried on the schedule, nothing sent.
-                    Err(Unsent::Transformation(why)) => {
+                    Some((_, Err(Unsent::Transformation(why)))) => {
                         Some(Reply::failed(AttemptErrorKind::Transformation, why, building.elapsed()))
                     }
-                    Err(Unsent::Body(why)) => {
+                    Some((_, Err(Unsent::Body(why)))) => {
                         Some(Reply::failed(AttemptErrorKind::Body, why.to_string(), Duration::ZERO))
                     }
-                    Ok(body) => {
+                    Some((id, Ok(body))) => {
                         let headers = request::headers(spec, &id, started_at, &body);
                         let send = transport.post(Outbound {
                             uri,

@@ -30,8 +30,6 @@ pub(crate) enum Unsent {
     Transformation(String),
     /// The verify token has no object to go in.
     Body(BodyError),
-    /// The endpoint was deleted while the body was being built.
-    Canceled,
 }
 
 /// The body as sent and the `webhook-id` it goes under, for one request:
