@@ -40,15 +40,15 @@ use crate::recorder::{Record, Renewal};
 use crate::ticket::{Job, Shared};
 use crate::transforms::Transforms;
 use crate::transport::Transport;
-
-/// Threads that run jq transformations (`transforms.rs`); one per core of
-/// the machines Herald is measured on.
-const TRANSFORM_THREADS: usize = 2;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
 use health::Health;
 use targets::{TargetEntry, TargetsLoaded};
 use timers::{Timers, Wake};
+
+/// Threads that run jq transformations (`transforms.rs`); one per core of
+/// the machines Herald is measured on.
+const TRANSFORM_THREADS: usize = 2;
 
 struct LaneState {
     lane: Lane<Job>,
