@@ -38,6 +38,10 @@ impl ApiError {
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::Status(StatusCode::CONFLICT, detail.into(), "conflict")
     }
+    /// The store cannot be reached: nothing was written, try again.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::Status(StatusCode::SERVICE_UNAVAILABLE, detail.into(), "unavailable")
+    }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::Status(StatusCode::BAD_REQUEST, detail.into(), "bad_request")
     }
@@ -84,6 +88,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => Self::not_found(what),
             StoreError::Conflict(detail) => Self::conflict(detail),
             StoreError::Refused(detail) => Self::bad_request(detail),
+            StoreError::Unavailable(detail) => Self::unavailable(detail),
             other => Self::Internal(other.to_string()),
         }
     }

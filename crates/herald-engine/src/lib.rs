@@ -421,6 +421,10 @@ async fn forward_changes(
             Ok(Change::EndpointUpdated { endpoint_id, .. }) => Event::EndpointChanged(endpoint_id),
             Ok(Change::EndpointDeleted { endpoint_id, .. }) => Event::EndpointDeleted(endpoint_id),
             Ok(Change::AppDeleted { app_id }) => Event::AppDeleted(app_id),
+            Ok(Change::Missed) => {
+                tracing::warn!("the change feed may have missed changes; reloading every endpoint");
+                Event::Resync
+            }
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "fell behind the change feed; reloading every endpoint");
                 Event::Resync

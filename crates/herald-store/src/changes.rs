@@ -12,6 +12,10 @@ pub enum Change {
     EndpointDeleted { app_id: AppId, endpoint_id: EndpointId },
     /// Deleted with all its endpoints.
     AppDeleted { app_id: AppId },
+    /// Changes may have been missed (a shared database's notification
+    /// connection was lost and has just come back): everything cached from
+    /// the store is stale.
+    Missed,
 }
 
 /// How many changes a slow subscriber may fall behind by before it is told

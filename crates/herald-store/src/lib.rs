@@ -31,6 +31,7 @@ mod health;
 mod history;
 mod idempotency;
 mod metrics;
+pub mod postgres;
 mod queue;
 mod redeliver;
 mod resources;
@@ -68,6 +69,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(tokio_postgres::Error),
+    /// The database cannot be reached (down, restarting, or every pooled
+    /// connection is broken): nothing was written, and the caller may retry.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("could not commit: {0}")]
     Commit(String),
     #[error("storage I/O: {0}")]

@@ -57,22 +57,25 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
         assert_eq!(targets[0].verify_token.as_ref().unwrap().token.expose(), token);
 
         assert!(
-            !b.files_contain(password.as_bytes()),
+            !b.files_contain(password.as_bytes()).await,
             "the password is on disk in plain text"
         );
-        assert!(!b.files_contain(token.as_bytes()), "the token is on disk in plain text");
         assert!(
-            !b.files_contain(BEARER.as_bytes()),
+            !b.files_contain(token.as_bytes()).await,
+            "the token is on disk in plain text"
+        );
+        assert!(
+            !b.files_contain(BEARER.as_bytes()).await,
             "the authorization header is on disk in plain text"
         );
         assert!(
-            b.files_contain(b"billing-4d2c"),
+            b.files_contain(b"billing-4d2c").await,
             "an ordinary header is a plain setting"
         );
         assert_eq!(read.settings.headers["authorization"], BEARER, "read back whole");
         assert_eq!(targets[0].headers["authorization"], BEARER, "and sent");
         assert!(
-            b.files_contain(b"chaster-user"),
+            b.files_contain(b"chaster-user").await,
             "the username is a plain setting (and the check sees the files)"
         );
 
@@ -98,7 +101,7 @@ async fn credentials_are_sealed_on_disk_and_whole_when_read() {
         assert_eq!(after.settings.basic_auth, None);
         assert_eq!(after.settings.verify_token.as_ref().unwrap().token.expose(), new_token);
         assert!(
-            !b.files_contain(new_token.as_bytes()),
+            !b.files_contain(new_token.as_bytes()).await,
             "the new token is on disk in plain text"
         );
 

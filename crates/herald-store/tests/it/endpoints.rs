@@ -484,7 +484,7 @@ async fn endpoint_secret_is_encrypted_at_rest() {
         )
         .await;
 
-        let stored = b.raw_endpoint_secrets();
+        let stored = b.raw_endpoint_secrets().await;
         assert_eq!(stored.len(), 2);
         for (id, raw) in [(&ep, &raw_key), (&ep2, &raw_seed)] {
             let (_, blob) = stored.iter().find(|(i, _)| i == id.as_str()).unwrap();
@@ -495,9 +495,9 @@ async fn endpoint_secret_is_encrypted_at_rest() {
             assert!(blob.len() > raw.len(), "an encrypted secret carries a nonce and a tag");
         }
         let wire = secret.to_wire_string();
-        assert!(!b.files_contain(&raw_key), "raw key bytes found on disk");
-        assert!(!b.files_contain(&raw_seed), "raw ed25519 seed found on disk");
-        assert!(!b.files_contain(wire.as_bytes()), "whsec_ text found on disk");
+        assert!(!b.files_contain(&raw_key).await, "raw key bytes found on disk");
+        assert!(!b.files_contain(&raw_seed).await, "raw ed25519 seed found on disk");
+        assert!(!b.files_contain(wire.as_bytes()).await, "whsec_ text found on disk");
         // Two endpoints with the same secret are sealed differently (fresh nonces).
         let twin = endpoint(
             s,
@@ -508,7 +508,7 @@ async fn endpoint_secret_is_encrypted_at_rest() {
             },
         )
         .await;
-        let stored = b.raw_endpoint_secrets();
+        let stored = b.raw_endpoint_secrets().await;
         let blob_of = |id: &herald_core::EndpointId| stored.iter().find(|(i, _)| i == id.as_str()).unwrap().1.clone();
         assert_ne!(blob_of(&ep), blob_of(&twin), "same secret, same ciphertext");
         // And the store still reads it back.

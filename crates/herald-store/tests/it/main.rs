@@ -1,8 +1,9 @@
 //! The storage test suite: what every [`Store`] implementation must do.
 //!
 //! Tests are written against `Arc<dyn Store>` and run once per backend that
-//! [`backends`] returns (today the embedded SQLite store, each in a fresh
-//! temporary directory). A new backend joins the suite by adding a [`Kind`]
+//! [`backends`] returns: the embedded SQLite store, each in a fresh
+//! temporary directory, and PostgreSQL, each in a fresh database on the
+//! server `HERALD_TEST_POSTGRES_URL` names (required under `CI=true`). A new backend joins the suite by adding a [`Kind`]
 //! variant: how to open it, reopen it over the same data, and read its stored
 //! secrets behind its back. Every test body runs through [`each_backend`],
 //! which prefixes any failure with the backend's name.
@@ -56,6 +57,7 @@ use herald_core::model::{
 use herald_core::signing::EndpointSecret;
 use herald_core::validate::{Channel, EndpointUrl, EventTypeName, Uid};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId};
+use herald_store::postgres::{PgOptions, PgStore, TestDatabase};
 use herald_store::sqlite::SqliteStore;
 use herald_store::{
     AppRef, DeliveryJob, DeliveryState, EncryptionKey, Held, Ingested, Lease, LeaseResult, MessageFilter,
@@ -77,11 +79,31 @@ enum Kind {
         path: PathBuf,
         key: EncryptionKey,
     },
+    Postgres {
+        db: Arc<TestDatabase>,
+        key: EncryptionKey,
+    },
 }
 
 /// Every backend the suite runs against, each empty and private to the caller.
 pub async fn backends() -> Vec<Backend> {
-    vec![sqlite_backend()]
+    let mut all = vec![sqlite_backend()];
+    if let Some(db) = TestDatabase::create().await {
+        all.push(postgres_backend(db).await);
+    }
+    all
+}
+
+async fn postgres_backend(db: TestDatabase) -> Backend {
+    let key = EncryptionKey::generate();
+    let store = PgStore::open(db.url(), key.clone(), PgOptions::default())
+        .await
+        .expect("opening a fresh PostgreSQL store");
+    Backend {
+        name: "postgres",
+        store: Arc::new(store),
+        kind: Kind::Postgres { db: Arc::new(db), key },
+    }
 }
 
 fn sqlite_backend() -> Backend {
@@ -106,13 +128,14 @@ impl Backend {
     fn guard(&self) -> Box<dyn std::any::Any + Send> {
         match &self.kind {
             Kind::Sqlite { dir, .. } => Box::new(dir.clone()),
+            Kind::Postgres { db, .. } => Box::new(db.clone()),
         }
     }
 
     /// A second store over the same data, with the encryption key the first was opened with.
     pub async fn reopen(&self) -> Arc<dyn Store> {
         let key = match &self.kind {
-            Kind::Sqlite { key, .. } => key.clone(),
+            Kind::Sqlite { key, .. } | Kind::Postgres { key, .. } => key.clone(),
         };
         self.reopen_with_key(key).await
     }
@@ -123,12 +146,17 @@ impl Backend {
             Kind::Sqlite { path, .. } => Arc::new(
                 SqliteStore::open(path, key).unwrap_or_else(|e| panic!("[{}] reopening the store: {e}", self.name)),
             ),
+            Kind::Postgres { db, .. } => Arc::new(
+                PgStore::open(db.url(), key, PgOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("[{}] reopening the store: {e}", self.name)),
+            ),
         }
     }
 
     /// The `secret` column of every stored endpoint, as raw bytes, read
     /// without going through the store.
-    pub fn raw_endpoint_secrets(&self) -> Vec<(String, Vec<u8>)> {
+    pub async fn raw_endpoint_secrets(&self) -> Vec<(String, Vec<u8>)> {
         match &self.kind {
             Kind::Sqlite { path, .. } => {
                 let conn =
@@ -139,11 +167,18 @@ impl Backend {
                     .collect::<rusqlite::Result<_>>()
                     .unwrap()
             }
+            Kind::Postgres { db, .. } => pg_query(db, "SELECT id, secret FROM endpoint")
+                .await
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
         }
     }
 
-    /// Whether `needle` occurs anywhere in the backend's files on disk.
-    pub fn files_contain(&self, needle: &[u8]) -> bool {
+    /// Whether `needle` occurs anywhere in what the backend stored: its
+    /// files on disk (SQLite), or the text of every row of every table
+    /// (PostgreSQL, where `bytea` shows as hex).
+    pub async fn files_contain(&self, needle: &[u8]) -> bool {
         match &self.kind {
             Kind::Sqlite { path, .. } => {
                 let mut names = vec![path.clone()];
@@ -157,8 +192,35 @@ impl Backend {
                     .filter_map(|p| std::fs::read(p).ok())
                     .any(|data| contains(&data, needle))
             }
+            Kind::Postgres { db, .. } => {
+                let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
+                let tables = pg_query(
+                    db,
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .await;
+                for table in tables.iter().map(|r| r.get::<_, String>(0)) {
+                    for row in pg_query(db, &format!("SELECT t::text FROM {table} t")).await {
+                        let text: String = row.get(0);
+                        if contains(text.as_bytes(), needle) || contains(text.as_bytes(), hex.as_bytes()) {
+                            return true;
+                        }
+                    }
+                }
+                false
+            }
         }
     }
+}
+
+/// Rows of `sql`, read on a connection of their own, behind the store's back.
+async fn pg_query(db: &TestDatabase, sql: &str) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = driver.await;
+    rows
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {

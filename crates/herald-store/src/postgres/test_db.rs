@@ -1,0 +1,96 @@
+//! Throwaway databases for tests: each test that runs against PostgreSQL
+//! gets a fresh database of its own on the server that
+//! `HERALD_TEST_POSTGRES_URL` names, dropped when the guard is dropped.
+//! Under `CI=true` a missing URL fails the test instead of skipping it.
+
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+/// The variable naming the server (any database on it: the tests connect
+/// there to create and drop their own).
+pub const TEST_URL_VAR: &str = "HERALD_TEST_POSTGRES_URL";
+
+/// A database created for one test and dropped with this guard.
+#[derive(Debug)]
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database, or `None` when no server is configured outside CI.
+    ///
+    /// # Panics
+    /// When `CI=true` and no server is configured, or when the server
+    /// cannot be reached or refuses to create the database: a test that
+    /// should run on PostgreSQL never passes by skipping.
+    pub async fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var(TEST_URL_VAR) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{TEST_URL_VAR} is not set, and under CI=true the PostgreSQL tests must run"
+            );
+            return None;
+        };
+        let name = format!("herald_test_{:016x}", rand::random::<u64>());
+        let mut url = url::Url::parse(&admin_url).unwrap_or_else(|e| panic!("{TEST_URL_VAR}: {e}"));
+        url.set_path(&name);
+        let db = Self {
+            admin_url,
+            name,
+            url: url.to_string(),
+        };
+        db.admin(&format!("CREATE DATABASE {}", db.name)).await;
+        Some(db)
+    }
+
+    /// The URL to open the database with (`--database-url`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn admin(&self, sql: &str) {
+        let (client, connection) =
+            tokio::time::timeout(Duration::from_secs(10), tokio_postgres::connect(&self.admin_url, NoTls))
+                .await
+                .unwrap_or_else(|_| panic!("connecting to {TEST_URL_VAR} timed out"))
+                .unwrap_or_else(|e| panic!("connecting to {TEST_URL_VAR} ({}): {e}", self.admin_url));
+        let driver = tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        drop(client);
+        let _ = driver.await;
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Drops the database, ending whatever connections still use it, on a
+    /// thread of its own (a guard may be dropped inside or outside a
+    /// runtime). A failure is reported, not raised: the test's own outcome
+    /// is what matters.
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin_url = self.admin_url.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await?;
+                let driver = tokio::spawn(connection);
+                let r = client.batch_execute(&sql).await;
+                drop(client);
+                let _ = driver.await;
+                r
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {done:?}", self.name);
+        }
+    }
+}
