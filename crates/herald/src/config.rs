@@ -7,13 +7,14 @@ use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use clap::Args;
 use herald_core::ssrf::PrivateTargets;
-use herald_store::EncryptionKey;
+use herald_store::{EncryptionKey, Store};
 use rand::RngCore;
 
 #[derive(Args, Clone)]
@@ -57,6 +58,11 @@ pub struct ServeArgs {
     /// generated and stored in the data dir when not given.
     #[arg(long, env = "HERALD_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+    /// Connections to PostgreSQL this node keeps at most (ignored on SQLite).
+    /// Every node holds its own pool: keep nodes × pool size inside the
+    /// server's `max_connections`.
+    #[arg(long, env = "HERALD_DATABASE_POOL_SIZE", default_value_t = herald_store::postgres::DEFAULT_POOL_SIZE)]
+    pub database_pool_size: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HERALD_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
     pub max_payload_bytes: usize,
@@ -175,15 +181,69 @@ pub fn init_logging(filter: &str) {
         .init();
 }
 
-pub fn sqlite_path(args: &StorageArgs) -> anyhow::Result<PathBuf> {
-    match &args.database_url {
-        None => Ok(args.data_dir.join("herald.db")),
-        Some(url) if url.starts_with("sqlite:") => herald_store::sqlite::SqliteStore::path_from_url(url)
-            .with_context(|| format!("--database-url '{url}' is not a sqlite:// URL")),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("--database-url: PostgreSQL support is not built into this version yet; use sqlite://")
+/// Where the data lives, from `--database-url` (default: SQLite in the data dir).
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL, shared by every node that names it.
+    Postgres(String),
+}
+
+impl Database {
+    pub fn from_args(args: &StorageArgs) -> anyhow::Result<Self> {
+        match &args.database_url {
+            None => Ok(Self::Sqlite(args.data_dir.join("herald.db"))),
+            Some(url) if url.starts_with("sqlite:") => herald_store::sqlite::SqliteStore::path_from_url(url)
+                .map(Self::Sqlite)
+                .with_context(|| format!("--database-url '{url}' is not a sqlite:// URL")),
+            Some(url) if herald_store::postgres::PgStore::is_url(url) => Ok(Self::Postgres(url.clone())),
+            Some(url) => bail!("--database-url '{url}' must start with sqlite:// or postgres://"),
         }
-        Some(url) => bail!("--database-url '{url}' must start with sqlite:// or postgres://"),
+    }
+
+    /// Opens the store, applying migrations.
+    pub async fn open(&self, key: EncryptionKey, pool_size: usize) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match self {
+            Self::Sqlite(path) => Arc::new(
+                herald_store::sqlite::SqliteStore::open(path, key)
+                    .with_context(|| format!("opening database {}", path.display()))?,
+            ),
+            Self::Postgres(url) => Arc::new(
+                herald_store::postgres::PgStore::open(url, key, herald_store::postgres::PgOptions { pool_size })
+                    .await
+                    .with_context(|| format!("opening database {}", redacted(url)))?,
+            ),
+        })
+    }
+
+    /// Applies migrations and returns (`herald migrate`).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(path) => herald_store::sqlite::SqliteStore::migrate_only(path)?,
+            Self::Postgres(url) => herald_store::postgres::PgStore::migrate_only(url).await?,
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+/// `url` without its password, for logs.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparsable URL)".to_owned(),
     }
 }
 

@@ -50,9 +50,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Migrate(args) => {
             config::init_logging(&args.log);
-            let path = config::sqlite_path(&args)?;
-            herald_store::sqlite::SqliteStore::migrate_only(&path)?;
-            println!("migrations applied to {}", path.display());
+            let database = config::Database::from_args(&args)?;
+            runtime.block_on(database.migrate())?;
+            println!("migrations applied to {database}");
             Ok(())
         }
         Command::Listen(args) => runtime.block_on(listen::run(args)),

@@ -12,7 +12,6 @@ use herald_api::{ApiConfig, AppState};
 use herald_engine::retention::{self, RetentionConfig};
 use herald_engine::{Engine, EngineConfig};
 use herald_store::Store;
-use herald_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,11 +43,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // encryption key so every node sharing a database accepts the same ids.
     let relay_key = herald_api::relay::ChannelKey::derive(key.to_base64().as_bytes());
     let (admin_token, generated) = config::admin_token(&args)?;
-    let db_path = config::sqlite_path(&args.storage)?;
+    let database = config::Database::from_args(&args.storage)?;
     let node = config::node_id(&args.storage)?;
 
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&db_path, key).with_context(|| format!("opening database {}", db_path.display()))?);
+    let store = database.open(key, args.database_pool_size).await?;
     // Background tasks run in this process: any still "running" belonged
     // to a run that has stopped, and never will finish.
     let interrupted = store
@@ -101,7 +99,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("herald listening on http://{addr}");
     tracing::info!(
         %addr,
-        database = %db_path.display(),
+        database = %database,
         max_connections = connections.max_connections,
         "herald started"
     );

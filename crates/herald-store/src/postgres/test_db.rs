@@ -46,6 +46,20 @@ impl TestDatabase {
         Some(db)
     }
 
+    /// [`TestDatabase::create`] for callers outside a runtime (or inside
+    /// one that must not be blocked): runs on a thread of its own.
+    pub fn create_blocking() -> Option<Self> {
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for creating a test database")
+                .block_on(Self::create())
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// The URL to open the database with (`--database-url`).
     pub fn url(&self) -> &str {
         &self.url

@@ -85,6 +85,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(&opts.extra_args)
+            .args(database_url_arg(data_dir, &opts.extra_args))
             .env_remove("HERALD_ALLOW_PRIVATE_TARGETS")
             .env_remove("HERALD_DATABASE_URL")
             .env_remove("HERALD_ADMIN_TOKEN")
@@ -512,16 +513,71 @@ async fn handle(
 
 /// A plain HTTP client for tests; reqwest is built without a bundled crypto
 /// provider, so ours is installed first.
+/// `--database-url` for the test database the data directory names, unless
+/// the test chose a database itself.
+fn database_url_arg(data_dir: &Path, extra_args: &[String]) -> Vec<String> {
+    if extra_args.iter().any(|a| a.starts_with("--database-url")) {
+        return Vec::new();
+    }
+    match std::fs::read_to_string(data_dir.join(DATABASE_URL_FILE)) {
+        Ok(url) => vec!["--database-url".to_owned(), url.trim().to_owned()],
+        Err(_) => Vec::new(),
+    }
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
-pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
+/// A server's data directory for one test, and under
+/// `HERALD_TEST_BACKEND=postgres` the fresh PostgreSQL database that every
+/// server started on it uses (named in the directory's [`DATABASE_URL_FILE`]),
+/// dropped with it.
+pub struct TestDir {
+    // Declared first: the database goes before the directory.
+    _database: Option<herald_store::postgres::TestDatabase>,
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// In a data directory: the `--database-url` its servers are started with.
+pub const DATABASE_URL_FILE: &str = "test-database-url";
+
+/// Which store the end-to-end tests run on: `HERALD_TEST_BACKEND`
+/// (`sqlite`, the default, or `postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var("HERALD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("HERALD_TEST_BACKEND must be sqlite or postgres, got {other}"),
+    }
+}
+
+pub fn temp_dir() -> TestDir {
+    let dir = tempfile::Builder::new()
         .prefix("herald-it-")
         .tempdir()
-        .expect("temp dir")
+        .expect("temp dir");
+    let database = on_postgres().then(|| {
+        let db = herald_store::postgres::TestDatabase::create_blocking().unwrap_or_else(|| {
+            panic!(
+                "HERALD_TEST_BACKEND=postgres needs {}",
+                herald_store::postgres::TEST_URL_VAR
+            )
+        });
+        std::fs::write(dir.path().join(DATABASE_URL_FILE), db.url()).expect("writing the test database's URL");
+        db
+    });
+    TestDir {
+        _database: database,
+        dir,
+    }
 }
 
 /// A loopback port that refuses connections and that nobody else can take:

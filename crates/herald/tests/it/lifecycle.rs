@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::harness::{Receiver, Server, ServerOptions, TOKEN, temp_dir};
+use crate::harness::{Receiver, Server, ServerOptions, TOKEN, TestDir, temp_dir};
 
 /// A client that writes a whole `POST .../msg/` and closes the connection
 /// without reading the answer.
@@ -91,7 +91,7 @@ struct Busy {
     slow_id: String,
     failing_id: String,
     messages: Vec<String>,
-    _dir: tempfile::TempDir,
+    _dir: TestDir,
 }
 
 async fn busy_app() -> Busy {
