@@ -17,8 +17,16 @@ const LOAD_BATCH: usize = 1000;
 /// Payload bytes one claim may read, so no transaction reads a gigabyte.
 pub(crate) const LOAD_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How long the loader sleeps at most when it knows of no due work: a
-/// safety net for lapsed claims, not the mechanism.
+/// safety net, not the mechanism, for what no wake-up announces (another
+/// node's lapsed claims).
 const LOADER_MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// The loader's longest sleep under `claim_ttl`: a quarter of a lease, so a
+/// dead node's lapsed claims are taken over within a lease and a quarter of
+/// its last renewal, never two leases.
+pub(crate) fn max_sleep(claim_ttl: Duration) -> Duration {
+    (claim_ttl / 4).clamp(Duration::from_millis(100), LOADER_MAX_SLEEP)
+}
 
 pub(crate) async fn run(
     store: Arc<dyn Store>,
@@ -28,12 +36,13 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let lease = cfg.lease();
+    let max_sleep = max_sleep(cfg.claim_ttl);
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let (room, byte_room) = shared.room();
-        let mut wait = LOADER_MAX_SLEEP;
+        let mut wait = max_sleep;
         if room > 0 && byte_room > 0 {
             let limit = room.min(LOAD_BATCH);
             match store.claim_due(&lease, limit, byte_room.min(LOAD_MAX_BYTES)).await {

@@ -114,6 +114,11 @@ pub struct ServeArgs {
         value_name = "SECS"
     )]
     pub backlog_refresh_secs: f64,
+    /// How long a claim on a delivery lasts unless renewed (held claims are
+    /// renewed every quarter of it): the time after which the other nodes
+    /// sharing a database take over a dead node's deliveries.
+    #[arg(long, env = "HERALD_LEASE_SECS", default_value_t = 30.0, value_name = "SECS")]
+    pub lease_secs: f64,
     /// Who may show the customer portal (`/portal/`) in a frame: CSP
     /// `frame-ancestors` sources, separated by spaces or commas — `*` (any
     /// origin), `'self'`, `'none'`, or origins such as
@@ -277,6 +282,15 @@ pub fn backlog_refresh(args: &ServeArgs) -> anyhow::Result<Duration> {
     let secs = args.backlog_refresh_secs;
     if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
         bail!("--backlog-refresh-secs must be a positive number of seconds, at most 86400, got {secs}");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--lease-secs` as a duration: at least a second, at most an hour.
+pub fn lease(args: &ServeArgs) -> anyhow::Result<Duration> {
+    let secs = args.lease_secs;
+    if !(secs.is_finite() && (1.0..=3600.0).contains(&secs)) {
+        bail!("--lease-secs must be a number of seconds from 1 to 3600, got {secs}");
     }
     Ok(Duration::from_secs_f64(secs))
 }

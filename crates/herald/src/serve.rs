@@ -38,6 +38,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let time_scale = config::time_scale()?;
     let retention_period = config::retention(&args)?;
     let backlog_refresh = config::backlog_refresh(&args)?;
+    let claim_ttl = config::lease(&args)?;
     let key = config::encryption_key(&args)?;
     // Relay channel ids are signed with a key of their own, derived from the
     // encryption key so every node sharing a database accepts the same ids.
@@ -72,6 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             private_targets,
             require_https: args.require_https,
             backlog_refresh,
+            claim_ttl,
             ..EngineConfig::default()
         },
         engine_stop.clone(),

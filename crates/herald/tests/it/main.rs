@@ -22,6 +22,7 @@ mod lifecycle;
 mod listen;
 mod listener;
 mod metrics;
+mod multinode;
 mod operational;
 mod permissions;
 mod policy;

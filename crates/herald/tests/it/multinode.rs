@@ -1,0 +1,212 @@
+//! Several `herald serve` nodes on one PostgreSQL database, as real
+//! processes: any node takes API traffic, a delivery goes out once however
+//! many nodes could claim it, a killed node's claims are taken over once its
+//! lease lapses, and an ordered endpoint stays ordered across nodes. Each
+//! test makes a fresh database of its own; outside CI, without
+//! `HERALD_TEST_POSTGRES_URL`, they have nothing to run against and return.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_store::EncryptionKey;
+use herald_store::postgres::TestDatabase;
+use serde_json::{Value, json};
+
+use crate::harness::{Received, Receiver, Server, ServerOptions, counting_receiver, refused_port};
+
+/// Nodes sharing one database, one encryption key and one admin token,
+/// each with a data directory (and so a node id) of its own.
+struct Cluster {
+    nodes: Vec<Server>,
+    db: TestDatabase,
+    key: String,
+    lease_secs: f64,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    /// `None` when no PostgreSQL server is configured (outside CI).
+    async fn start(n: usize, lease_secs: f64) -> Option<Self> {
+        let db = TestDatabase::create().await?;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            db,
+            key: EncryptionKey::generate().to_base64(),
+            lease_secs,
+            _dirs: Vec::new(),
+        };
+        for _ in 0..n {
+            cluster.add_node();
+        }
+        Some(cluster)
+    }
+
+    fn add_node(&mut self) -> usize {
+        let dir = tempfile::Builder::new()
+            .prefix("herald-node-")
+            .tempdir()
+            .expect("temp dir");
+        let server = Server::start_with(
+            dir.path(),
+            ServerOptions {
+                extra_args: vec![
+                    "--database-url".into(),
+                    self.db.url().to_owned(),
+                    "--encryption-key".into(),
+                    self.key.clone(),
+                    "--lease-secs".into(),
+                    self.lease_secs.to_string(),
+                ],
+                ..ServerOptions::default()
+            },
+        );
+        self._dirs.push(dir);
+        self.nodes.push(server);
+        self.nodes.len() - 1
+    }
+}
+
+fn n_of(r: &Received) -> i64 {
+    serde_json::from_slice::<Value>(&r.body).expect("JSON")["n"]
+        .as_i64()
+        .expect("n")
+}
+
+/// Posts messages `range` round-robin over the nodes, `concurrency` at a time.
+async fn post_round_robin(cluster: &Cluster, app: &str, range: std::ops::Range<i64>, concurrency: usize) {
+    let urls: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|s| s.api(&format!("/app/{app}/msg/")))
+        .collect();
+    let http = cluster.nodes[0].http.clone();
+    let token = cluster.nodes[0].token.clone();
+    let next = Arc::new(Mutex::new(range));
+    let mut posters = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (urls, http, token, next) = (urls.clone(), http.clone(), token.clone(), next.clone());
+        posters.spawn(async move {
+            loop {
+                let Some(n) = next.lock().unwrap().next() else { return };
+                let url = &urls[n as usize % urls.len()];
+                let res = http
+                    .post(url)
+                    .bearer_auth(&token)
+                    .json(&json!({"eventType": "multi.test", "payload": {"n": n}}))
+                    .send()
+                    .await
+                    .expect("POST msg");
+                assert_eq!(res.status(), 202, "message {n} on {url}: {:?}", res.text().await);
+            }
+        });
+    }
+    while let Some(r) = posters.join_next().await {
+        r.expect("poster");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_ten_thousand_messages_once_each() {
+    let Some(cluster) = Cluster::start(3, 30.0).await else {
+        return;
+    };
+    let port = refused_port();
+    let url = format!("http://127.0.0.1:{}/hook", port.port);
+    let seen = counting_receiver(port);
+    let app = cluster.nodes[0].create_app("multi").await;
+    cluster.nodes[1].create_endpoint(&app, json!({"url": url})).await;
+
+    let started = Instant::now();
+    post_round_robin(&cluster, &app, 0..10_000, 48).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < 10_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Anything sent twice would arrive within moments of the first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = seen.lock().unwrap().clone();
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        seen.len(),
+        10_000,
+        "every message delivered (in {:?})",
+        started.elapsed()
+    );
+    assert!(
+        duplicates.is_empty(),
+        "{} delivered more than once: {duplicates:?}",
+        duplicates.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_deliveries_are_taken_over_after_its_lease() {
+    let Some(mut cluster) = Cluster::start(2, 3.0).await else {
+        return;
+    };
+    // Slow answers keep node 0's claims queued in its memory when it dies.
+    let receiver = Receiver::start_with(Arc::new(|_, _| (200, Duration::from_millis(50), "ok".into()))).await;
+    let app = cluster.nodes[0].create_app("takeover").await;
+    cluster.nodes[0]
+        .create_endpoint(&app, json!({"url": format!("{}/hook", receiver.url), "maxInFlight": 1}))
+        .await;
+    for n in 0..200 {
+        cluster.nodes[0].send(&app, "multi.test", json!({"n": n})).await;
+    }
+    receiver.wait_until(Duration::from_secs(10), |r| r.len() >= 10).await;
+    cluster.nodes[0].kill();
+    let killed_at = Instant::now();
+    let before = receiver.requests().len();
+    assert!(
+        before < 150,
+        "node 0 had delivered {before} of 200 before it died: too fast for this test"
+    );
+
+    let all = receiver
+        .wait_until(Duration::from_secs(30), |r| {
+            let mut ns: Vec<i64> = r.iter().map(n_of).collect();
+            ns.sort_unstable();
+            ns.dedup();
+            ns.len() == 200
+        })
+        .await;
+    let mut ns: Vec<i64> = all.iter().map(n_of).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    assert_eq!(
+        ns,
+        (0..200).collect::<Vec<_>>(),
+        "every message delivered after node 0 died"
+    );
+    let first_after = all[before..].first().expect("deliveries after the kill").at;
+    let waited = first_after.saturating_duration_since(killed_at);
+    assert!(
+        waited >= Duration::from_millis(2_000),
+        "node 1 took over after {waited:?}, before node 0's 3 s lease could lapse"
+    );
+    assert!(
+        waited <= Duration::from_secs(8),
+        "node 1 took over only after {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_endpoint_fed_from_three_nodes_receives_in_order() {
+    let Some(cluster) = Cluster::start(3, 30.0).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let app = cluster.nodes[0].create_app("ordered").await;
+    cluster.nodes[2]
+        .create_endpoint(&app, json!({"url": format!("{}/hook", receiver.url), "fifo": true}))
+        .await;
+    // One after another, so that the order they were accepted in is known.
+    for n in 0..300 {
+        cluster.nodes[n % 3].send(&app, "multi.test", json!({"n": n})).await;
+    }
+    let all = receiver.wait_until(Duration::from_secs(30), |r| r.len() >= 300).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got: Vec<i64> = receiver.requests().iter().map(n_of).collect();
+    assert_eq!(all.len(), 300, "all delivered");
+    assert_eq!(got, (0..300).collect::<Vec<i64>>(), "in the order accepted, once each");
+}
