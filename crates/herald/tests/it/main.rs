@@ -25,6 +25,7 @@ mod metrics;
 mod multinode;
 mod operational;
 mod permissions;
+mod pg_outage;
 mod policy;
 mod portal;
 mod prom;
