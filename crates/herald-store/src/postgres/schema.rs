@@ -5,7 +5,7 @@
 
 use tokio_postgres::NoTls;
 
-use crate::{Result, StoreError};
+use crate::Result;
 
 /// The advisory lock key migrations hold: "herald" in ASCII. Any constant
 /// works as long as every node uses the same one.
@@ -224,9 +224,14 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<()> {
         .await?
         .get(0);
     if current > LATEST {
-        return Err(StoreError::Refused(format!(
-            "the database's schema is at version {current}, newer than this build's {LATEST}: upgrade herald"
-        )));
+        // A rolling upgrade migrates first, then replaces nodes one by one:
+        // an old node restarting meanwhile must still start. Migrations only
+        // add (columns with defaults, tables, indexes), so it can.
+        tracing::warn!(
+            schema = current,
+            build = LATEST,
+            "the database's schema is newer than this build knows; finish upgrading the nodes"
+        );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = i as i64 + 1;
