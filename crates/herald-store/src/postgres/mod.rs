@@ -30,7 +30,7 @@ mod schema;
 mod tasks;
 mod test_db;
 
-pub use test_db::{TEST_URL_VAR, TestDatabase};
+pub use test_db::{TEST_URL_VAR, TestDatabase, rows_contain};
 
 use std::str::FromStr;
 use std::sync::Arc;

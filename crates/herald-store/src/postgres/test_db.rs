@@ -82,6 +82,46 @@ impl TestDatabase {
     }
 }
 
+/// Whether `needle` occurs in any row of any table of the database at
+/// `url`, as PostgreSQL prints the row (`bytea` as hex, so the hex of
+/// `needle` is looked for too): what a test uses to show that a secret is
+/// not stored in clear.
+///
+/// # Panics
+/// When the database cannot be read.
+pub async fn rows_contain(url: &str, needle: &[u8]) -> bool {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    let driver = tokio::spawn(connection);
+    let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
+    let contains = |hay: &[u8], n: &[u8]| !n.is_empty() && hay.windows(n.len()).any(|w| w == n);
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("listing tables: {e}"));
+    let mut found = false;
+    'tables: for table in tables.iter().map(|r| r.get::<_, String>(0)) {
+        let rows = client
+            .query(&format!("SELECT t::text FROM {table} t"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("reading {table}: {e}"));
+        for row in rows {
+            let text: String = row.get(0);
+            if contains(text.as_bytes(), needle) || contains(text.as_bytes(), hex.as_bytes()) {
+                found = true;
+                break 'tables;
+            }
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    found
+}
+
 impl Drop for TestDatabase {
     /// Drops the database, ending whatever connections still use it, on a
     /// thread of its own (a guard may be dropped inside or outside a

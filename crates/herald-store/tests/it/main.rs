@@ -192,23 +192,7 @@ impl Backend {
                     .filter_map(|p| std::fs::read(p).ok())
                     .any(|data| contains(&data, needle))
             }
-            Kind::Postgres { db, .. } => {
-                let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
-                let tables = pg_query(
-                    db,
-                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
-                )
-                .await;
-                for table in tables.iter().map(|r| r.get::<_, String>(0)) {
-                    for row in pg_query(db, &format!("SELECT t::text FROM {table} t")).await {
-                        let text: String = row.get(0);
-                        if contains(text.as_bytes(), needle) || contains(text.as_bytes(), hex.as_bytes()) {
-                            return true;
-                        }
-                    }
-                }
-                false
-            }
+            Kind::Postgres { db, .. } => herald_store::postgres::rows_contain(db.url(), needle).await,
         }
     }
 }

@@ -120,12 +120,16 @@ async fn bad_settings_fail_with_a_message_naming_them() {
 #[test]
 fn migrate_applies_the_schema_and_exits() {
     let dir = temp_dir();
-    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["migrate", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(["migrate", "--data-dir"]).arg(dir.path());
+    let url = std::fs::read_to_string(dir.path().join(crate::harness::DATABASE_URL_FILE)).ok();
+    if let Some(url) = &url {
+        cmd.args(["--database-url", url.trim()]);
+    }
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.path().join("herald.db").exists());
+    if url.is_none() {
+        assert!(dir.path().join("herald.db").exists());
+    }
     assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
 }

@@ -559,6 +559,18 @@ pub fn on_postgres() -> bool {
     }
 }
 
+/// Whether `needle` is anywhere in what the server on `data_dir` stored:
+/// the SQLite files, or every row of its PostgreSQL test database.
+pub async fn stored_contains(data_dir: &Path, needle: &[u8]) -> bool {
+    if let Ok(url) = std::fs::read_to_string(data_dir.join(DATABASE_URL_FILE)) {
+        return herald_store::postgres::rows_contain(url.trim(), needle).await;
+    }
+    ["herald.db", "herald.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(data_dir.join(f)).ok())
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
 pub fn temp_dir() -> TestDir {
     let dir = tempfile::Builder::new()
         .prefix("herald-it-")

@@ -210,3 +210,38 @@ async fn a_fifo_endpoint_fed_from_three_nodes_receives_in_order() {
     assert_eq!(all.len(), 300, "all delivered");
     assert_eq!(got, (0..300).collect::<Vec<i64>>(), "in the order accepted, once each");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_at_once_migrate_one_at_a_time() {
+    let Some(db) = TestDatabase::create().await else { return };
+    // Without the advisory lock, all but one would fail creating tables
+    // that another had just created.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .args(["migrate", "--database-url", db.url()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("herald migrate")
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().expect("herald migrate");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+    }
+    // And the migrated database serves.
+    let dir = tempfile::Builder::new()
+        .prefix("herald-node-")
+        .tempdir()
+        .expect("temp dir");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            extra_args: vec!["--database-url".into(), db.url().to_owned()],
+            ..ServerOptions::default()
+        },
+    );
+    server.create_app("migrated").await;
+}
