@@ -31,13 +31,16 @@ metric() {
 }
 
 # Starts `herald serve` from binary $1 on a fresh data directory $2,
-# listening on $ADDR; sets SERVER_PID and waits for the health check.
+# listening on $ADDR; sets SERVER_PID and waits for the health check. With
+# DATABASE_URL set, the server stores into that database (see pg.sh, which
+# makes a fresh one) instead of SQLite in the data directory.
 start_server() {
     local bin=$1 data=$2
     rm -rf "$data"
     mkdir -p "$data"
     "$bin" serve --data-dir "$data" --listen "$ADDR" --allow-private-targets \
-        --admin-token "$TOKEN" --log warn 2>"$data.log" &
+        --admin-token "$TOKEN" --log warn ${DATABASE_URL:+--database-url "$DATABASE_URL"} \
+        ${SERVER_ARGS:-} 2>"$data.log" &
     SERVER_PID=$!
     for _ in $(seq 1 200); do
         curl -sf "http://$ADDR/api/v1/health" >/dev/null 2>&1 && return 0
