@@ -12,15 +12,21 @@
 //!
 //! By concern, as in the SQLite store: `schema.rs` (migrations under an
 //! advisory lock), `rows.rs` (row mapping), `resources.rs`, `access.rs`,
-//! `tasks.rs`, `idempotency.rs`, `queue.rs` (ingest and claims under
-//! leases), `history.rs`, `redeliver.rs`, `retention.rs`, `health.rs`.
+//! `tasks.rs`, `idempotency.rs`, `ingest.rs` (message and fan-out, group
+//! committed), `queue.rs` (claims and outcomes under leases, with
+//! `parking.rs`, `fifo.rs` and what they share, `claims.rs`), `history.rs`,
+//! `redeliver.rs`, `retention.rs`, `health.rs`.
 
 mod access;
 mod changes;
+mod claims;
+mod fifo;
 mod health;
 mod history;
 mod idempotency;
+mod ingest;
 mod paging;
+mod parking;
 mod queue;
 mod redeliver;
 mod resources;
@@ -70,6 +76,8 @@ pub struct PgStore {
     closed: AtomicBool,
     metrics: Arc<StoreMetrics>,
     listener: changes::Listener,
+    /// Ingest's group commit (`ingest.rs`).
+    committer: ingest::Committer,
 }
 
 impl PgStore {
@@ -96,13 +104,16 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(format!("building the connection pool: {e}")))?;
         let (feed, _) = broadcast::channel(CHANGE_BUFFER);
         let listener = changes::Listener::spawn(config, feed.clone()).await?;
+        let (key, metrics) = (Arc::new(key), Arc::new(StoreMetrics::default()));
+        let committer = ingest::Committer::spawn(pool.clone(), key.clone(), metrics.clone());
         Ok(Self {
             pool,
-            key: Arc::new(key),
+            key,
             feed,
             closed: AtomicBool::new(false),
-            metrics: Arc::new(StoreMetrics::default()),
+            metrics,
             listener,
+            committer,
         })
     }
 
@@ -180,6 +191,8 @@ impl Store for PgStore {
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.listener.stop();
+        // What was accepted commits before the connections go.
+        self.committer.close().await;
         self.pool.close();
     }
 }

@@ -1,49 +1,213 @@
-//! PostgreSQL: DeliveryQueue.
+//! The delivery queue on PostgreSQL: claims, renewals, outcomes and
+//! releases under owned, fenced leases (see [`crate::DeliveryQueue`]), each
+//! one set-wise statement (a round trip) however many deliveries it names.
+//! Times come from the database's clock (`herald_now_ms()`), read once per
+//! statement; claims lock what they take `FOR UPDATE SKIP LOCKED`, so nodes
+//! claiming at once split the due work between them instead of queueing on
+//! it. Ingest is `ingest.rs`, parked claims `parking.rs`, ordered endpoints
+//! `fifo.rs`, and what these share `claims.rs`.
 
-use crate::Result;
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use herald_core::model::{Attempt, Message};
-use herald_core::validate::{Channel, EventTypeName, Uid};
-use herald_core::{AppId, EndpointId, MessageId};
+use std::borrow::Cow;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use herald_core::EndpointId;
+use herald_core::model::AttemptErrorKind;
+
 use super::PgStore;
-#[allow(unused_imports)]
-use crate::*;
+use super::claims::{big, claim_tail, guarded, jobs_from, lease_results, rounds, sat_add};
+use super::rows::{count, get, ms, ttl_ms};
+use crate::{
+    DeliveryJob, DeliveryQueue, DeliveryState, FifoDue, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId,
+    Outcome, Result, RetryHold,
+};
+
+/// Pending deliveries: two walks of partial indexes that hold only pending
+/// rows, the unclaimed ones and every claim (only a pending delivery is
+/// ever claimed, as every way out of pending clears the claim in the same
+/// statement); finished deliveries are never read. As in the SQLite store.
+const BACKLOG: &str = "SELECT (SELECT count(*) FROM delivery WHERE status = 1 AND claim_until IS NULL AND NOT fifo) \
+     + (SELECT count(*) FROM delivery WHERE status = 1 AND fifo AND claim_until IS NULL) \
+     + (SELECT count(*) FROM delivery WHERE claim_until IS NOT NULL)";
+
+/// Unclaimed due work and work whose claim lapsed (its holder died or could
+/// not record the outcome), each from its own partial index, and the
+/// earliest `$2` of both claimed: `$1` owner, `$3` byte budget, `$4` TTL.
+static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
+         due AS (SELECT id, next_attempt_at, msg_id, app_id FROM delivery \
+             WHERE status = 1 AND claim_until IS NULL AND NOT fifo AND next_attempt_at <= (SELECT t FROM now) \
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         lapsed AS (SELECT id, next_attempt_at, msg_id, app_id FROM delivery \
+             WHERE claim_until IS NOT NULL AND claim_until < (SELECT t FROM now) AND status = 1 AND NOT fifo \
+             AND next_attempt_at <= (SELECT t FROM now) \
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+         picked AS (SELECT id, msg_id, app_id, row_number() OVER (ORDER BY next_attempt_at, id) AS ord \
+             FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) c \
+             ORDER BY next_attempt_at, id LIMIT $2) \
+         {}",
+        claim_tail("d.status = 1")
+    )
+});
+
+/// Never shortens a claim: a renewal sent before its delivery was parked
+/// (a hold of minutes) lands after the park.
+static RENEW: LazyLock<String> = LazyLock::new(|| {
+    guarded(&format!(
+        "claim_until = GREATEST(COALESCE(d.claim_until, 0), {})",
+        sat_add("now.t", "$4::bigint")
+    ))
+});
+
+static RELEASE: LazyLock<String> = LazyLock::new(|| guarded("claimed_by = NULL, claim_until = NULL, parked = FALSE"));
+
+pub(crate) static PARK: LazyLock<String> = LazyLock::new(|| {
+    guarded(&format!(
+        "parked = TRUE, claim_until = {}",
+        sat_add("now.t", "$4::bigint")
+    ))
+});
+
+/// Outcomes, one per input row: the state change guarded by owner and
+/// fence, and the attempt written only for a delivery whose change was
+/// (one statement, so both or neither). Per outcome: `$2` id, `$3` fence,
+/// `$4` new status, `$5` whether a request was made, `$6` the retry wait
+/// (NULL once it ended), `$7` the hold (0 release, 1 keep, 2 park; NULL
+/// once ended), `$8` the TTL kept or the park's hold, `$9` the attempt's
+/// start. Then the attempts' columns from `$10`, with the delivery each is of.
+/// An ended delivery keeps its `parked` flag and next attempt time, as on SQLite.
+static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
+    let at = sat_add("now.t", "i.wait");
+    let kept = sat_add("p.at", "p.hold_ms");
+    let parked = sat_add("now.t", "p.hold_ms");
+    format!(
+        "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
+         input AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::bigint[], \
+             $7::bigint[], $8::bigint[], $9::bigint[]) \
+             WITH ORDINALITY AS t(id, fence, status, tried, wait, hold, hold_ms, started, ord)), \
+         plan AS (SELECT i.*, CASE WHEN i.wait IS NOT NULL THEN {at} END AS at FROM input i, now), \
+         upd AS (UPDATE delivery d SET \
+                 status = p.status, \
+                 attempts = d.attempts + CASE WHEN p.tried THEN 1 ELSE 0 END, \
+                 next_attempt_at = COALESCE(p.at, d.next_attempt_at), \
+                 claimed_by = CASE WHEN p.hold IN (1, 2) THEN $1::text END, \
+                 claim_until = CASE p.hold WHEN 1 THEN {kept} WHEN 2 THEN {parked} END, \
+                 parked = CASE WHEN p.hold IS NULL THEN d.parked ELSE p.hold = 2 END, \
+                 manual = d.manual AND NOT p.tried, \
+                 updated_at = now.t, \
+                 first_attempt_at = COALESCE(d.first_attempt_at, p.started) \
+             FROM plan p, now \
+             WHERE d.id = p.id AND d.fence = p.fence AND d.claimed_by = $1::text AND d.status = 1 \
+             RETURNING d.id), \
+         att AS (INSERT INTO attempt (id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, response, \
+                 duration_ms, status, error_kind, trigger_type, attempt_number, created_at) \
+             SELECT a.id, a.msg_id, a.endpoint_id, a.app_id, a.delivery_id, a.url, a.status_code, a.response, \
+                 a.duration_ms, a.status, a.error_kind, a.trigger_type, a.attempt_number, a.created_at \
+             FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], \
+                 $16::bigint[], $17::text[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[], \
+                 $23::bigint[]) WITH ORDINALITY AS a(id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, \
+                 response, duration_ms, status, error_kind, trigger_type, attempt_number, created_at, ord) \
+             WHERE a.delivery_id IN (SELECT id FROM upd) \
+             ORDER BY a.ord) \
+         SELECT i.id IN (SELECT id FROM upd), d.status FROM input i \
+         LEFT JOIN delivery d ON d.id = i.id ORDER BY i.ord"
+    )
+});
 
 #[async_trait::async_trait]
-impl crate::DeliveryQueue for PgStore {
+impl DeliveryQueue for PgStore {
     async fn ingest(&self, msg: NewMessage) -> Result<Ingested> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.ensure_open()?;
+        self.committer.submit(msg).await
     }
+
     async fn claim_due(&self, lease: &Lease, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        let c = self.client().await?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stmt = c.prepare_cached(&CLAIM_DUE).await?;
+        let rows = c
+            .query(
+                &stmt,
+                &[&lease.owner.as_str(), &big(limit), &big(max_bytes), &ttl_ms(lease.ttl)],
+            )
+            .await?;
+        jobs_from(&rows)
     }
+
     async fn next_due(&self) -> Result<Option<Duration>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT (SELECT MIN(next_attempt_at) FROM delivery \
+                 WHERE status = 1 AND claim_until IS NULL AND NOT fifo), herald_now_ms()",
+            )
+            .await?;
+        let row = c.query_one(&stmt, &[]).await?;
+        let (next, now): (Option<i64>, i64) = (get(&row, 0)?, get(&row, 1)?);
+        Ok(next.map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))))
     }
+
     async fn backlog(&self) -> Result<u64> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(BACKLOG).await?;
+        count(&c.query_one(&stmt, &[]).await?, 0)
     }
+
     async fn renew(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.guarded_write(&RENEW, lease.owner.as_str(), &held, Some(ttl_ms(lease.ttl)))
+            .await
     }
+
     async fn record_outcomes(&self, lease: &Lease, outcomes: Vec<Outcome>) -> Result<Vec<LeaseResult>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.ensure_open()?;
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.client().await?;
+        let rounds = rounds(outcomes.iter().map(|o| o.held.id));
+        if rounds.len() == 1 {
+            return record_round(&c, lease, &outcomes, &rounds[0]).await;
+        }
+        // A delivery named twice: its outcomes in order, as the SQLite loop
+        // records them, in one commit.
+        let mut out = vec![LeaseResult::Finished; outcomes.len()];
+        let tx = c.transaction().await?;
+        for idx in &rounds {
+            for (&i, r) in idx.iter().zip(record_round(&tx, lease, &outcomes, idx).await?) {
+                out[i] = r;
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
     }
+
     async fn release(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.guarded_write(&RELEASE, lease.owner.as_str(), &held, None).await
     }
+
     async fn recover(&self, owner: &NodeId) -> Result<u64> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "UPDATE delivery SET claimed_by = NULL, claim_until = NULL, parked = FALSE \
+                 WHERE claim_until IS NOT NULL AND claimed_by = $1",
+            )
+            .await?;
+        Ok(c.execute(&stmt, &[&owner.as_str()]).await?)
     }
+
     async fn park(&self, lease: &Lease, hold: Duration, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.guarded_write(&PARK, lease.owner.as_str(), &held, Some(ttl_ms(hold)))
+            .await
     }
+
     async fn park_endpoints(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.park_endpoints_now(lease, hold, endpoints).await
     }
+
     async fn claim_parked(
         &self,
         lease: &Lease,
@@ -51,20 +215,25 @@ impl crate::DeliveryQueue for PgStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<DeliveryJob>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.claim_parked_now(lease, &endpoint, limit, max_bytes).await
     }
+
     async fn probe_parked(&self, lease: &Lease, endpoint: EndpointId) -> Result<Option<DeliveryJob>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.probe_parked_now(lease, &endpoint).await
     }
+
     async fn renew_parked(&self, lease: &Lease, hold: Duration, endpoints: Vec<EndpointId>) -> Result<u64> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.renew_parked_now(lease, hold, endpoints).await
     }
+
     async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.unpark_now(lease, endpoints).await
     }
+
     async fn fifo_due(&self) -> Result<FifoDue> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.fifo_due_now().await
     }
+
     async fn claim_fifo(
         &self,
         lease: &Lease,
@@ -72,6 +241,141 @@ impl crate::DeliveryQueue for PgStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<DeliveryJob>> {
-        Err(StoreError::Refused("not ported to PostgreSQL yet".into()))
+        self.claim_fifo_now(lease, &endpoint, limit, max_bytes).await
+    }
+}
+
+/// The outcomes at `idx` (no delivery twice) in one statement.
+async fn record_round(
+    c: &impl deadpool_postgres::GenericClient,
+    lease: &Lease,
+    outcomes: &[Outcome],
+    idx: &[usize],
+) -> Result<Vec<LeaseResult>> {
+    let mut s = OutcomeCols::default();
+    for &i in idx {
+        s.push(lease, &outcomes[i]);
+    }
+    let stmt = c.prepare_cached(&OUTCOMES).await?;
+    let a = &s.attempts;
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &lease.owner.as_str(),
+                &s.id,
+                &s.fence,
+                &s.status,
+                &s.tried,
+                &s.wait,
+                &s.hold,
+                &s.hold_ms,
+                &s.started,
+                &a.id,
+                &a.msg_id,
+                &a.endpoint_id,
+                &a.app_id,
+                &a.delivery_id,
+                &a.url,
+                &a.status_code,
+                &a.response,
+                &a.duration_ms,
+                &a.status,
+                &a.error_kind,
+                &a.trigger_type,
+                &a.attempt_number,
+                &a.created_at,
+            ],
+        )
+        .await?;
+    lease_results(&rows)
+}
+
+/// The [`OUTCOMES`] arrays for a round.
+#[derive(Default)]
+struct OutcomeCols<'a> {
+    id: Vec<i64>,
+    fence: Vec<i64>,
+    status: Vec<i64>,
+    tried: Vec<bool>,
+    wait: Vec<Option<i64>>,
+    hold: Vec<Option<i64>>,
+    hold_ms: Vec<Option<i64>>,
+    started: Vec<Option<i64>>,
+    attempts: AttemptCols<'a>,
+}
+
+impl<'a> OutcomeCols<'a> {
+    fn push(&mut self, lease: &Lease, o: &'a Outcome) {
+        let (status, wait, hold, hold_ms) = match &o.state {
+            DeliveryState::Succeeded => (0, None, None, None),
+            DeliveryState::Failed => (2, None, None, None),
+            DeliveryState::Retry { after, hold } => {
+                let (code, ms) = match hold {
+                    RetryHold::Release => (0, None),
+                    RetryHold::Keep => (1, Some(ttl_ms(lease.ttl))),
+                    RetryHold::Park(h) => (2, Some(ttl_ms(*h))),
+                };
+                (1, Some(ttl_ms(*after)), Some(code), ms)
+            }
+        };
+        self.id.push(o.held.id);
+        self.fence.push(o.held.fence);
+        self.status.push(status);
+        self.tried.push(o.attempt.is_some());
+        self.wait.push(wait);
+        self.hold.push(hold);
+        self.hold_ms.push(hold_ms);
+        // The first attempt's start is kept (templates can show it).
+        self.started.push(o.attempt.as_ref().map(|a| ms(a.created_at)));
+        if let Some(a) = &o.attempt {
+            self.attempts.push(o.held.id, a);
+        }
+    }
+}
+
+#[derive(Default)]
+struct AttemptCols<'a> {
+    id: Vec<&'a str>,
+    msg_id: Vec<&'a str>,
+    endpoint_id: Vec<&'a str>,
+    app_id: Vec<&'a str>,
+    delivery_id: Vec<i64>,
+    url: Vec<&'a str>,
+    status_code: Vec<i64>,
+    response: Vec<Cow<'a, str>>,
+    duration_ms: Vec<i64>,
+    status: Vec<i64>,
+    error_kind: Vec<Option<&'static str>>,
+    trigger_type: Vec<i64>,
+    attempt_number: Vec<i64>,
+    created_at: Vec<i64>,
+}
+
+impl<'a> AttemptCols<'a> {
+    fn push(&mut self, delivery_id: i64, a: &'a herald_core::model::Attempt) {
+        self.id.push(a.id.as_str());
+        self.msg_id.push(a.msg_id.as_str());
+        self.endpoint_id.push(a.endpoint_id.as_str());
+        self.app_id.push(a.app_id.as_str());
+        self.delivery_id.push(delivery_id);
+        self.url.push(&a.url);
+        self.status_code.push(i64::from(a.response_status_code));
+        // PostgreSQL text cannot hold NUL, which a response body (lossy
+        // UTF-8) may: stored as U+FFFD rather than failing the whole batch
+        // of outcomes (which would resend the delivery for ever). Lossless
+        // needs `attempt.response` as BYTEA; see the port's report.
+        self.response.push(if a.response.contains('\0') {
+            Cow::Owned(a.response.replace('\0', "\u{fffd}"))
+        } else {
+            Cow::Borrowed(&a.response)
+        });
+        self.duration_ms
+            .push(i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX));
+        self.status.push(a.status.code());
+        self.error_kind.push(a.error_kind.map(AttemptErrorKind::as_str));
+        self.trigger_type.push(a.trigger_type as i64);
+        self.attempt_number.push(i64::from(a.attempt_number));
+        self.created_at.push(ms(a.created_at));
     }
 }
