@@ -79,8 +79,11 @@ const MIGRATIONS: &[&str] = &[
         updated_at BIGINT NOT NULL
     );
 
-    -- Retention walks messages by age: a BRIN index over created_at costs
-    -- ingest almost nothing (rows arrive in time order). payload_expires_at
+    -- Retention walks messages by age, oldest first from a created_at, a
+    -- batch at a time: a b-tree on (created_at, id) hands them out in that
+    -- order and stops where asked (a BRIN index cannot: it answers with
+    -- every block in the range, to read and sort whole). Rows arrive in
+    -- time order, so its inserts go to the right edge. payload_expires_at
     -- is set only for a message with its own payloadRetentionPeriod.
     CREATE TABLE message (
         id TEXT COLLATE "C" NOT NULL,
@@ -95,7 +98,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app_id, id)
     );
     CREATE UNIQUE INDEX message_app_event_id ON message (app_id, event_id) WHERE event_id IS NOT NULL;
-    CREATE INDEX message_created ON message USING brin (created_at);
+    CREATE INDEX message_created ON message (created_at, id);
     CREATE INDEX message_payload_expiry ON message (payload_expires_at) WHERE payload_expires_at IS NOT NULL;
 
     -- One row per (message, endpoint). status: 0 success, 1 pending, 2 fail,
@@ -154,7 +157,8 @@ const MIGRATIONS: &[&str] = &[
         request_digest BYTEA,
         created_at BIGINT NOT NULL
     );
-    CREATE INDEX idempotency_created ON idempotency USING brin (created_at);
+    -- Pruned oldest first, a batch at a time (see message_created).
+    CREATE INDEX idempotency_created ON idempotency (created_at);
 
     CREATE TABLE background_task (
         id TEXT COLLATE "C" PRIMARY KEY,
