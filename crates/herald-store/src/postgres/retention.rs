@@ -11,13 +11,16 @@
 //!
 //! [`PruneCursor`] holds a `created_at` (Unix ms): "every message created
 //! before it has been looked at in this pass", and a batch goes on from
-//! it inclusively. Messages of one millisecond are not told apart by the
-//! cursor, so the millisecond it stopped in is walked again; what of it
-//! was settled is passed over there by the walk's own filter (a pruned
-//! message is gone, a kept pending one is not the prune walk's, an
-//! expunged payload is not the payload walk's). That filter reads those
-//! rows, bounded by what one millisecond of ingest holds, and it makes
-//! every batch either move the cursor on or do work, so a pass ends.
+//! it inclusively. The cursor cannot tell messages of one millisecond
+//! apart (an `i64` has no room for an id as well), so the millisecond it
+//! stopped in is walked again, and there the walk shows only what it
+//! would act on: a message to prune, a payload to expunge. What it would
+//! keep (pending) or has done (expunged) is passed over by the walk's
+//! filter, which reads those rows (bounded by one millisecond of ingest)
+//! without counting them as looked at; the payload walk still says when
+//! it passed over a pending one there. So every batch either moves the
+//! cursor past its millisecond or prunes or expunges something in it,
+//! and a pass ends.
 //!
 //! Several nodes may prune at once, and a redelivery may make an old
 //! message pending again. A message is therefore locked (`SKIP LOCKED`:
@@ -57,19 +60,31 @@ fn walk_messages() -> String {
     )
 }
 
+/// Whether message `m`'s payload is the age walk's to expunge: not
+/// expunged already, and no expiry of its own (the partial index serves
+/// those).
+const BY_AGE: &str = "m.payload_expires_at IS NULL AND octet_length(m.payload) > 0";
+
 /// Messages from `$1` up to `$2`, oldest first, at most `$3`, each with 0
-/// when its payload is not the walk's (expunged already, or an explicit
-/// expiry the partial index serves), 1 when it is, 2 when it is but the
-/// message is pending. In the cursor's own millisecond those that are not
-/// the walk's are not shown.
+/// when its payload is not the walk's, 1 when it is, 2 when it is but the
+/// message is pending. In the cursor's own millisecond only the 1s are
+/// shown; [`pending_at`] tells whether it holds a 2.
 fn walk_payloads() -> String {
     format!(
         "SELECT m.app_id, m.id, m.created_at, \
-         CASE WHEN m.payload_expires_at IS NULL AND octet_length(m.payload) > 0 \
-         THEN 1 + ({PENDING})::BIGINT ELSE 0 END FROM message m \
-         WHERE m.created_at >= $1 AND m.created_at < $2 AND (m.created_at > $1 OR \
-         (m.payload_expires_at IS NULL AND octet_length(m.payload) > 0)) \
+         CASE WHEN {BY_AGE} THEN CASE WHEN {PENDING} THEN 2 ELSE 1 END ELSE 0 END::BIGINT FROM message m \
+         WHERE m.created_at >= $1 AND m.created_at < $2 AND (m.created_at > $1 OR ({BY_AGE} AND NOT {PENDING})) \
          ORDER BY m.created_at, m.id LIMIT $3"
+    )
+}
+
+/// Whether the millisecond `$1` (before the cutoff `$2`) holds a payload
+/// due by age but kept because its message is pending: the walk does not
+/// show those there, yet must say it kept one.
+fn pending_at() -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM message m WHERE m.created_at = $1 AND m.created_at < $2 \
+         AND {BY_AGE} AND {PENDING})"
     )
 }
 
@@ -113,15 +128,19 @@ fn expunge_locked() -> String {
     )
 }
 
-/// Rows an idempotency walk deletes per batch, oldest first through
-/// `idempotency_created`; replaced keys have a new `created_at`, and one
-/// replaced meanwhile is checked again on its new version.
-const PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE key IN ( \
+/// Saved responses older than `$1` ms, oldest first through
+/// `idempotency_created`, at most `$2`. A key replaced meanwhile has a new
+/// `created_at`, and the lock checks it again on its new version. The keys
+/// are gathered into an array first (`= ANY (ARRAY(…))`) so the delete
+/// finds them by primary key; as `IN (subquery)` the planner may join them
+/// against a scan of the whole table.
+const PRUNE_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE key = ANY (ARRAY( \
      SELECT key FROM idempotency WHERE created_at < (SELECT herald_now_ms() - $1) \
-     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+     ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
-const PRUNE_TOKENS: &str = "DELETE FROM api_token WHERE id IN ( \
-     SELECT id FROM api_token WHERE expires_at < (SELECT herald_now_ms()) LIMIT $1 FOR UPDATE SKIP LOCKED)";
+/// Tokens past their expiry, at most `$1`, through `api_token_expiry`.
+const PRUNE_TOKENS: &str = "DELETE FROM api_token WHERE id = ANY (ARRAY( \
+     SELECT id FROM api_token WHERE expires_at < (SELECT herald_now_ms()) LIMIT $1 FOR UPDATE SKIP LOCKED))";
 
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -257,12 +276,9 @@ impl RetentionStore for PgStore {
             Ok(ids.len() < batch && examined < max_examined)
         })
         .await?;
-        if out.more && out.cursor == from && ids.is_empty() {
-            // Everything looked at is pending, in `from`'s millisecond:
-            // walking it again would meet the same rows. The rest of that
-            // millisecond waits for a later pass, which starts no later
-            // than here since this batch says it kept a pending payload.
-            out.cursor = PruneCursor::at(from.position().saturating_add(1));
+        if from.position() > 0 && !out.kept_pending {
+            let stmt = tx.prepare_cached(&pending_at()).await?;
+            out.kept_pending = get(&tx.query_one(&stmt, &[&from.position(), &cutoff]).await?, 0)?;
         }
         if !ids.is_empty() {
             let due = ids.len() as u64;
