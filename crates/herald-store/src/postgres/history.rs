@@ -85,7 +85,11 @@ impl HistoryStore for PgStore {
         let pending = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM delivery WHERE msg_id = $1 AND status = 1)")
             .await?;
-        if tx.query_one(&pending, &[&msg_id.as_str()]).await?.try_get::<_, bool>(0)? {
+        if tx
+            .query_one(&pending, &[&msg_id.as_str()])
+            .await?
+            .try_get::<_, bool>(0)?
+        {
             return Err(StoreError::Refused(
                 "the message is still being delivered; expunge its content once delivery ends".into(),
             ));

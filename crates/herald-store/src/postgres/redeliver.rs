@@ -32,6 +32,9 @@ const NOW: &str = "(SELECT herald_now_ms() AS now) n";
 /// The `[lo, hi)` bounds on message ids and creation times for `range`:
 /// ids sort by creation time, so a (slightly wider) id bound lets the
 /// `(app_id, id)` key find the range, and the time bound makes it exact.
+/// The queries write the time bound as `created_at + 0`, a filter only:
+/// as an index condition it tempts a generic plan onto `message_created`,
+/// which walks every application's messages in the range and sorts them.
 fn bounds(range: TimeRange) -> (String, String, i64, i64) {
     let since = range.since.map(ms).unwrap_or(0).max(0);
     let until = range.until.map(ms).unwrap_or(i64::MAX);
@@ -145,7 +148,7 @@ impl RedeliveryStore for PgStore {
             .prepare_cached(&format!(
                 "WITH kept AS ( \
                      SELECT m.id FROM message m WHERE m.app_id = $3 AND m.id >= $4 AND m.id < $5 \
-                     AND m.created_at >= $6 AND m.created_at < $7 AND length(m.payload) > 0 \
+                     AND m.created_at + 0 >= $6 AND m.created_at + 0 < $7 AND length(m.payload) > 0 \
                      AND EXISTS (SELECT 1 FROM delivery f WHERE f.msg_id = m.id AND f.endpoint_id = $2 \
                                  AND f.status = 2) \
                      FOR SHARE OF m) \
@@ -198,14 +201,22 @@ impl RedeliveryStore for PgStore {
                 "SELECT m.id, m.event_type, m.channels, length(m.payload) > 0, \
                  EXISTS (SELECT 1 FROM delivery d WHERE d.msg_id = m.id AND d.endpoint_id = $2 OFFSET 0) \
                  FROM message m WHERE m.app_id = $1 AND m.id {} $3 AND m.id < $4 \
-                 AND m.created_at >= $5 AND m.created_at < $6 ORDER BY m.id LIMIT $7",
+                 AND m.created_at + 0 >= $5 AND m.created_at + 0 < $6 ORDER BY m.id LIMIT $7",
                 if inclusive { ">=" } else { ">" }
             ))
             .await?;
         let rows = tx
             .query(
                 &walk,
-                &[&app_id.as_str(), &endpoint_id.as_str(), &start, &hi, &since, &until, &limit],
+                &[
+                    &app_id.as_str(),
+                    &endpoint_id.as_str(),
+                    &start,
+                    &hi,
+                    &since,
+                    &until,
+                    &limit,
+                ],
             )
             .await?;
         let mut missing: Vec<&str> = Vec::new();
