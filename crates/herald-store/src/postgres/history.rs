@@ -110,7 +110,7 @@ impl HistoryStore for PgStore {
     async fn expunge_attempt_content(&self, app_id: &AppId, msg_id: &MessageId, attempt_id: &AttemptId) -> Result<()> {
         let c = self.client().await?;
         let stmt = c
-            .prepare_cached("UPDATE attempt SET response = '' WHERE msg_id = $1 AND id = $2 AND app_id = $3")
+            .prepare_cached("UPDATE attempt SET response = ''::bytea WHERE msg_id = $1 AND id = $2 AND app_id = $3")
             .await?;
         let n = c
             .execute(&stmt, &[&msg_id.as_str(), &attempt_id.as_str(), &app_id.as_str()])

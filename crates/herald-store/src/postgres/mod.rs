@@ -20,6 +20,7 @@
 mod access;
 mod changes;
 mod claims;
+mod endpoints;
 mod fifo;
 mod health;
 mod history;
@@ -33,6 +34,7 @@ mod resources;
 mod retention;
 mod rows;
 mod schema;
+mod targets;
 mod tasks;
 mod test_db;
 

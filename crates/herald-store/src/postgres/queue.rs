@@ -7,7 +7,6 @@
 //! it. Ingest is `ingest.rs`, parked claims `parking.rs`, ordered endpoints
 //! `fifo.rs`, and what these share `claims.rs`.
 
-use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -105,7 +104,7 @@ static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
              SELECT a.id, a.msg_id, a.endpoint_id, a.app_id, a.delivery_id, a.url, a.status_code, a.response, \
                  a.duration_ms, a.status, a.error_kind, a.trigger_type, a.attempt_number, a.created_at \
              FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], \
-                 $16::bigint[], $17::text[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[], \
+                 $16::bigint[], $17::bytea[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[], \
                  $23::bigint[]) WITH ORDINALITY AS a(id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, \
                  response, duration_ms, status, error_kind, trigger_type, attempt_number, created_at, ord) \
              WHERE a.delivery_id IN (SELECT id FROM upd) \
@@ -343,7 +342,7 @@ struct AttemptCols<'a> {
     delivery_id: Vec<i64>,
     url: Vec<&'a str>,
     status_code: Vec<i64>,
-    response: Vec<Cow<'a, str>>,
+    response: Vec<&'a [u8]>,
     duration_ms: Vec<i64>,
     status: Vec<i64>,
     error_kind: Vec<Option<&'static str>>,
@@ -361,15 +360,9 @@ impl<'a> AttemptCols<'a> {
         self.delivery_id.push(delivery_id);
         self.url.push(&a.url);
         self.status_code.push(i64::from(a.response_status_code));
-        // PostgreSQL text cannot hold NUL, which a response body (lossy
-        // UTF-8) may: stored as U+FFFD rather than failing the whole batch
-        // of outcomes (which would resend the delivery for ever). Lossless
-        // needs `attempt.response` as BYTEA; see the port's report.
-        self.response.push(if a.response.contains('\0') {
-            Cow::Owned(a.response.replace('\0', "\u{fffd}"))
-        } else {
-            Cow::Borrowed(&a.response)
-        });
+        // BYTEA, not text: PostgreSQL text cannot hold NUL, which a
+        // response body may.
+        self.response.push(a.response.as_bytes());
         self.duration_ms
             .push(i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX));
         self.status.push(a.status.code());

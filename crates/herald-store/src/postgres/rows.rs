@@ -218,7 +218,7 @@ pub(crate) fn attempt_row(r: &Row) -> Result<Attempt> {
         app_id: AppId::from_trusted(get(r, 3)?),
         url: get(r, 4)?,
         response_status_code: int(r, 5)?,
-        response: get(r, 6)?,
+        response: String::from_utf8(get::<Vec<u8>>(r, 6)?).map_err(|e| corrupt(r, 6, e))?,
         response_duration_ms: u64::try_from(get::<i64>(r, 7)?).map_err(|_| corrupt(r, 7, "negative duration"))?,
         status: DeliveryStatus::from_code(code).ok_or_else(|| corrupt(r, 8, format!("unknown status {code}")))?,
         error_kind: kind

@@ -139,7 +139,8 @@ const MIGRATIONS: &[&str] = &[
         delivery_id BIGINT NOT NULL,
         url TEXT COLLATE "C" NOT NULL,
         status_code BIGINT NOT NULL,
-        response TEXT COLLATE "C" NOT NULL,
+        -- bytes: a response body may hold NUL, which text cannot.
+        response BYTEA NOT NULL,
         duration_ms BIGINT NOT NULL,
         status BIGINT NOT NULL,
         error_kind TEXT COLLATE "C",
