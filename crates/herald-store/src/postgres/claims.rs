@@ -130,9 +130,10 @@ pub(crate) fn guarded(set: &str) -> String {
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
          input AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) WITH ORDINALITY AS t(id, fence, ord)), \
          upd AS (UPDATE delivery d SET {set} FROM input i, now \
-             WHERE d.id = i.id AND d.fence = i.fence AND d.claimed_by = $1::text AND d.status = 1 RETURNING d.id) \
+             WHERE d.id = ANY($2::bigint[]) AND d.id = i.id AND d.fence = i.fence AND d.claimed_by = $1::text \
+                 AND d.status = 1 RETURNING d.id) \
          SELECT i.id IN (SELECT id FROM upd), d.status FROM input i \
-         LEFT JOIN delivery d ON d.id = i.id ORDER BY i.ord"
+         LEFT JOIN (SELECT id, status FROM delivery WHERE id = ANY($2::bigint[])) d ON d.id = i.id ORDER BY i.ord"
     )
 }
 

@@ -45,7 +45,7 @@ static CLAIM_RUN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
          picked AS (SELECT d.id, d.msg_id, d.app_id, t.ord FROM UNNEST($2::bigint[]) WITH ORDINALITY AS t(id, ord) \
-             JOIN delivery d ON d.id = t.id) \
+             JOIN delivery d ON d.id = t.id AND d.id = ANY($2::bigint[])) \
          {}",
         claim_tail("d.status = 1 AND (d.claim_until IS NULL OR d.claim_until < now.t)")
     )

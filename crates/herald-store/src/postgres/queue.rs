@@ -97,7 +97,8 @@ static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
                  updated_at = now.t, \
                  first_attempt_at = COALESCE(d.first_attempt_at, p.started) \
              FROM plan p, now \
-             WHERE d.id = p.id AND d.fence = p.fence AND d.claimed_by = $1::text AND d.status = 1 \
+             WHERE d.id = ANY($2::bigint[]) AND d.id = p.id AND d.fence = p.fence AND d.claimed_by = $1::text \
+                 AND d.status = 1 \
              RETURNING d.id), \
          att AS (INSERT INTO attempt (id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, response, \
                  duration_ms, status, error_kind, trigger_type, attempt_number, created_at) \
@@ -110,7 +111,7 @@ static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
              WHERE a.delivery_id IN (SELECT id FROM upd) \
              ORDER BY a.ord) \
          SELECT i.id IN (SELECT id FROM upd), d.status FROM input i \
-         LEFT JOIN delivery d ON d.id = i.id ORDER BY i.ord"
+         LEFT JOIN (SELECT id, status FROM delivery WHERE id = ANY($2::bigint[])) d ON d.id = i.id ORDER BY i.ord"
     )
 });
 
