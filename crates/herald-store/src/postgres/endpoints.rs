@@ -39,16 +39,6 @@ pub(crate) async fn hold_app(tx: &impl GenericClient, app_id: &AppId) -> Result<
     }
 }
 
-/// An endpoint turned `fifo` on or off: its pending deliveries follow, in
-/// the same write, so none is handed out by the wrong path.
-async fn set_pending_fifo(tx: &impl GenericClient, endpoint: &EndpointId, fifo: bool) -> Result<()> {
-    let stmt = tx
-        .prepare_cached("UPDATE delivery SET fifo = $2 WHERE endpoint_id = $1 AND status = 1 AND fifo <> $2")
-        .await?;
-    tx.execute(&stmt, &[&endpoint.as_str(), &fifo]).await?;
-    Ok(())
-}
-
 impl PgStore {
     pub(crate) async fn pg_create_endpoint(&self, app_id: &AppId, ep: NewEndpoint) -> Result<Endpoint> {
         let sealed = self.key.seal(&ep.secret.to_storage_bytes());
@@ -143,7 +133,7 @@ impl PgStore {
         if n == 0 {
             return Err(StoreError::NotFound("endpoint"));
         }
-        set_pending_fifo(&tx, &ep.id, ep.settings.fifo).await?;
+        super::fifo::set_pending(&tx, &ep.id, ep.settings.fifo).await?;
         announce(
             &tx,
             &Change::EndpointUpdated {

@@ -168,19 +168,6 @@ async fn run(
     }
 }
 
-/// Whether `endpoint` is ordered now, for what makes a delivery pending
-/// again outside ingest (resend, recover, replay: `redeliver.rs`).
-#[allow(dead_code)] // until redelivery is ported
-pub(crate) async fn is_fifo(client: &impl deadpool_postgres::GenericClient, endpoint: &EndpointId) -> Result<bool> {
-    let stmt = client
-        .prepare_cached("SELECT COALESCE((settings::jsonb ->> 'fifo')::boolean, FALSE) FROM endpoint WHERE id = $1")
-        .await?;
-    match client.query_opt(&stmt, &[&endpoint.as_str()]).await? {
-        Some(r) => get(&r, 0),
-        None => Ok(false),
-    }
-}
-
 /// An endpoint turned `fifo` on or off: its pending deliveries follow (in
 /// the transaction that changes the endpoint).
 pub(crate) async fn set_pending(

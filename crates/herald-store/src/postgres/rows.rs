@@ -21,10 +21,6 @@ use tokio_postgres::Row;
 
 use crate::{EncryptionKey, Result, StoreError};
 
-/// The database's clock in Unix milliseconds, as SQL: leases and due times
-/// are decided by it, never by a node's own clock.
-pub(crate) const NOW_MS: &str = "herald_now_ms()";
-
 /// The database's now, read on its own.
 pub(crate) async fn db_now_ms(client: &impl GenericClient) -> Result<i64> {
     let stmt = client.prepare_cached("SELECT herald_now_ms()").await?;
@@ -242,35 +238,11 @@ pub(crate) fn int<T: TryFrom<i64>>(r: &Row, col: usize) -> Result<T> {
     T::try_from(v).map_err(|_| corrupt(r, col, format!("{v} out of range")))
 }
 
-pub(crate) async fn resolve_app(client: &impl GenericClient, id_or_uid: &str) -> Result<AppId> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT id FROM application WHERE id = $1 UNION ALL SELECT id FROM application WHERE uid = $1 LIMIT 1",
-        )
-        .await?;
-    let row = client.query_opt(&stmt, &[&id_or_uid]).await?;
-    row.map(|r| get::<String>(&r, 0).map(AppId::from_trusted))
-        .transpose()?
-        .ok_or(StoreError::NotFound("application"))
-}
-
 pub(crate) fn decrypt_secret(key: &EncryptionKey, sealed: &[u8]) -> Result<EndpointSecret> {
     let plain = key.open(sealed).ok_or_else(|| {
         StoreError::Crypto("endpoint secret does not decrypt with the configured encryption key".into())
     })?;
     EndpointSecret::from_storage_bytes(&plain).map_err(|e| StoreError::Corrupt(format!("endpoint secret: {e}")))
-}
-
-pub(crate) async fn select_app(client: &impl GenericClient, id: &AppId) -> Result<Application> {
-    let stmt = client
-        .prepare_cached(&format!("SELECT {APP_COLS} FROM application WHERE id = $1"))
-        .await?;
-    client
-        .query_opt(&stmt, &[&id.as_str()])
-        .await?
-        .map(|r| app_row(&r))
-        .transpose()?
-        .ok_or(StoreError::NotFound("application"))
 }
 
 pub(crate) async fn select_endpoint(
@@ -303,21 +275,4 @@ pub(crate) async fn select_event_type(client: &impl GenericClient, name: &str) -
         .map(|r| et_row(&r))
         .transpose()?
         .ok_or(StoreError::NotFound("event type"))
-}
-
-/// Every endpoint of the applications in `app_ids`, for fan-out.
-pub(crate) async fn load_endpoints(
-    client: &impl GenericClient,
-    key: &EncryptionKey,
-    app_ids: &[&str],
-) -> Result<Vec<Endpoint>> {
-    let stmt = client
-        .prepare_cached(&format!("SELECT {EP_COLS} FROM endpoint WHERE app_id = ANY($1)"))
-        .await?;
-    client
-        .query(&stmt, &[&app_ids])
-        .await?
-        .iter()
-        .map(|r| ep_row(r, key))
-        .collect()
 }
