@@ -5,13 +5,11 @@
 //! is queued and closes.
 
 use std::fs;
-use std::sync::Arc;
 
 use anyhow::Context;
 use herald_api::{ApiConfig, AppState};
 use herald_engine::retention::{self, RetentionConfig};
 use herald_engine::{Engine, EngineConfig};
-use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
