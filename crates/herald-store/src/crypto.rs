@@ -70,6 +70,51 @@ impl EncryptionKey {
     }
 }
 
+/// An endpoint's stored secret, unsealed: what both stores' rows hold.
+pub(crate) fn decrypt_secret(
+    key: &EncryptionKey,
+    sealed: &[u8],
+) -> crate::Result<herald_core::signing::EndpointSecret> {
+    let plain = key.open(sealed).ok_or_else(|| {
+        crate::StoreError::Crypto("endpoint secret does not decrypt with the configured encryption key".into())
+    })?;
+    herald_core::signing::EndpointSecret::from_storage_bytes(&plain)
+        .map_err(|e| crate::StoreError::Corrupt(format!("endpoint secret: {e}")))
+}
+
+/// The `credentials` column for `settings`: their secret parts sealed, or
+/// NULL when they have none (the same in both stores).
+pub(crate) fn seal_credentials(
+    key: &EncryptionKey,
+    settings: &herald_core::model::EndpointSettings,
+) -> crate::Result<Option<Vec<u8>>> {
+    herald_core::credentials::SecretParts::of(settings)
+        .map(|parts| {
+            let json = serde_json::to_string(&parts).map_err(|e| crate::StoreError::Encode(e.to_string()))?;
+            Ok(key.seal(json.as_bytes()))
+        })
+        .transpose()
+}
+
+/// Restores the secret halves of `settings` from their sealed column; the
+/// error says why, for the caller to name the column.
+pub(crate) fn open_credentials(
+    key: &EncryptionKey,
+    sealed: Option<&[u8]>,
+    settings: &mut herald_core::model::EndpointSettings,
+) -> Result<(), String> {
+    use herald_core::credentials::SecretParts;
+    let parts = sealed
+        .map(|sealed| {
+            let plain = key
+                .open(sealed)
+                .ok_or("endpoint credentials do not decrypt with the configured encryption key")?;
+            serde_json::from_slice::<SecretParts>(&plain).map_err(|e| format!("endpoint credentials: {e}"))
+        })
+        .transpose()?;
+    SecretParts::restore(parts, settings).map_err(|e| format!("endpoint credentials: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use herald_core::credentials::SecretParts;
 use herald_core::model::{
     Application, Attempt, AttemptErrorKind, DeliveryStatus, Endpoint, EndpointSettings, EventType, Message, TriggerType,
 };
-use herald_core::signing::EndpointSecret;
 use herald_core::validate::{EventTypeName, Uid};
 use herald_core::{AppId, AttemptId, EndpointId, MessageId};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use crate::crypto::open_credentials;
+pub(crate) use crate::crypto::{decrypt_secret, seal_credentials};
 use crate::{EncryptionKey, Result, StoreError};
 
 /// The database's clock in Unix milliseconds: leases and due times are
@@ -145,26 +145,6 @@ pub(crate) fn ep_row(r: &Row, key: &EncryptionKey) -> rusqlite::Result<Endpoint>
     })
 }
 
-/// The `credentials` column for `settings`: their secret parts sealed, or
-/// NULL when they have none.
-pub(crate) fn seal_credentials(key: &EncryptionKey, settings: &EndpointSettings) -> Result<Option<Vec<u8>>> {
-    SecretParts::of(settings)
-        .map(|parts| Ok(key.seal(to_json(&parts)?.as_bytes())))
-        .transpose()
-}
-
-fn open_credentials(key: &EncryptionKey, sealed: Option<&[u8]>, settings: &mut EndpointSettings) -> Result<(), String> {
-    let parts = sealed
-        .map(|sealed| {
-            let plain = key
-                .open(sealed)
-                .ok_or("endpoint credentials do not decrypt with the configured encryption key")?;
-            serde_json::from_slice::<SecretParts>(&plain).map_err(|e| format!("endpoint credentials: {e}"))
-        })
-        .transpose()?;
-    SecretParts::restore(parts, settings).map_err(|e| format!("endpoint credentials: {e}"))
-}
-
 pub(crate) const ET_COLS: &str =
     "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
 
@@ -236,13 +216,6 @@ pub(crate) fn resolve_app(conn: &Connection, id_or_uid: &str) -> Result<AppId> {
     .optional()?
     .map(AppId::from_trusted)
     .ok_or(StoreError::NotFound("application"))
-}
-
-pub(crate) fn decrypt_secret(key: &EncryptionKey, sealed: &[u8]) -> Result<EndpointSecret> {
-    let plain = key.open(sealed).ok_or_else(|| {
-        StoreError::Crypto("endpoint secret does not decrypt with the configured encryption key".into())
-    })?;
-    EndpointSecret::from_storage_bytes(&plain).map_err(|e| StoreError::Corrupt(format!("endpoint secret: {e}")))
 }
 
 pub(crate) fn select_app(conn: &Connection, id: &AppId) -> Result<Application> {
