@@ -12,6 +12,10 @@ pub enum Change {
     EndpointDeleted { app_id: AppId, endpoint_id: EndpointId },
     /// Deleted with all its endpoints.
     AppDeleted { app_id: AppId },
+    /// Deliveries were left unclaimed and due for another node: born to an
+    /// endpoint another node holds, or handed back. Every node's loader
+    /// looks for due work.
+    Due,
     /// Changes may have been missed (a shared database's notification
     /// connection was lost and has just come back): everything cached from
     /// the store is stale.

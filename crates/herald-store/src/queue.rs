@@ -85,7 +85,9 @@ pub struct NewMessage {
     pub only_endpoint: Option<EndpointId>,
     /// Claim the fanned-out deliveries under this lease, so the engine can
     /// send them straight from memory without reading them back. `None`
-    /// leaves them for whichever node claims due work next.
+    /// leaves them for whichever node claims due work next. A delivery to
+    /// an endpoint another owner holds is born unclaimed, whatever the
+    /// lease (see [`DeliveryQueue::hold_endpoints`]).
     pub lease: Option<Lease>,
 }
 
@@ -98,7 +100,7 @@ pub struct AppRef(pub String);
 pub struct Ingested {
     pub message: Message,
     /// Deliveries to unordered endpoints, claimed under the message's lease
-    /// when it had one.
+    /// when it had one; those left for another endpoint holder are not here.
     pub deliveries: Vec<DeliveryJob>,
     /// Ordered (`fifo`) endpoints that got a delivery: those are never
     /// born claimed, and go out through [`DeliveryQueue::claim_fifo`].
@@ -181,12 +183,16 @@ pub trait DeliveryQueue: Send + Sync {
     /// claim holds (never claimed, released, or lapsed), earliest first,
     /// stopping once their payloads add up to `max_bytes` (at least one is
     /// claimed when any is due). Each claim gets a new fencing token.
+    /// Deliveries to an endpoint another owner holds
+    /// ([`DeliveryQueue::hold_endpoints`]) are left for that owner.
     async fn claim_due(&self, lease: &Lease, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>>;
     /// How long until the earliest unclaimed pending delivery is due, by the
     /// database's clock (zero when it is overdue); `None` when there is none.
-    /// Lapsed claims are rare (a holder died); the loader finds them on its
-    /// periodic look rather than by this time.
-    async fn next_due(&self) -> Result<Option<Duration>>;
+    /// As [`DeliveryQueue::claim_due`], it counts none that `owner` would
+    /// leave for another endpoint holder. Lapsed claims are rare (a holder
+    /// died); the loader finds them on its periodic look rather than by
+    /// this time.
+    async fn next_due(&self, owner: &NodeId) -> Result<Option<Duration>>;
     /// How many deliveries are still to be delivered: pending (never tried
     /// or awaiting a retry) wherever they wait — unclaimed, held in a node's
     /// memory, or parked behind an open circuit — over every node. Its cost
@@ -247,6 +253,20 @@ pub trait DeliveryQueue: Send + Sync {
     /// Releases the caller's parked claims on these endpoints' deliveries,
     /// so they are due again at once (their circuits closed); the total.
     async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64>;
+
+    /// Takes or renews endpoint holds. An endpoint whose policy must hold
+    /// across nodes (a `rateLimit`, an open circuit) is sent to by one node
+    /// at a time: the one holding it. A hold is granted when no other
+    /// owner's live hold has the endpoint (none, lapsed, or the caller's
+    /// own), and lasts the lease's TTL from the database's now. While it
+    /// lasts, other owners' ingests leave their deliveries to the endpoint
+    /// unclaimed and announce [`crate::Change::Due`], and their `claim_due`
+    /// skips them, so the holder gets them. One answer per endpoint, in
+    /// order: whether the caller holds it now.
+    async fn hold_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<Vec<bool>>;
+    /// Drops the caller's holds on these endpoints (it has no work for them
+    /// left, or their circuits closed); anyone else's stay.
+    async fn release_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<()>;
 
     /// Ordered (`fifo`) endpoints whose oldest pending delivery is due and
     /// held by no live claim, and how long until the first of the others'

@@ -36,7 +36,7 @@ async fn ping(state: State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     responses((status = 200, description = "Healthy"), (status = 503, description = "The database does not answer"))
 )]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.next_due().await {
+    match state.store.next_due(state.engine.node()).await {
         Ok(_) => (StatusCode::OK, Json(json!({"status": "ok", "database": "ok"}))),
         Err(e) => {
             tracing::error!(error = %e, "health check could not read the store");

@@ -251,8 +251,8 @@ impl DeliveryQueue for SlowRecords {
     async fn claim_due(&self, lease: &Lease, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
         self.inner.claim_due(lease, limit, max_bytes).await
     }
-    async fn next_due(&self) -> Result<Option<Duration>> {
-        self.inner.next_due().await
+    async fn next_due(&self, owner: &NodeId) -> Result<Option<Duration>> {
+        self.inner.next_due(owner).await
     }
     async fn backlog(&self) -> Result<u64> {
         self.inner.backlog().await
@@ -296,6 +296,12 @@ impl DeliveryQueue for SlowRecords {
     }
     async fn fifo_due(&self) -> Result<herald_store::FifoDue> {
         self.inner.fifo_due().await
+    }
+    async fn hold_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<Vec<bool>> {
+        self.inner.hold_endpoints(lease, endpoints).await
+    }
+    async fn release_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<()> {
+        self.inner.release_endpoints(lease, endpoints).await
     }
     async fn claim_fifo(
         &self,

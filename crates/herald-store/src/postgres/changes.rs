@@ -33,6 +33,7 @@ fn encode(change: &Change) -> String {
         Change::EndpointUpdated { app_id, endpoint_id } => format!("endpoint_updated {app_id} {endpoint_id}"),
         Change::EndpointDeleted { app_id, endpoint_id } => format!("endpoint_deleted {app_id} {endpoint_id}"),
         Change::AppDeleted { app_id } => format!("app_deleted {app_id}"),
+        Change::Due => "due".to_owned(),
         Change::Missed => "missed".to_owned(),
     }
 }
@@ -53,6 +54,7 @@ fn decode(payload: &str) -> Option<Change> {
         "app_deleted" => Change::AppDeleted {
             app_id: AppId::from_trusted(next_id()?),
         },
+        "due" => Change::Due,
         "missed" => Change::Missed,
         _ => return None,
     };

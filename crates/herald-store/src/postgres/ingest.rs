@@ -19,8 +19,9 @@ use herald_core::{AppId, EndpointId, MessageId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::holds::DueBell;
 use super::pool_error;
-use super::rows::{EP_COLS, after, ep_row, from_ms, get, opt_json};
+use super::rows::{EP_COLS, EP_SECRET_COL, after, ep_row, from_ms, get, opt_json};
 use crate::metrics::{StoreMetrics, Tally};
 use crate::{DeliveryJob, EncryptionKey, Ingested, NewMessage, Result, StoreError};
 
@@ -41,6 +42,8 @@ struct Job {
 /// What the committers share.
 struct Ctx {
     pool: Pool,
+    /// Rung when a batch left deliveries for another endpoint holder.
+    bell: DueBell,
     key: Arc<EncryptionKey>,
     metrics: Arc<StoreMetrics>,
 }
@@ -52,10 +55,15 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn spawn(pool: Pool, key: Arc<EncryptionKey>, metrics: Arc<StoreMetrics>) -> Self {
+    pub fn spawn(pool: Pool, key: Arc<EncryptionKey>, metrics: Arc<StoreMetrics>, bell: DueBell) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
-        let ctx = Arc::new(Ctx { pool, key, metrics });
+        let ctx = Arc::new(Ctx {
+            pool,
+            bell,
+            key,
+            metrics,
+        });
         let workers = (0..COMMITTERS)
             .map(|_| tokio::spawn(run(rx.clone(), ctx.clone())))
             .collect();
@@ -178,14 +186,24 @@ const RESOLVE: &str = "SELECT id, uid FROM application WHERE id = ANY($1) OR uid
 /// this batch and then sees its deliveries (to cancel them, or to move
 /// them in or out of `fifo`), rather than this batch fanning out to what
 /// it no longer is.
+/// Each endpoint with the owner of its live hold, if any: a delivery to an
+/// endpoint held by another owner than the batch's is born unclaimed, for
+/// the holder (`holds.rs`). Reading the hold here rather than locking it
+/// is enough: a node sends to a held endpoint only while it holds it, so a
+/// delivery born claimed just as another node took the hold is handed over.
 fn endpoints_sql() -> String {
-    format!("SELECT {EP_COLS} FROM endpoint WHERE app_id = ANY($1) ORDER BY app_id, id FOR SHARE")
+    let cols = EP_COLS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {cols}, h.owner FROM endpoint e \
+         LEFT JOIN endpoint_hold h ON h.endpoint_id = e.id AND h.until > herald_now_ms() \
+         WHERE e.app_id = ANY($1) ORDER BY e.app_id, e.id FOR SHARE OF e"
+    )
 }
 
-/// Messages and their deliveries in one statement. A message whose
-/// `eventId` is taken (by a committed message, or by one earlier in this
-/// batch) is skipped with its deliveries; `m` returns the messages written
-/// and the final select each with its deliveries' ids.
 const INSERT: &str = "WITH m AS ( \
         INSERT INTO message (id, app_id, event_type, event_id, channels, tags, payload, created_at, payload_expires_at) \
         SELECT t.id, t.app_id, t.event_type, t.event_id, t.channels, t.tags, t.payload, $9, t.expires \
@@ -205,12 +223,27 @@ const INSERT: &str = "WITH m AS ( \
         RETURNING id, msg_id, endpoint_id) \
     SELECT m.id, d.id, d.endpoint_id FROM m LEFT JOIN d ON d.msg_id = m.id";
 
+/// The column after the endpoint's in [`endpoints_sql`] (where an endpoint
+/// read with its secret has that): its holder.
+const HOLDER_COL: usize = EP_SECRET_COL;
+
+/// How a delivery is born.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Born {
+    /// Claimed under the message's lease (unclaimed when it has none).
+    Claimed,
+    /// Unclaimed, for the node that holds its endpoint.
+    ForHolder,
+    /// An ordered endpoint's: never born claimed.
+    Fifo,
+}
+
 /// One message's fan-out, before it is written.
 struct Plan {
     id: MessageId,
     app_id: AppId,
-    /// Each target, and whether it is ordered.
-    targets: Vec<(EndpointId, bool)>,
+    /// Each target, and how its delivery is born.
+    targets: Vec<(EndpointId, Born)>,
 }
 
 /// The batch in one transaction: answers per message, and how many were
@@ -241,14 +274,19 @@ async fn ingest_batch(ctx: &Ctx, msgs: &[NewMessage]) -> Result<(Vec<Result<Inge
     let resolve = |name: &str| by_id.get(name).or_else(|| by_uid.get(name)).cloned();
 
     let mut endpoints: HashMap<String, Vec<Endpoint>> = HashMap::new();
+    let mut holders: HashMap<EndpointId, String> = HashMap::new();
     if !by_id.is_empty() {
         let app_ids: Vec<&str> = by_id.keys().map(String::as_str).collect();
         let stmt = tx.prepare_cached(&endpoints_sql()).await?;
         for r in tx.query(&stmt, &[&app_ids]).await? {
             let ep = ep_row(&r, &ctx.key)?;
+            if let Some(owner) = get::<Option<String>>(&r, HOLDER_COL)? {
+                holders.insert(ep.id.clone(), owner);
+            }
             endpoints.entry(ep.app_id.as_str().to_owned()).or_default().push(ep);
         }
     }
+    let mut left_for_holder = false;
 
     // Fan-out, as the SQLite store does it, and the rows to write.
     let none: Vec<Endpoint> = Vec::new();
@@ -280,20 +318,32 @@ async fn ingest_batch(ctx: &Ctx, msgs: &[NewMessage]) -> Result<(Vec<Result<Inge
             Some(lease) => (Some(lease.owner.as_str().to_owned()), Some(after(now, lease.ttl)), 1),
             None => (None, None, 0),
         };
+        let mut born = Vec::with_capacity(targets.len());
         for ep in &targets {
             let fifo = ep.settings.fifo;
+            let elsewhere = holders
+                .get(&ep.id)
+                .is_some_and(|holder| msg.lease.as_ref().is_none_or(|l| l.owner.as_str() != holder));
+            let how = match (fifo, elsewhere) {
+                (true, _) => Born::Fifo,
+                (false, true) => Born::ForHolder,
+                (false, false) => Born::Claimed,
+            };
+            left_for_holder |= how == Born::ForHolder;
+            let claimed = how == Born::Claimed;
             d_cols.msg_id.push(id.as_str().to_owned());
             d_cols.endpoint_id.push(ep.id.as_str().to_owned());
             d_cols.app_id.push(app_id.clone());
-            d_cols.claimed_by.push(if fifo { None } else { owner.clone() });
-            d_cols.claim_until.push(if fifo { None } else { until });
-            d_cols.fence.push(if fifo { 0 } else { fence });
+            d_cols.claimed_by.push(if claimed { owner.clone() } else { None });
+            d_cols.claim_until.push(if claimed { until } else { None });
+            d_cols.fence.push(if claimed { fence } else { 0 });
             d_cols.fifo.push(fifo);
+            born.push((ep.id.clone(), how));
         }
         plans.push(Ok(Plan {
             id,
             app_id: AppId::from_trusted(app_id),
-            targets: targets.iter().map(|ep| (ep.id.clone(), ep.settings.fifo)).collect(),
+            targets: born,
         }));
     }
 
@@ -334,6 +384,9 @@ async fn ingest_batch(ctx: &Ctx, msgs: &[NewMessage]) -> Result<(Vec<Result<Inge
         }
     }
     tx.commit().await?;
+    if left_for_holder {
+        ctx.bell.ring();
+    }
 
     let mut results = Vec::with_capacity(msgs.len());
     for (msg, plan) in msgs.iter().zip(plans) {
@@ -358,10 +411,14 @@ fn answer(
     let fence = i64::from(msg.lease.is_some());
     let mut deliveries = Vec::new();
     let mut fifo = Vec::new();
-    for (endpoint_id, ordered) in plan.targets {
-        if ordered {
-            fifo.push((plan.app_id.clone(), endpoint_id));
-            continue;
+    for (endpoint_id, born) in plan.targets {
+        match born {
+            Born::Fifo => {
+                fifo.push((plan.app_id.clone(), endpoint_id));
+                continue;
+            }
+            Born::ForHolder => continue,
+            Born::Claimed => {}
         }
         let key = (plan.id.as_str().to_owned(), endpoint_id.as_str().to_owned());
         let delivery_id = *delivery_ids

@@ -15,7 +15,8 @@
 //! `tasks.rs`, `idempotency.rs`, `ingest.rs` (message and fan-out, group
 //! committed), `queue.rs` (claims and outcomes under leases, with
 //! `parking.rs`, `fifo.rs` and what they share, `claims.rs`), `history.rs`,
-//! `redeliver.rs`, `retention.rs`, `health.rs`.
+//! `redeliver.rs`, `retention.rs`, `health.rs`, and endpoint holds with the
+//! bell that wakes other nodes' loaders, `holds.rs`.
 
 mod access;
 mod changes;
@@ -24,6 +25,7 @@ mod endpoints;
 mod fifo;
 mod health;
 mod history;
+mod holds;
 mod idempotency;
 mod ingest;
 mod paging;
@@ -80,6 +82,10 @@ pub struct PgStore {
     listener: changes::Listener,
     /// Ingest's group commit (`ingest.rs`).
     committer: ingest::Committer,
+    /// Tells every node of deliveries left due for others (`holds.rs`).
+    bell: holds::DueBell,
+    /// Stops the bell's task.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl PgStore {
@@ -107,7 +113,9 @@ impl PgStore {
         let (feed, _) = broadcast::channel(CHANGE_BUFFER);
         let listener = changes::Listener::spawn(config, feed.clone()).await?;
         let (key, metrics) = (Arc::new(key), Arc::new(StoreMetrics::default()));
-        let committer = ingest::Committer::spawn(pool.clone(), key.clone(), metrics.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let bell = holds::DueBell::spawn(pool.clone(), stop.clone());
+        let committer = ingest::Committer::spawn(pool.clone(), key.clone(), metrics.clone(), bell.clone());
         Ok(Self {
             pool,
             key,
@@ -116,6 +124,8 @@ impl PgStore {
             metrics,
             listener,
             committer,
+            bell,
+            stop,
         })
     }
 
@@ -180,6 +190,12 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     fn changes(&self) -> broadcast::Receiver<Change> {
@@ -195,6 +211,7 @@ impl Store for PgStore {
         self.listener.stop();
         // What was accepted commits before the connections go.
         self.committer.close().await;
+        self.stop.cancel();
         self.pool.close();
     }
 }

@@ -15,6 +15,7 @@ use herald_core::model::AttemptErrorKind;
 
 use super::PgStore;
 use super::claims::{big, claim_tail, guarded, jobs_from, lease_results, rounds, sat_add};
+use super::holds::HELD_ELSEWHERE;
 use super::rows::{count, get, ms, ttl_ms};
 use crate::{
     DeliveryJob, DeliveryQueue, DeliveryState, FifoDue, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId,
@@ -30,23 +31,36 @@ const BACKLOG: &str = "SELECT (SELECT count(*) FROM delivery WHERE status = 1 AN
      + (SELECT count(*) FROM delivery WHERE claim_until IS NOT NULL)";
 
 /// Unclaimed due work and work whose claim lapsed (its holder died or could
-/// not record the outcome), each from its own partial index, and the
-/// earliest `$2` of both claimed: `$1` owner, `$3` byte budget, `$4` TTL.
+/// not record the outcome), each from its own partial index, less what is
+/// left for another endpoint holder, and the earliest `$2` of both
+/// claimed: `$1` owner, `$3` byte budget, `$4` TTL.
 static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
          due AS (SELECT id, next_attempt_at, msg_id, app_id FROM delivery \
              WHERE status = 1 AND claim_until IS NULL AND NOT fifo AND next_attempt_at <= (SELECT t FROM now) \
+             AND NOT {held} \
              ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
          lapsed AS (SELECT id, next_attempt_at, msg_id, app_id FROM delivery \
              WHERE claim_until IS NOT NULL AND claim_until < (SELECT t FROM now) AND status = 1 AND NOT fifo \
-             AND next_attempt_at <= (SELECT t FROM now) \
+             AND next_attempt_at <= (SELECT t FROM now) AND NOT {held} \
              ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
          picked AS (SELECT id, msg_id, app_id, row_number() OVER (ORDER BY next_attempt_at, id) AS ord \
              FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) c \
              ORDER BY next_attempt_at, id LIMIT $2) \
-         {}",
-        claim_tail("d.status = 1")
+         {tail}",
+        held = HELD_ELSEWHERE,
+        tail = claim_tail("d.status = 1")
+    )
+});
+
+/// The earliest unclaimed pending delivery's due time that `$1` would
+/// claim, and the database's now.
+static NEXT_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t) \
+         SELECT (SELECT MIN(next_attempt_at) FROM delivery \
+             WHERE status = 1 AND claim_until IS NULL AND NOT fifo AND NOT {HELD_ELSEWHERE}), (SELECT t FROM now)"
     )
 });
 
@@ -137,15 +151,10 @@ impl DeliveryQueue for PgStore {
         jobs_from(&rows)
     }
 
-    async fn next_due(&self) -> Result<Option<Duration>> {
+    async fn next_due(&self, owner: &NodeId) -> Result<Option<Duration>> {
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached(
-                "SELECT (SELECT MIN(next_attempt_at) FROM delivery \
-                 WHERE status = 1 AND claim_until IS NULL AND NOT fifo), herald_now_ms()",
-            )
-            .await?;
-        let row = c.query_one(&stmt, &[]).await?;
+        let stmt = c.prepare_cached(&NEXT_DUE).await?;
+        let row = c.query_one(&stmt, &[&owner.as_str()]).await?;
         let (next, now): (Option<i64>, i64) = (get(&row, 0)?, get(&row, 1)?);
         Ok(next.map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))))
     }
@@ -185,7 +194,12 @@ impl DeliveryQueue for PgStore {
     }
 
     async fn release(&self, lease: &Lease, held: Vec<Held>) -> Result<Vec<LeaseResult>> {
-        self.guarded_write(&RELEASE, lease.owner.as_str(), &held, None).await
+        let results = self.guarded_write(&RELEASE, lease.owner.as_str(), &held, None).await?;
+        if results.contains(&LeaseResult::Done) {
+            // Handed back: any node may take them now.
+            self.bell.ring();
+        }
+        Ok(results)
     }
 
     async fn recover(&self, owner: &NodeId) -> Result<u64> {
@@ -227,7 +241,19 @@ impl DeliveryQueue for PgStore {
     }
 
     async fn unpark(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<u64> {
-        self.unpark_now(lease, endpoints).await
+        let n = self.unpark_now(lease, endpoints).await?;
+        if n > 0 {
+            self.bell.ring();
+        }
+        Ok(n)
+    }
+
+    async fn hold_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<Vec<bool>> {
+        self.take_holds(lease, endpoints).await
+    }
+
+    async fn release_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<()> {
+        self.drop_holds(lease, endpoints).await
     }
 
     async fn fifo_due(&self) -> Result<FifoDue> {

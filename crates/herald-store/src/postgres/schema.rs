@@ -185,6 +185,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_token_app ON api_token (app_id);
     CREATE INDEX api_token_expiry ON api_token (expires_at) WHERE expires_at IS NOT NULL;"#,
+    // 2: endpoint holds. An endpoint whose policy must hold across nodes (a
+    // rateLimit, an open circuit) is sent to by the node holding it, until
+    // `until` by the database's clock. No foreign key: a deleted endpoint's
+    // hold lapses, and releases prune lapsed rows.
+    r#"CREATE TABLE endpoint_hold (
+        endpoint_id TEXT COLLATE "C" PRIMARY KEY,
+        owner TEXT COLLATE "C" NOT NULL,
+        until BIGINT NOT NULL
+    );"#,
 ];
 
 /// The schema version this build applies up to.

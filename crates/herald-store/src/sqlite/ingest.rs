@@ -7,9 +7,10 @@ use herald_core::model::{Message, subscribers};
 use herald_core::validate::Uid;
 use rusqlite::params;
 
+use super::holds::held_elsewhere;
 use super::rows::{after, conflict, from_ms, opt_json};
 use super::writer::WriterCtx;
-use crate::{DeliveryJob, Ingested, NewMessage, Result, StoreError};
+use crate::{Change, DeliveryJob, Ingested, NewMessage, Result, StoreError};
 
 /// Runs without a savepoint (the hot path): every way it can fail alone
 /// (an unknown application, a duplicate `eventId`) comes before its first
@@ -59,15 +60,20 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
     };
     let mut deliveries = Vec::new();
     let mut fifo = Vec::new();
-    let mut insert = ctx.conn.prepare_cached(
-        "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claimed_by, \
-         claim_until, fence, updated_at, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4, ?8)",
-    )?;
+    let mut left_for_holder = false;
     let targets: Vec<&herald_core::model::Endpoint> = match &msg.only_endpoint {
         Some(only) => endpoints.iter().filter(|ep| &ep.id == only).collect(),
         None => subscribers(&endpoints, msg.event_type.as_str(), msg.channels.as_deref()).collect(),
     };
-    for ep in targets {
+    let mut elsewhere = Vec::with_capacity(targets.len());
+    for ep in &targets {
+        elsewhere.push(!ep.settings.fifo && held_elsewhere(ctx, &ep.id, owner)?);
+    }
+    let mut insert = ctx.conn.prepare_cached(
+        "INSERT INTO delivery (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, claimed_by, \
+         claim_until, fence, updated_at, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4, ?8)",
+    )?;
+    for (ep, elsewhere) in targets.into_iter().zip(elsewhere) {
         if ep.settings.fifo {
             insert.execute(params![
                 id.as_str(),
@@ -80,6 +86,21 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
                 true
             ])?;
             fifo.push((app_id.clone(), ep.id.clone()));
+            continue;
+        }
+        if elsewhere {
+            // Left unclaimed for the node that holds the endpoint.
+            insert.execute(params![
+                id.as_str(),
+                ep.id.as_str(),
+                app_id.as_str(),
+                now_ms,
+                None::<&str>,
+                None::<i64>,
+                0,
+                false
+            ])?;
+            left_for_holder = true;
             continue;
         }
         insert.execute(params![
@@ -116,7 +137,11 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
         payload: msg.payload,
         created_at: now,
     };
+    drop(insert);
     ctx.tally.messages += 1;
+    if left_for_holder {
+        ctx.announce(Change::Due);
+    }
     Ok(Ingested {
         message,
         deliveries,

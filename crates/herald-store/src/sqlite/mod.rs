@@ -23,6 +23,7 @@ mod access;
 mod fifo;
 mod health;
 mod history;
+mod holds;
 mod idempotency;
 mod ingest;
 mod paging;

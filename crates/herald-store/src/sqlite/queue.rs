@@ -14,6 +14,7 @@ use herald_core::{AppId, EndpointId, MessageId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
+use super::holds::HELD_ELSEWHERE;
 use super::ingest::insert_message_with_fanout;
 use super::rows::{after, count, db_now_ms, ms, opt_time_at, time_at};
 use crate::{
@@ -48,14 +49,16 @@ impl DeliveryQueue for SqliteStore {
             .await
     }
 
-    async fn next_due(&self) -> Result<Option<Duration>> {
-        self.read(|c| {
-            let next: Option<i64> = c
-                .prepare_cached(
-                    "SELECT MIN(next_attempt_at) FROM delivery WHERE status = 1 AND claim_until IS NULL AND fifo = 0",
-                )?
-                .query_row([], |r| r.get(0))?;
+    async fn next_due(&self, owner: &NodeId) -> Result<Option<Duration>> {
+        let owner = owner.clone();
+        self.read(move |c| {
             let now = db_now_ms(c)?;
+            let next: Option<i64> = c
+                .prepare_cached(&format!(
+                    "SELECT MIN(next_attempt_at) FROM delivery \
+                     WHERE status = 1 AND claim_until IS NULL AND fifo = 0 AND NOT {HELD_ELSEWHERE}"
+                ))?
+                .query_row(params![now, None::<i64>, owner.as_str()], |r| r.get(0))?;
             Ok(next.map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0))))
         })
         .await
@@ -249,6 +252,14 @@ impl DeliveryQueue for SqliteStore {
         })
         .await
     }
+
+    async fn hold_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<Vec<bool>> {
+        self.take_holds(lease, endpoints).await
+    }
+
+    async fn release_endpoints(&self, lease: &Lease, endpoints: Vec<EndpointId>) -> Result<()> {
+        self.drop_holds(lease, endpoints).await
+    }
 }
 
 /// Rows one bulk write (parking or releasing an endpoint's backlog) touches
@@ -331,20 +342,23 @@ fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes
     // could not record the outcome); each query walks its own index, and the
     // earliest `limit` of both are taken.
     let mut rows: Vec<(i64, i64)> = Vec::with_capacity(limit);
-    let mut unclaimed = conn.prepare_cached(
+    // Both skip what is left for another endpoint holder.
+    let mut unclaimed = conn.prepare_cached(&format!(
         "SELECT id, next_attempt_at FROM delivery \
-         WHERE status = 1 AND claim_until IS NULL AND fifo = 0 AND next_attempt_at <= ?1 \
-         ORDER BY next_attempt_at LIMIT ?2",
-    )?;
-    for row in unclaimed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
+         WHERE status = 1 AND claim_until IS NULL AND fifo = 0 AND next_attempt_at <= ?1 AND NOT {HELD_ELSEWHERE} \
+         ORDER BY next_attempt_at LIMIT ?2"
+    ))?;
+    let owner = lease.owner.as_str();
+    for row in unclaimed.query_map(params![now, limit as i64, owner], |r| Ok((r.get(0)?, r.get(1)?)))? {
         rows.push(row?);
     }
-    let mut lapsed = conn.prepare_cached(
+    let mut lapsed = conn.prepare_cached(&format!(
         "SELECT id, next_attempt_at FROM delivery \
          WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND fifo = 0 AND next_attempt_at <= ?1 \
-         ORDER BY next_attempt_at LIMIT ?2",
-    )?;
-    for row in lapsed.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))? {
+         AND NOT {HELD_ELSEWHERE} \
+         ORDER BY next_attempt_at LIMIT ?2"
+    ))?;
+    for row in lapsed.query_map(params![now, limit as i64, owner], |r| Ok((r.get(0)?, r.get(1)?)))? {
         rows.push(row?);
     }
     rows.sort_by_key(|&(id, due)| (due, id));

@@ -310,6 +310,14 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX delivery_due;
     CREATE INDEX delivery_due ON delivery (next_attempt_at) WHERE status = 1 AND claim_until IS NULL AND fifo = 0;
     CREATE INDEX delivery_fifo ON delivery (endpoint_id, id) WHERE status = 1 AND fifo = 1;",
+    // 13: endpoint holds, as on PostgreSQL (`DeliveryQueue::hold_endpoints`):
+    // one node serves a database file, but the queue's contract is the
+    // multi-node one on both stores.
+    "CREATE TABLE endpoint_hold (
+        endpoint_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -32,6 +32,9 @@ pub(crate) struct WriterCtx {
     feed: broadcast::Sender<Change>,
     /// The database's clock, read once per transaction.
     now: Option<i64>,
+    /// Whether any endpoint hold is live, read once per transaction (and
+    /// again after a hold is written in it).
+    live_holds: Option<bool>,
     /// What the open transaction did that `/metrics` counts; counted once
     /// it commits.
     pub tally: Tally,
@@ -52,6 +55,24 @@ impl WriterCtx {
         let now = db_now_ms(&self.conn)?;
         self.now = Some(now);
         Ok(now)
+    }
+
+    /// Whether any endpoint hold is live at `now` (`holds.rs`).
+    pub fn any_live_hold(&mut self, now: i64) -> Result<bool> {
+        if let Some(any) = self.live_holds {
+            return Ok(any);
+        }
+        let any = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM endpoint_hold WHERE until > ?1)")?
+            .query_row([now], |r| r.get(0))?;
+        self.live_holds = Some(any);
+        Ok(any)
+    }
+
+    /// Must be called by every job that writes endpoint holds.
+    pub fn holds_changed(&mut self) {
+        self.live_holds = None;
     }
 
     /// Announces `change` to every subscriber once the transaction commits
@@ -152,6 +173,7 @@ impl Writer {
                         changes: Vec::new(),
                         feed,
                         now: None,
+                        live_holds: None,
                         tally: Tally::default(),
                         metrics,
                     },
@@ -266,6 +288,7 @@ fn commit_batch(ctx: &mut WriterCtx, batch: &mut Vec<Job>, finishers: &mut Vec<F
         return;
     }
     ctx.now = None;
+    ctx.live_holds = None;
     ctx.tally = Tally::default();
     let mut poisoned = false;
     for job in batch.drain(..) {

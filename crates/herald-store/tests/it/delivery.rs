@@ -35,7 +35,11 @@ async fn deliveries_claimed_at_ingest_are_not_claimable() {
             claim(s, &other).await.is_empty(),
             "deliveries claimed at ingest were claimed again"
         );
-        assert_eq!(s.next_due().await.unwrap(), None, "claimed deliveries are not due");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            None,
+            "claimed deliveries are not due"
+        );
 
         // Handing the claims back makes them claimable, once.
         assert_eq!(s.recover(&node("n1").owner).await.unwrap(), 4);
@@ -51,11 +55,18 @@ async fn unclaimed_deliveries_are_claimed_exactly_once() {
     each_backend(|b| async move {
         let s = &b.store;
         let (a, _) = app_with_endpoints(s, 2).await;
-        assert_eq!(s.next_due().await.unwrap(), None, "nothing stored yet");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            None,
+            "nothing stored yet"
+        );
         let first = s.ingest(msg(&a, None)).await.unwrap();
         tick().await;
         let second = s.ingest(msg(&a, None)).await.unwrap();
-        assert!(s.next_due().await.unwrap().is_some(), "a pending delivery is due");
+        assert!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap().is_some(),
+            "a pending delivery is due"
+        );
 
         let n = node("n1");
         let jobs = claim(s, &n).await;
@@ -85,7 +96,11 @@ async fn unclaimed_deliveries_are_claimed_exactly_once() {
 
         assert!(claim(s, &n).await.is_empty(), "claimed twice by the same node");
         assert!(claim(s, &node("n2")).await.is_empty(), "claimed twice by another node");
-        assert_eq!(s.next_due().await.unwrap(), None, "all claimed");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            None,
+            "all claimed"
+        );
     })
     .await;
 }
@@ -134,7 +149,7 @@ async fn release_hands_back_only_the_given_claims() {
             "releasing two held claims"
         );
         assert!(
-            s.next_due().await.unwrap().is_some(),
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap().is_some(),
             "released deliveries are due again"
         );
         assert_eq!(
@@ -198,7 +213,11 @@ async fn retry_hands_the_delivery_back_for_later() {
         record_all(s, &n, vec![outcome(job, Some(first), retry(wait))]).await;
 
         assert!(claim(s, &n).await.is_empty(), "a retry due later is not due now");
-        let next = s.next_due().await.unwrap().expect("the retry is pending");
+        let next = s
+            .next_due(&herald_store::NodeId::new("any"))
+            .await
+            .unwrap()
+            .expect("the retry is pending");
         assert!(next <= wait, "next_due {next:?} is at most the retry wait");
         assert!(next >= wait / 2, "next_due {next:?} is close to the retry wait");
 
@@ -290,7 +309,7 @@ async fn final_outcomes_are_never_claimed_again() {
         );
         sleep_ms(20).await;
         assert!(claim(s, &node("n3")).await.is_empty());
-        assert_eq!(s.next_due().await.unwrap(), None);
+        assert_eq!(s.next_due(&herald_store::NodeId::new("any")).await.unwrap(), None);
 
         let counts = |ep: usize| {
             let (s, a, ep) = (s.clone(), a.clone(), eps[ep].clone());
@@ -362,7 +381,10 @@ async fn lapsed_claims_can_be_claimed_again() {
         let again = claim_eventually(s, &node("n3"), Duration::from_secs(3)).await;
         assert_eq!(ids(&again), ids(&jobs), "a delivery whose claim from claim_due lapsed");
         assert!(again[0].fence > jobs[0].fence);
-        assert!(s.next_due().await.unwrap().is_none(), "claimed for ten minutes now");
+        assert!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap().is_none(),
+            "claimed for ten minutes now"
+        );
     })
     .await;
 }
@@ -458,7 +480,11 @@ async fn next_due_is_zero_for_overdue_work() {
         let (a, _) = app_with_endpoints(s, 1).await;
         s.ingest(msg(&a, None)).await.unwrap();
         sleep_ms(20).await;
-        assert_eq!(s.next_due().await.unwrap(), Some(Duration::ZERO), "overdue work");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            Some(Duration::ZERO),
+            "overdue work"
+        );
     })
     .await;
 }
@@ -478,13 +504,17 @@ async fn next_due_counts_down_to_a_future_retry() {
             vec![outcome(&jobs[0], Some(attempt(&jobs[0], 500, 1)), retry(wait))],
         )
         .await;
-        let next = s.next_due().await.unwrap().expect("a retry is pending");
+        let next = s
+            .next_due(&herald_store::NodeId::new("any"))
+            .await
+            .unwrap()
+            .expect("a retry is pending");
         assert!(
             next <= wait && next >= wait - Duration::from_millis(500),
             "next_due {next:?} should be close to the retry wait {wait:?}"
         );
         sleep_ms(100).await;
-        let later = s.next_due().await.unwrap().unwrap();
+        let later = s.next_due(&herald_store::NodeId::new("any")).await.unwrap().unwrap();
         assert!(later < next, "next_due counts down: {later:?} after {next:?}");
     })
     .await;
@@ -500,9 +530,16 @@ async fn next_due_is_none_when_all_is_claimed_or_finished() {
         }
         let n = node("n1");
         let one = s.claim_due(&n, 1, usize::MAX).await.unwrap();
-        assert!(s.next_due().await.unwrap().is_some(), "two still unclaimed");
+        assert!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap().is_some(),
+            "two still unclaimed"
+        );
         let two = claim(s, &n).await;
-        assert_eq!(s.next_due().await.unwrap(), None, "all claimed");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            None,
+            "all claimed"
+        );
 
         let kept = DeliveryState::Retry {
             after: Duration::ZERO,
@@ -519,7 +556,7 @@ async fn next_due_is_none_when_all_is_claimed_or_finished() {
         )
         .await;
         assert_eq!(
-            s.next_due().await.unwrap(),
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
             None,
             "finished, and a retry its node still holds"
         );

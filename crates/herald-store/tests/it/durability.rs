@@ -108,7 +108,7 @@ async fn everything_survives_close_and_reopen() {
         )
         .await
         .unwrap();
-        let next_due_before = s.next_due().await.unwrap();
+        let next_due_before = s.next_due(&herald_store::NodeId::new("any")).await.unwrap();
         let counts_before = s.endpoint_counts(&app.id, &ep.id).await.unwrap();
         let messages_before = all_messages(s, &app.id, MessageFilter::default(), Order::Descending, 10).await;
         assert_eq!(messages_before.len(), 3);
@@ -150,7 +150,11 @@ async fn everything_survives_close_and_reopen() {
             "attempts after reopen"
         );
         assert_eq!(s.endpoint_counts(&app.id, &ep.id).await.unwrap(), counts_before);
-        assert_eq!(s.next_due().await.unwrap(), next_due_before, "next_due after reopen");
+        assert_eq!(
+            s.next_due(&herald_store::NodeId::new("any")).await.unwrap(),
+            next_due_before,
+            "next_due after reopen"
+        );
         let saved = s
             .saved_response("idem-1", Duration::from_secs(3600))
             .await
@@ -275,7 +279,11 @@ async fn closed_store_refuses_reads() {
             Err(StoreError::Closed),
             "list_messages after close"
         );
-        assert_matches!(s.next_due().await, Err(StoreError::Closed), "next_due after close");
+        assert_matches!(
+            s.next_due(&herald_store::NodeId::new("any")).await,
+            Err(StoreError::Closed),
+            "next_due after close"
+        );
     })
     .await;
 }
@@ -353,7 +361,7 @@ async fn claims_and_fences_survive_reopen() {
         let s = b.reopen().await;
 
         assert!(claim(&s, &node("c")).await.is_empty(), "claims lost on reopen");
-        assert_eq!(s.next_due().await.unwrap(), None);
+        assert_eq!(s.next_due(&herald_store::NodeId::new("any")).await.unwrap(), None);
         // The fences held before the restart still match.
         assert_eq!(
             s.renew(&node_a, held(&a_jobs)).await.unwrap(),

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use herald_store::{DeliveryJob, DeliveryState, LeaseResult, RetryHold};
+use herald_store::{DeliveryJob, DeliveryState, LeaseResult, NodeId, RetryHold};
 
 use crate::{
     LONG, app, attempt, changed, claim, each_backend, endpoint, lease, msg, new_endpoint, new_endpoint_with, node,
@@ -35,7 +35,7 @@ async fn an_ordered_endpoints_deliveries_go_out_only_as_a_run_from_the_oldest() 
             "claim_due handed out ordered work"
         );
         assert_eq!(
-            s.next_due().await.unwrap(),
+            s.next_due(&NodeId::new("any")).await.unwrap(),
             None,
             "ordered work counted as the loader's"
         );

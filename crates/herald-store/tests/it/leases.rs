@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, LeaseResult, Order, RetryHold};
+use herald_store::{AttemptFilter, DeliveryCounts, DeliveryState, LeaseResult, NodeId, Order, RetryHold};
 
 use crate::{
     app_with_endpoints, attempt, claim, claim_eventually, delivery_ids, each_backend, held, ids, lease, msg, node,
@@ -299,7 +299,7 @@ async fn ingest_with_a_lease_is_born_claimed_by_its_owner() {
             "another node claimed born-claimed work"
         );
         assert!(claim(s, &node_a).await.is_empty(), "claimed again by its own node");
-        assert_eq!(s.next_due().await.unwrap(), None);
+        assert_eq!(s.next_due(&NodeId::new("any")).await.unwrap(), None);
         assert_eq!(
             s.renew(&node_a, held(&born.deliveries)).await.unwrap(),
             vec![Done, Done]
@@ -350,7 +350,11 @@ async fn retry_keeping_the_claim_holds_it_past_the_retry() {
             )],
         )
         .await;
-        assert_eq!(s.next_due().await.unwrap(), None, "a retry its node holds is not due");
+        assert_eq!(
+            s.next_due(&NodeId::new("any")).await.unwrap(),
+            None,
+            "a retry its node holds is not due"
+        );
         sleep_ms(500).await;
         assert!(claim(s, &node("b")).await.is_empty(), "the retry is due but still A's");
         // The holder goes on under the same fence.
@@ -412,7 +416,11 @@ async fn retry_without_keeping_the_claim_releases_it() {
             vec![outcome(&job, Some(attempt(&job, 500, 1)), retry(after))],
         )
         .await;
-        let next = s.next_due().await.unwrap().expect("the released retry is pending");
+        let next = s
+            .next_due(&NodeId::new("any"))
+            .await
+            .unwrap()
+            .expect("the released retry is pending");
         assert!(next <= after, "next_due {next:?} past the retry wait");
         assert_eq!(
             s.renew(&node_a, vec![job.held()]).await.unwrap(),
@@ -523,7 +531,11 @@ async fn a_retry_wait_of_duration_max_is_never_due() {
             .unwrap_or_else(|e| panic!("a retry in Duration::MAX: {e}"));
         assert_eq!(results, vec![Done]);
         assert!(claim(s, &node("b")).await.is_empty(), "a retry for ever away came due");
-        let next = s.next_due().await.unwrap().expect("the retry is pending");
+        let next = s
+            .next_due(&NodeId::new("any"))
+            .await
+            .unwrap()
+            .expect("the retry is pending");
         assert!(next > Duration::from_secs(86_400 * 365), "next_due {next:?}");
         s.ingest(msg(&a, None)).await.expect("the store still takes writes");
     })

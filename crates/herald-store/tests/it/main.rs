@@ -33,6 +33,7 @@ mod durability;
 mod endpoints;
 mod fifo;
 mod health;
+mod holds;
 mod leases;
 mod messages;
 mod metrics;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use herald_core::EndpointId;
-use herald_store::{DeliveryJob, DeliveryState, LeaseResult, RetryHold};
+use herald_store::{DeliveryJob, DeliveryState, LeaseResult, NodeId, RetryHold};
 
 use crate::{
     LONG, app_with_endpoints, attempt, claim, claim_eventually, each_backend, held, ids, lease, msg, node, outcome,
@@ -47,11 +47,18 @@ async fn parked_deliveries_are_claimable_by_nobody_and_not_due() {
             claim(s, &node("b")).await.is_empty(),
             "another node claimed parked work"
         );
-        assert_eq!(s.next_due().await.unwrap(), None, "parked work counted as due");
+        assert_eq!(
+            s.next_due(&NodeId::new("any")).await.unwrap(),
+            None,
+            "parked work counted as due"
+        );
 
         // Work beside it is unaffected.
         let fresh = s.ingest(msg(&a, None)).await.unwrap();
-        assert!(s.next_due().await.unwrap().is_some(), "the fresh delivery is due");
+        assert!(
+            s.next_due(&NodeId::new("any")).await.unwrap().is_some(),
+            "the fresh delivery is due"
+        );
         let got = claim(s, &node("b")).await;
         assert_eq!(ids(&got), BTreeSet::from([fresh.deliveries[0].delivery_id]));
     })
@@ -147,7 +154,11 @@ async fn a_retry_recorded_as_parked_is_parked_by_that_write_and_a_late_renewal_k
             "the parked hold lapsed with the short lease"
         );
         assert!(claim(s, &n).await.is_empty(), "parked work counted as due");
-        assert_eq!(s.next_due().await.unwrap(), None, "parked work counted as due");
+        assert_eq!(
+            s.next_due(&NodeId::new("any")).await.unwrap(),
+            None,
+            "parked work counted as due"
+        );
         let probe = s.claim_parked(&n, eps[0].clone(), 1, usize::MAX).await.unwrap();
         assert_eq!(ids(&probe), ids(&jobs), "the parked retry comes back by claim_parked");
         assert_eq!(probe[0].attempts, 1, "the parking write recorded the attempt");
@@ -403,7 +414,11 @@ async fn probe_parked_hands_out_the_earliest_due_under_its_standing_claim() {
         assert_eq!(probe.attempts, 1);
         assert_eq!(probe.payload, jobs[1].payload);
         assert!(claim(s, &node("b")).await.is_empty(), "the probe is still held");
-        assert_eq!(s.next_due().await.unwrap(), None, "the probe became due for the pool");
+        assert_eq!(
+            s.next_due(&NodeId::new("any")).await.unwrap(),
+            None,
+            "the probe became due for the pool"
+        );
 
         // Its failed attempt parks it again, under the same claim.
         let again = DeliveryState::Retry {
