@@ -169,6 +169,12 @@ pub(crate) enum Event {
         jobs: Vec<Job>,
         asked: usize,
     },
+    /// The store's answers to asking for endpoint holds, or a renewal that
+    /// found one lost (`scheduler/holds.rs`).
+    HoldAnswered { endpoints: Vec<(EndpointId, Option<bool>)> },
+    /// Deliveries were left due for some node (another's hold, a hand-back):
+    /// the loader looks.
+    Due,
 }
 
 /// Counters for `/metrics`; monotonic unless noted.
@@ -373,6 +379,11 @@ impl Engine {
         self.shared.resident_bytes()
     }
 
+    /// The node this engine claims as.
+    pub fn node(&self) -> &herald_store::NodeId {
+        &self.config.node
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
     }
@@ -421,6 +432,7 @@ async fn forward_changes(
             Ok(Change::EndpointUpdated { endpoint_id, .. }) => Event::EndpointChanged(endpoint_id),
             Ok(Change::EndpointDeleted { endpoint_id, .. }) => Event::EndpointDeleted(endpoint_id),
             Ok(Change::AppDeleted { app_id }) => Event::AppDeleted(app_id),
+            Ok(Change::Due) => Event::Due,
             Ok(Change::Missed) => {
                 tracing::warn!("the change feed may have missed changes; reloading every endpoint");
                 Event::Resync

@@ -59,7 +59,7 @@ pub(crate) async fn run(
                         // A full batch, or one cut short by its bytes: more may be due.
                         continue;
                     }
-                    match store.next_due().await {
+                    match store.next_due(&lease.owner).await {
                         Ok(Some(until)) => wait = wait.min(until.max(Duration::from_millis(1))),
                         Ok(None) => {}
                         Err(e) => {

@@ -17,6 +17,7 @@ mod batch;
 mod failing;
 mod fifo;
 mod health;
+mod holds;
 mod outcome;
 mod parking;
 mod shutdown;
@@ -43,6 +44,7 @@ use crate::transport::Transport;
 use crate::{EngineConfig, Event};
 use failing::{FAILING_FOR, Failing};
 use health::Health;
+use holds::Hold;
 use targets::{TargetEntry, TargetsLoaded};
 use timers::{Timers, Wake};
 
@@ -128,6 +130,8 @@ pub(crate) struct Scheduler {
     failing: Failing,
     /// Failure streaks and the disable rule (`health.rs`).
     health: Health,
+    /// Endpoint holds this node has or asked for (`holds.rs`).
+    holds: HashMap<EndpointId, Hold>,
 }
 
 pub(crate) struct Channels {
@@ -172,6 +176,7 @@ impl Scheduler {
             loaded_tx,
             loaded_rx,
             epoch: Instant::now(),
+            holds: HashMap::new(),
         }
     }
 
@@ -199,6 +204,7 @@ impl Scheduler {
                 _ = &mut stop => break,
                 _ = renew.tick() => {
                     self.renew_claims();
+                    self.renew_holds();
                     self.failing.expire(Instant::now());
                 }
                 Some(done) = self.done_rx.recv() => self.on_done(done),
@@ -276,6 +282,8 @@ impl Scheduler {
             Event::Claimed { endpoint, jobs, asked } => self.on_claimed(endpoint, jobs, asked),
             Event::FifoWork(endpoints) => self.on_fifo_work(endpoints),
             Event::FifoClaimed { endpoint, jobs, asked } => self.on_fifo_claimed(endpoint, jobs, asked),
+            Event::HoldAnswered { endpoints } => self.on_holds(endpoints),
+            Event::Due => self.shared.wake_loader.notify_one(),
             Event::Resync => {
                 self.targets.clear();
                 let ids: Vec<EndpointId> = self.lanes.keys().cloned().collect();
@@ -415,6 +423,9 @@ impl Scheduler {
             {
                 break;
             }
+            if !self.hold_allows(id, target.spec.rate_limit.is_some()) {
+                break;
+            }
             let Some(ls) = self.lanes.get(id) else { return };
             let others_wanting = self.wanting - usize::from(ls.wanting);
             let share = fair_share(self.cfg.max_in_flight, self.active);
@@ -488,6 +499,8 @@ impl Scheduler {
     /// canceled its deliveries, so nothing is recorded for them.
     fn endpoint_deleted(&mut self, id: &EndpointId) {
         self.targets.insert(id.clone(), TargetEntry::Gone);
+        // Its hold lapses; nothing is sent to it again.
+        self.holds.remove(id);
         self.failing.forget(id);
         self.health.forget(id);
         for job in self.timers.remove_endpoint(id) {

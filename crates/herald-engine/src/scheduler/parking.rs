@@ -184,11 +184,14 @@ impl Scheduler {
         // The backlog in the store is parked where it lies, payloads unread.
         let _ = self.records.send(Record::ParkBacklog(id.clone()));
         self.refresh(id);
+        // One circuit for the endpoint, whichever nodes send to it (`holds.rs`).
+        self.want_hold(id);
     }
 
     pub(super) fn circuit_closed(&mut self, id: &EndpointId) {
         self.shared.stats.circuits_open.fetch_sub(1, Ordering::Relaxed);
         tracing::info!(endpoint_id = %id, "endpoint answers again; circuit closed");
+        self.circuit_hold_done(id);
         if let Some(ls) = self.lanes.get_mut(id)
             && std::mem::take(&mut ls.parked)
         {

@@ -5,6 +5,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Scheduler;
+use super::holds::Hold;
 use crate::Event;
 use crate::recorder::Record;
 use crate::ticket::Job;
@@ -45,6 +46,18 @@ impl Scheduler {
             if ls.parked {
                 let _ = self.records.send(Record::Unpark(id.clone()));
             }
+        }
+        // Endpoint holds go too, so another node need not wait for them to lapse.
+        let held: Vec<_> = self
+            .holds
+            .iter()
+            .filter(|(_, h)| **h == Hold::Held)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !held.is_empty()
+            && let Err(e) = self.store.release_endpoints(&self.cfg.lease(), held).await
+        {
+            tracing::warn!(error = %e, "could not release endpoint holds; they lapse by themselves");
         }
         // Dropping `self.records` lets the recorder finish once it has written everything.
     }
