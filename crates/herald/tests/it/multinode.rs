@@ -245,3 +245,116 @@ async fn nodes_starting_at_once_migrate_one_at_a_time() {
     );
     server.create_app("migrated").await;
 }
+
+/// Arrival times of every request that reached `receiver`, in order.
+fn arrivals(got: &[Received]) -> Vec<Instant> {
+    got.iter().map(|r| r.at).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_fed_from_three_nodes_keeps_its_rate() {
+    let Some(cluster) = Cluster::start(3, 30.0).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let app = cluster.nodes[0].create_app("paced").await;
+    cluster.nodes[1]
+        .create_endpoint(&app, json!({"url": format!("{}/hook", receiver.url), "rateLimit": 20}))
+        .await;
+    // Each node alone would send 20 a second; three at once, 60.
+    post_round_robin(&cluster, &app, 0..60, 12).await;
+    let got = receiver.wait_until(Duration::from_secs(30), |r| r.len() >= 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ns: Vec<i64> = receiver.requests().iter().map(n_of).collect();
+    ns.sort_unstable();
+    assert_eq!(ns, (0..60).collect::<Vec<_>>(), "every message once");
+    let at = arrivals(&got);
+    // 60 at 20 a second: at least 59 intervals (2.95 s) from first to last,
+    // and no second holding more than 20 (22 allowed for loopback jitter).
+    let span = at[59] - at[0];
+    assert!(span >= Duration::from_millis(2_800), "60 requests within {span:?}");
+    for (i, t) in at.iter().enumerate() {
+        let within = at[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+        assert!(within <= 22, "{within} requests within a second of request {i}");
+    }
+}
+
+/// Runs `sql` on the cluster's database and returns its one row's
+/// integer columns.
+async fn db_ints(db: &TestDatabase, sql: &str) -> Vec<i64> {
+    let (client, conn) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test database");
+    tokio::spawn(conn);
+    let row = client.query_one(sql, &[]).await.expect(sql);
+    (0..row.len()).map(|i| row.get::<_, i64>(i)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_has_one_circuit_over_all_nodes() {
+    let Some(cluster) = Cluster::start(3, 30.0).await else {
+        return;
+    };
+    let port = refused_port();
+    let url = format!("http://127.0.0.1:{}/hook", port.port);
+    let app = cluster.nodes[0].create_app("dead").await;
+    cluster.nodes[1].create_endpoint(&app, json!({"url": url})).await;
+    for n in 0..30 {
+        cluster.nodes[n % 3].send(&app, "multi.test", json!({"n": n})).await;
+    }
+    // Every node finds the endpoint dead; the circuit whose node took the
+    // hold keeps the whole backlog, parked under that node's claims.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let settled = loop {
+        let counts = db_ints(
+            &cluster.db,
+            "SELECT count(*), count(*) FILTER (WHERE parked), count(DISTINCT claimed_by), \
+             (SELECT count(*) FROM endpoint_hold), \
+             count(*) FILTER (WHERE claimed_by = (SELECT owner FROM endpoint_hold LIMIT 1)) \
+             FROM delivery WHERE status = 1",
+        )
+        .await;
+        if counts == [30, 30, 1, 1, 30] {
+            break None;
+        }
+        if Instant::now() > deadline {
+            break Some(counts);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        settled, None,
+        "[pending, parked, nodes holding them, holds, held by the holder] never became [30, 30, 1, 1, 30]"
+    );
+    // Messages posted to any node now go to the holder's open circuit.
+    for n in 30..36 {
+        cluster.nodes[n % 3].send(&app, "multi.test", json!({"n": n})).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts = db_ints(
+            &cluster.db,
+            "SELECT count(*), count(DISTINCT claimed_by) FROM delivery WHERE status = 1 AND parked",
+        )
+        .await;
+        if counts == [36, 1] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "[parked, nodes holding them]: {counts:?}, not [36, 1]"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Back up: the holder's probe closes the circuit and everything arrives, once.
+    let seen = counting_receiver(port);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seen.lock().unwrap().len() < 36 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 36, "every message delivered once the endpoint came back");
+    assert!(seen.values().all(|n| *n == 1), "sent twice: {seen:?}");
+}
