@@ -45,6 +45,9 @@ pub struct ApiConfig {
     pub relay_limits: relay::RelayLimits,
     /// The portal's and the dashboard's headers (`herald-ui`).
     pub ui: herald_ui::UiConfig,
+    /// This node (`--node-id`, the engine's lease owner): background tasks
+    /// run here, and their rows say so.
+    pub node: herald_store::NodeId,
 }
 
 /// What every handler shares. One `Arc` around it all, because axum

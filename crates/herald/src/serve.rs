@@ -46,10 +46,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let node = config::node_id(&args.storage)?;
 
     let store = database.open(key, args.database_pool_size).await?;
-    // Background tasks run in this process: any still "running" belonged
-    // to a run that has stopped, and never will finish.
+    // Background tasks run in the process that created them: any of this
+    // node's still "running" belonged to its run that has stopped, and never
+    // will finish. Other nodes' running tasks are theirs to settle.
     let interrupted = store
-        .fail_interrupted_tasks()
+        .fail_interrupted_tasks(&node)
         .await
         .context("marking interrupted background tasks")?;
     if interrupted > 0 {
@@ -66,7 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_in_flight_per_endpoint: args.max_in_flight_per_endpoint.max(1),
             max_resident: args.max_resident.max(1),
             max_resident_bytes: args.max_resident_bytes.max(1),
-            node,
+            node: node.clone(),
             time_scale,
             private_targets,
             require_https: args.require_https,
@@ -118,6 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ui: herald_ui::UiConfig {
                 portal_frame_ancestors: args.portal_frame_ancestors.clone(),
             },
+            node,
         },
     );
     let server = tokio::spawn(herald_api::serve(listener, state, api_stop.clone()));

@@ -320,7 +320,7 @@ where
 {
     let ep = find(s, app_id, endpoint_id).await?;
     let range = time_range(body)?;
-    let task = s.store.create_task(&ep.app_id, kind).await?;
+    let task = s.store.create_task(&ep.app_id, kind, &s.config.node).await?;
     let work = work(TaskInput {
         store: s.store.clone(),
         engine: s.engine.clone(),

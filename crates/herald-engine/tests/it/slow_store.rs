@@ -102,8 +102,8 @@ impl RedeliveryStore for SlowRecords {
 
 #[async_trait::async_trait]
 impl TaskStore for SlowRecords {
-    async fn create_task(&self, app_id: &AppId, kind: TaskKind) -> Result<Task> {
-        self.inner.create_task(app_id, kind).await
+    async fn create_task(&self, app_id: &AppId, kind: TaskKind, node: &NodeId) -> Result<Task> {
+        self.inner.create_task(app_id, kind, node).await
     }
     async fn finish_task(&self, id: &TaskId, status: TaskStatus, data: serde_json::Value) -> Result<Task> {
         self.inner.finish_task(id, status, data).await
@@ -114,8 +114,8 @@ impl TaskStore for SlowRecords {
     async fn list_tasks(&self, app_id: Option<&AppId>, page: PageRequest) -> Result<Page<Task>> {
         self.inner.list_tasks(app_id, page).await
     }
-    async fn fail_interrupted_tasks(&self) -> Result<u64> {
-        self.inner.fail_interrupted_tasks().await
+    async fn fail_interrupted_tasks(&self, node: &NodeId) -> Result<u64> {
+        self.inner.fail_interrupted_tasks(node).await
     }
 }
 

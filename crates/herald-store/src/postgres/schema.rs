@@ -185,7 +185,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_token_app ON api_token (app_id);
     CREATE INDEX api_token_expiry ON api_token (expires_at) WHERE expires_at IS NOT NULL;"#,
-    // 2: endpoint holds. An endpoint whose policy must hold across nodes (a
+    // 2: the node that runs a background task (SQLite's 13), so a node
+    // starting up fails only the tasks its own previous run left running,
+    // never those another live node is running. Tasks from before have no
+    // node (NULL) and every node's start fails those still running, as any
+    // start did before: after the upgrade nobody else will. In a rolling
+    // upgrade an old node may still be running one; it is shown failed until
+    // that node finishes it, since finishing writes the end state whatever
+    // the row says. Running tasks have an index of their own, so a start
+    // reads only them.
+    r#"ALTER TABLE background_task ADD COLUMN node TEXT COLLATE "C";
+    CREATE INDEX background_task_running ON background_task (node) WHERE status = 'running';"#,
+    // 3: endpoint holds. An endpoint whose policy must hold across nodes (a
     // rateLimit, an open circuit) is sent to by the node holding it, until
     // `until` by the database's clock. No foreign key: a deleted endpoint's
     // hold lapses, and releases prune lapsed rows.

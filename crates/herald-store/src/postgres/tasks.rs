@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::PgStore;
 use super::paging::{Filter, Listing, Param, paginate};
 use super::rows::{from_ms, get, json_at, time_at, to_json};
-use crate::{Page, PageRequest, Result, StoreError, Task, TaskKind, TaskStatus, TaskStore};
+use crate::{NodeId, Page, PageRequest, Result, StoreError, Task, TaskKind, TaskStatus, TaskStore};
 
 const TASK_COLS: &str = "id, app_id, kind, status, data, created_at, updated_at";
 const TASKS: Listing = Listing {
@@ -34,13 +34,13 @@ fn task_row(r: &Row) -> Result<Task> {
 
 #[async_trait::async_trait]
 impl TaskStore for PgStore {
-    async fn create_task(&self, app_id: &AppId, kind: TaskKind) -> Result<Task> {
+    async fn create_task(&self, app_id: &AppId, kind: TaskKind, node: &NodeId) -> Result<Task> {
         let c = self.client().await?;
         // One reading of the clock for both times.
         let stmt = c
             .prepare_cached(&format!(
-                "INSERT INTO background_task ({TASK_COLS}) \
-                 SELECT $1, $2, $3, $4, $5, now.t, now.t FROM (SELECT herald_now_ms() AS t) now \
+                "INSERT INTO background_task ({TASK_COLS}, node) \
+                 SELECT $1, $2, $3, $4, $5, now.t, now.t, $6 FROM (SELECT herald_now_ms() AS t) now \
                  RETURNING created_at"
             ))
             .await?;
@@ -56,6 +56,7 @@ impl TaskStore for PgStore {
                     &kind.as_str(),
                     &status.as_str(),
                     &to_json(&data)?,
+                    &node.as_str(),
                 ],
             )
             .await?;
@@ -108,15 +109,17 @@ impl TaskStore for PgStore {
         paginate(&c, &TASKS, f, &page, task_row, |t| t.id.to_string()).await
     }
 
-    async fn fail_interrupted_tasks(&self) -> Result<u64> {
+    async fn fail_interrupted_tasks(&self, node: &NodeId) -> Result<u64> {
         let c = self.client().await?;
+        // `node IS NULL`: running since before tasks named their node
+        // (migration 2); see there.
         let stmt = c
             .prepare_cached(
                 "UPDATE background_task SET status = 'failed', data = $1, updated_at = herald_now_ms() \
-                 WHERE status = 'running'",
+                 WHERE status = 'running' AND (node = $2 OR node IS NULL)",
             )
             .await?;
         let data = to_json(&serde_json::json!({"error": "interrupted by a restart"}))?;
-        Ok(c.execute(&stmt, &[&data]).await?)
+        Ok(c.execute(&stmt, &[&data, &node.as_str()]).await?)
     }
 }

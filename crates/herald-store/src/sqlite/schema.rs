@@ -310,7 +310,15 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX delivery_due;
     CREATE INDEX delivery_due ON delivery (next_attempt_at) WHERE status = 1 AND claim_until IS NULL AND fifo = 0;
     CREATE INDEX delivery_fifo ON delivery (endpoint_id, id) WHERE status = 1 AND fifo = 1;",
-    // 13: endpoint holds, as on PostgreSQL (`DeliveryQueue::hold_endpoints`):
+    // 13: the node that runs a background task, so a node starting up fails
+    // only the tasks its own previous run left running, never those another
+    // live node sharing the database is running. Tasks from before have no
+    // node (NULL): every node's start fails those still running, as any
+    // start did before, when only one node could have been running them.
+    // Running tasks have an index of their own, so a start reads only them.
+    "ALTER TABLE background_task ADD COLUMN node TEXT;
+    CREATE INDEX background_task_running ON background_task (node) WHERE status = 'running';",
+    // 14: endpoint holds, as on PostgreSQL (`DeliveryQueue::hold_endpoints`):
     // one node serves a database file, but the queue's contract is the
     // multi-node one on both stores.
     "CREATE TABLE endpoint_hold (

@@ -266,6 +266,69 @@ fn version_8_tokens_keep_full_rights_through_migration_9() {
     assert_eq!((read_only, caps), (false, None));
 }
 
+/// Tasks from before migration 13 name no node: a running one is failed by
+/// whichever node starts first (one node at most could have run it), a
+/// finished one keeps its state, and the start reads only running tasks.
+#[test]
+fn version_12_running_tasks_are_failed_by_any_node_after_migration_13() {
+    use super::super::tasks::FAIL_INTERRUPTED;
+
+    let mut conn = Connection::open_in_memory().unwrap();
+    for sql in &MIGRATIONS[..12] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(
+        r#"PRAGMA user_version = 12;
+           INSERT INTO background_task VALUES ('qtask_1', 'app_1', 'endpoint.recover', 'running', '{}', 1, 1);
+           INSERT INTO background_task VALUES ('qtask_2', 'app_1', 'endpoint.replay', 'finished', '{"messagesSent":1}', 1, 2);"#,
+    )
+    .unwrap();
+    migrate(&mut conn).unwrap();
+    let nodes: Vec<Option<String>> = conn
+        .prepare("SELECT node FROM background_task ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(nodes, [None, None]);
+
+    let failed = conn.execute(FAIL_INTERRUPTED, rusqlite::params![5, "node-a"]).unwrap();
+    assert_eq!(failed, 1);
+    let states: Vec<(String, String, i64)> = conn
+        .prepare("SELECT status, data, updated_at FROM background_task ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                "failed".to_owned(),
+                r#"{"error":"interrupted by a restart"}"#.to_owned(),
+                5
+            ),
+            ("finished".to_owned(), r#"{"messagesSent":1}"#.to_owned(), 2),
+        ]
+    );
+
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {FAIL_INTERRUPTED}"))
+        .unwrap()
+        .query_map(rusqlite::params![0, "node-a"], |r| r.get(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        plan.iter()
+            .all(|l| !l.contains("SCAN background_task") || l.contains("background_task_running")),
+        "{plan:?}"
+    );
+    assert!(plan.iter().any(|l| l.contains("background_task_running")), "{plan:?}");
+}
+
 /// A stored value that is not JSON stops the migration instead of being
 /// carried over as something else.
 #[test]

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::paging::{Filter, Listing, paginate};
 use super::rows::{from_ms, time_at, to_json};
-use crate::{Page, PageRequest, Result, StoreError, Task, TaskKind, TaskStatus, TaskStore};
+use crate::{NodeId, Page, PageRequest, Result, StoreError, Task, TaskKind, TaskStatus, TaskStore};
 
 const TASK_COLS: &str = "id, app_id, kind, status, data, created_at, updated_at";
 const TASKS: Listing = Listing {
@@ -15,6 +15,13 @@ const TASKS: Listing = Listing {
     from: "background_task",
     key: "id",
 };
+
+/// Fails one node's running tasks (`?2`) at time `?1`. `node IS NULL`: a
+/// task running since before tasks named their node (migration 13), when one
+/// node at most could have been running it.
+pub(crate) const FAIL_INTERRUPTED: &str = "UPDATE background_task SET status = 'failed', \
+     data = json_object('error', 'interrupted by a restart'), updated_at = ?1 \
+     WHERE status = 'running' AND (node = ?2 OR node IS NULL)";
 
 fn bad(col: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, what.to_owned().into())
@@ -44,8 +51,9 @@ fn select_task(c: &rusqlite::Connection, id: &str) -> Result<Task> {
 
 #[async_trait::async_trait]
 impl TaskStore for SqliteStore {
-    async fn create_task(&self, app_id: &AppId, kind: TaskKind) -> Result<Task> {
+    async fn create_task(&self, app_id: &AppId, kind: TaskKind, node: &NodeId) -> Result<Task> {
         let app_id = app_id.clone();
+        let node = node.clone();
         self.writer
             .run(move |ctx| {
                 let now = ctx.now()?;
@@ -62,7 +70,7 @@ impl TaskStore for SqliteStore {
                 };
                 ctx.conn
                     .prepare_cached(&format!(
-                        "INSERT INTO background_task ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+                        "INSERT INTO background_task ({TASK_COLS}, node) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)"
                     ))?
                     .execute(params![
                         task.id.as_str(),
@@ -70,7 +78,8 @@ impl TaskStore for SqliteStore {
                         kind.as_str(),
                         task.status.as_str(),
                         to_json(&task.data)?,
-                        now
+                        now,
+                        node.as_str()
                     ])?;
                 Ok(task)
             })
@@ -111,18 +120,15 @@ impl TaskStore for SqliteStore {
         .await
     }
 
-    async fn fail_interrupted_tasks(&self) -> Result<u64> {
+    async fn fail_interrupted_tasks(&self, node: &NodeId) -> Result<u64> {
+        let node = node.clone();
         self.writer
             .run(move |ctx| {
                 let now = ctx.now()?;
                 let n = ctx
                     .conn
-                    .prepare_cached(
-                        "UPDATE background_task SET status = 'failed', \
-                         data = json_object('error', 'interrupted by a restart'), updated_at = ?1 \
-                         WHERE status = 'running'",
-                    )?
-                    .execute([now])?;
+                    .prepare_cached(FAIL_INTERRUPTED)?
+                    .execute(params![now, node.as_str()])?;
                 Ok(n as u64)
             })
             .await

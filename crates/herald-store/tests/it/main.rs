@@ -176,6 +176,21 @@ impl Backend {
         }
     }
 
+    /// Runs the statement `sql` behind the store's back, on a connection of
+    /// its own (to shape rows the store no longer writes).
+    pub async fn raw_execute(&self, sql: &str) {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Kind::Postgres { db, .. } => {
+                pg_query(db, sql).await;
+            }
+        }
+    }
+
     /// Whether `needle` occurs anywhere in what the backend stored: its
     /// files on disk (SQLite), or the text of every row of every table
     /// (PostgreSQL, where `bytea` shows as hex).

@@ -9,7 +9,8 @@ use herald_core::access::{Capability, TokenPermissions};
 use herald_core::model::DeliveryStatus;
 use herald_core::signing::EndpointSecret;
 use herald_store::{
-    DeliveryCounts, DeliveryState, MessageFilter, NewMessage, Order, StoreError, TaskKind, TaskStatus, TimeRange,
+    DeliveryCounts, DeliveryState, MessageFilter, NewMessage, NodeId, Order, StoreError, TaskKind, TaskStatus,
+    TimeRange,
 };
 
 use crate::{
@@ -350,8 +351,11 @@ async fn tasks_and_tokens_round_trip() {
         let s = &b.store;
         let a = app(s, "A").await;
         let other = app(s, "B").await;
-        let t1 = s.create_task(&a, TaskKind::EndpointRecover).await.unwrap();
-        let t2 = s.create_task(&other, TaskKind::EndpointReplay).await.unwrap();
+        // Two nodes share the store: A runs t1 (finished) and t2, B runs t3.
+        let (node_a, node_b) = (NodeId::new("node-a"), NodeId::new("node-b"));
+        let t1 = s.create_task(&a, TaskKind::EndpointRecover, &node_a).await.unwrap();
+        let t2 = s.create_task(&other, TaskKind::EndpointReplay, &node_a).await.unwrap();
+        let t3 = s.create_task(&a, TaskKind::EndpointReplay, &node_b).await.unwrap();
         assert_eq!(t1.status, TaskStatus::Running);
         let done = s
             .finish_task(&t1.id, TaskStatus::Finished, serde_json::json!({"messagesSent": 3}))
@@ -364,7 +368,7 @@ async fn tasks_and_tokens_round_trip() {
         assert_eq!(s.get_task(&t1.id).await.unwrap(), done);
         assert_eq!(
             s.list_tasks(Some(&a), page(10, Order::Descending)).await.unwrap().data,
-            vec![done]
+            vec![t3.clone(), done.clone()]
         );
         assert_eq!(
             s.list_tasks(None, page(10, Order::Descending))
@@ -372,10 +376,45 @@ async fn tasks_and_tokens_round_trip() {
                 .unwrap()
                 .data
                 .len(),
-            2
+            3
         );
-        assert_eq!(s.fail_interrupted_tasks().await.unwrap(), 1);
-        assert_eq!(s.get_task(&t2.id).await.unwrap().status, TaskStatus::Failed);
+        // A restarts: it fails its own running task, and neither its
+        // finished one nor the task B is still running.
+        assert_eq!(s.fail_interrupted_tasks(&node_a).await.unwrap(), 1);
+        let failed = s.get_task(&t2.id).await.unwrap();
+        assert_eq!(
+            (failed.status, &failed.data),
+            (
+                TaskStatus::Failed,
+                &serde_json::json!({"error": "interrupted by a restart"})
+            )
+        );
+        assert_eq!(s.get_task(&t1.id).await.unwrap(), done, "finished stays finished");
+        assert_eq!(s.get_task(&t3.id).await.unwrap(), t3, "B's task is still running");
+        assert_eq!(
+            s.fail_interrupted_tasks(&node_a).await.unwrap(),
+            0,
+            "nothing left of A's"
+        );
+        // B's own start is what fails it.
+        assert_eq!(s.fail_interrupted_tasks(&node_b).await.unwrap(), 1);
+        assert_eq!(s.get_task(&t3.id).await.unwrap().status, TaskStatus::Failed);
+        assert_eq!(
+            s.get_task(&failed.id).await.unwrap(),
+            failed,
+            "A's failed task is left alone"
+        );
+
+        // A task running since before tasks named their node (no node) is
+        // failed by whichever node starts: one node at most could run it.
+        let legacy = s.create_task(&a, TaskKind::EndpointRecover, &node_a).await.unwrap();
+        b.raw_execute(&format!(
+            "UPDATE background_task SET node = NULL WHERE id = '{}'",
+            legacy.id
+        ))
+        .await;
+        assert_eq!(s.fail_interrupted_tasks(&node_b).await.unwrap(), 1);
+        assert_eq!(s.get_task(&legacy.id).await.unwrap().status, TaskStatus::Failed);
 
         let digest = [7u8; 32];
         let expires = Some(Utc::now() + chrono::Duration::hours(1));

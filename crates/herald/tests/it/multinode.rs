@@ -1,7 +1,8 @@
 //! Several `herald serve` nodes on one PostgreSQL database, as real
 //! processes: any node takes API traffic, a delivery goes out once however
 //! many nodes could claim it, a killed node's claims are taken over once its
-//! lease lapses, and an ordered endpoint stays ordered across nodes. Each
+//! lease lapses, an ordered endpoint stays ordered across nodes, and a
+//! restarting node fails only its own background tasks. Each
 //! test makes a fresh database of its own; outside CI, without
 //! `HERALD_TEST_POSTGRES_URL`, they have nothing to run against and return.
 
@@ -46,23 +47,37 @@ impl Cluster {
             .prefix("herald-node-")
             .tempdir()
             .expect("temp dir");
-        let server = Server::start_with(
-            dir.path(),
-            ServerOptions {
-                extra_args: vec![
-                    "--database-url".into(),
-                    self.db.url().to_owned(),
-                    "--encryption-key".into(),
-                    self.key.clone(),
-                    "--lease-secs".into(),
-                    self.lease_secs.to_string(),
-                ],
-                ..ServerOptions::default()
-            },
-        );
+        let server = Server::start_with(dir.path(), self.options());
         self._dirs.push(dir);
         self.nodes.push(server);
         self.nodes.len() - 1
+    }
+
+    fn options(&self) -> ServerOptions {
+        ServerOptions {
+            extra_args: vec![
+                "--database-url".into(),
+                self.db.url().to_owned(),
+                "--encryption-key".into(),
+                self.key.clone(),
+                "--lease-secs".into(),
+                self.lease_secs.to_string(),
+            ],
+            ..ServerOptions::default()
+        }
+    }
+
+    /// Stops node `i` (SIGTERM) and starts it again on its data directory,
+    /// so with the same node id.
+    fn restart(&mut self, i: usize) {
+        self.nodes[i].terminate(Duration::from_secs(10));
+        self.nodes[i] = Server::start_with(self._dirs[i].path(), self.options());
+    }
+
+    /// Node `i`'s id, as it wrote it in its data directory.
+    fn node_id(&self, i: usize) -> herald_store::NodeId {
+        let id = std::fs::read_to_string(self._dirs[i].path().join("node-id")).expect("node-id");
+        herald_store::NodeId::new(id.trim())
     }
 }
 
@@ -298,7 +313,14 @@ async fn a_dead_endpoint_has_one_circuit_over_all_nodes() {
     let port = refused_port();
     let url = format!("http://127.0.0.1:{}/hook", port.port);
     let app = cluster.nodes[0].create_app("dead").await;
-    cluster.nodes[1].create_endpoint(&app, json!({"url": url})).await;
+    // Retries a second apart: work a node hands over is due again at once,
+    // rather than at a later step of the default schedule.
+    cluster.nodes[1]
+        .create_endpoint(
+            &app,
+            json!({"url": url, "retrySchedule": {"kind": "delays", "delaysSecs": vec![1; 50], "jitter": false}}),
+        )
+        .await;
     for n in 0..30 {
         cluster.nodes[n % 3].send(&app, "multi.test", json!({"n": n})).await;
     }
@@ -357,4 +379,50 @@ async fn a_dead_endpoint_has_one_circuit_over_all_nodes() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 36, "every message delivered once the endpoint came back");
     assert!(seen.values().all(|n| *n == 1), "sent twice: {seen:?}");
+}
+
+/// A node that restarts fails the background tasks its last run left
+/// running, and leaves alone those another live node is running. (A task
+/// runs in its node's process and ends quickly, so the running tasks here
+/// are recorded straight into the store, each under one node's id.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarting_node_fails_only_its_own_background_tasks() {
+    use herald_store::postgres::{PgOptions, PgStore};
+    use herald_store::{Store, TaskKind, TaskStore};
+
+    let Some(mut cluster) = Cluster::start(2, 30.0).await else {
+        return;
+    };
+    let app = cluster.nodes[0].create_app("tasks").await;
+    let key = EncryptionKey::parse(&cluster.key).expect("the cluster's key");
+    let store = PgStore::open(cluster.db.url(), key, PgOptions::default())
+        .await
+        .expect("opening the cluster's database");
+    let app_id = herald_core::AppId::from_trusted(app);
+    let ours = store
+        .create_task(&app_id, TaskKind::EndpointRecover, &cluster.node_id(0))
+        .await
+        .expect("node 0's task");
+    let theirs = store
+        .create_task(&app_id, TaskKind::EndpointReplay, &cluster.node_id(1))
+        .await
+        .expect("node 1's task");
+    store.close().await;
+    let status = |body: &Value| body["status"].as_str().unwrap_or_default().to_owned();
+
+    cluster.restart(0);
+    for node in &cluster.nodes {
+        let (code, body) = node.get(&format!("/background-task/{}/", ours.id)).await;
+        assert_eq!((code, status(&body)), (200, "failed".to_owned()), "{body}");
+        let (code, body) = node.get(&format!("/background-task/{}/", theirs.id)).await;
+        assert_eq!(
+            (code, status(&body)),
+            (200, "running".to_owned()),
+            "node 1 is still running it: {body}"
+        );
+    }
+
+    cluster.restart(1);
+    let (_, body) = cluster.nodes[0].get(&format!("/background-task/{}/", theirs.id)).await;
+    assert_eq!(status(&body), "failed", "{body}");
 }
