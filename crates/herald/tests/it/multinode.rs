@@ -426,3 +426,80 @@ async fn a_restarting_node_fails_only_its_own_background_tasks() {
     let (_, body) = cluster.nodes[0].get(&format!("/background-task/{}/", theirs.id)).await;
     assert_eq!(status(&body), "failed", "{body}");
 }
+
+/// What reaches `receiver` on `path` once a message is posted to each node
+/// in turn, each verified with `secret`: one per node, in time.
+async fn one_from_each_node(cluster: &Cluster, app: &str, receiver: &Receiver, path: &str, secret: &str, what: &str) {
+    let before = receiver.on_path(path).len();
+    for node in &cluster.nodes {
+        node.send(app, "multi.test", json!({"what": what})).await;
+    }
+    let want = before + cluster.nodes.len();
+    receiver
+        .wait_until(Duration::from_secs(10), |r| {
+            r.iter().filter(|x| x.path == path).count() >= want
+        })
+        .await;
+    let got = receiver.on_path(path);
+    assert_eq!(got.len(), want, "{what}: one delivery per node on {path}");
+    let webhook = herald_verify::Webhook::new(secret).expect("a secret");
+    for r in &got[before..] {
+        assert!(
+            webhook.verify(&r.headers, &r.body).is_ok(),
+            "{what}: a delivery not signed with the secret in force"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_made_on_one_node_reach_every_node() {
+    let Some(cluster) = Cluster::start(3, 30.0).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let app = cluster.nodes[0].create_app("changes").await;
+    let (ep, first) = cluster.nodes[0]
+        .create_endpoint(&app, json!({"url": format!("{}/a", receiver.url)}))
+        .await;
+    // Every node caches the endpoint's target.
+    one_from_each_node(&cluster, &app, &receiver, "/a", &first, "before").await;
+
+    let path = format!("/app/{app}/endpoint/{ep}/");
+    let (status, rotated) = cluster.nodes[0].post(&format!("{path}secret/rotate/"), json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let second = rotated["key"].as_str().expect("key").to_owned();
+    assert_ne!(first, second);
+    one_from_each_node(&cluster, &app, &receiver, "/a", &second, "after rotation").await;
+
+    let (status, body) = cluster.nodes[0]
+        .request(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"url": format!("{}/b", receiver.url)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    one_from_each_node(&cluster, &app, &receiver, "/b", &second, "after the URL changed").await;
+
+    let (status, body) = cluster.nodes[0]
+        .request(reqwest::Method::PATCH, &path, Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in &cluster.nodes {
+        node.send(&app, "multi.test", json!({"what": "disabled"})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let total = receiver.requests().len();
+    assert_eq!(
+        total, 9,
+        "a node delivered to the endpoint after it was disabled elsewhere"
+    );
+
+    let (status, body) = cluster.nodes[0].request(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body}");
+    for node in &cluster.nodes[1..] {
+        let (status, _) = node.get(&path).await;
+        assert_eq!(status, 404, "the deleted endpoint is gone on every node");
+    }
+}
