@@ -74,45 +74,28 @@ pub(crate) fn insert_message_with_fanout(ctx: &mut WriterCtx, msg: NewMessage) -
          claim_until, fence, updated_at, fifo) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, ?6, ?7, ?4, ?8)",
     )?;
     for (ep, elsewhere) in targets.into_iter().zip(elsewhere) {
-        if ep.settings.fifo {
-            insert.execute(params![
-                id.as_str(),
-                ep.id.as_str(),
-                app_id.as_str(),
-                now_ms,
-                None::<&str>,
-                None::<i64>,
-                0,
-                true
-            ])?;
-            fifo.push((app_id.clone(), ep.id.clone()));
-            continue;
-        }
-        if elsewhere {
-            // Left unclaimed for the node that holds the endpoint.
-            insert.execute(params![
-                id.as_str(),
-                ep.id.as_str(),
-                app_id.as_str(),
-                now_ms,
-                None::<&str>,
-                None::<i64>,
-                0,
-                false
-            ])?;
-            left_for_holder = true;
-            continue;
-        }
+        let fifo_ep = ep.settings.fifo;
+        // Claimed unless ordered, or left unclaimed for the node that
+        // holds the endpoint.
+        let claimed = !fifo_ep && !elsewhere;
         insert.execute(params![
             id.as_str(),
             ep.id.as_str(),
             app_id.as_str(),
             now_ms,
-            owner,
-            claim_until,
-            fence,
-            false
+            if claimed { owner } else { None },
+            if claimed { claim_until } else { None },
+            if claimed { fence } else { 0 },
+            fifo_ep
         ])?;
+        if fifo_ep {
+            fifo.push((app_id.clone(), ep.id.clone()));
+            continue;
+        }
+        if elsewhere {
+            left_for_holder = true;
+            continue;
+        }
         deliveries.push(DeliveryJob {
             delivery_id: ctx.conn.last_insert_rowid(),
             fence,

@@ -171,7 +171,16 @@ async fn assert_stopped(b: &Busy, deleted: Instant) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_endpoint_stops_its_queued_in_flight_and_retrying_work() {
     let b = busy_app().await;
-    let before = attempts(&b).await;
+    // The failing endpoint's answers so far are recorded by the recorder a
+    // moment after they arrive: wait for those records, so that "after the
+    // delete" counts only what the delete should have stopped.
+    let arrived = b.failing.requests().len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut before = attempts(&b).await;
+    while before.len() < arrived && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        before = attempts(&b).await;
+    }
     assert!(
         before.iter().all(|a| a["endpointId"] != b.slow_id.as_str()),
         "the slow endpoint's requests are still in flight"
