@@ -3,6 +3,11 @@
 # delivers each to one endpoint, an nginx answering 200.
 #
 #   scripts/bench/wrk-e2e.sh HERALD_BINARY [SECONDS]
+#   scripts/bench/pg.sh wrk-e2e.sh HERALD_BINARY [SECONDS]   (on PostgreSQL)
+#
+# On SQLite by default; through pg.sh the server stores into the fresh
+# PostgreSQL database pg.sh makes (it exports DATABASE_URL, which
+# start_server passes on) and pg.sh prints PostgreSQL's CPU after the run.
 #
 # Starts nginx (scripts/bench/nginx.conf, 127.0.0.1:18090) and a fresh
 # `herald serve` on 127.0.0.1:${PORT:-18071}, creates an app and one endpoint

@@ -5,9 +5,16 @@ use crate::ReceiverMode;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Base URL of the server under test.
-    #[arg(long, env = "HERALD_BENCH_URL", default_value = "http://127.0.0.1:8071")]
-    pub url: String,
+    /// Base URL of the server under test. Give it more than once for nodes
+    /// of one cluster (one database): setup goes to the first, and message
+    /// n is posted to URL n mod count, so each node takes an equal share.
+    #[arg(
+        long,
+        env = "HERALD_BENCH_URL",
+        default_value = "http://127.0.0.1:8071",
+        num_args = 1
+    )]
+    pub url: Vec<String>,
     /// API token for the server under test.
     #[arg(long, env = "HERALD_BENCH_TOKEN")]
     pub token: Option<String>,
@@ -29,9 +36,11 @@ pub struct BenchArgs {
     /// Concurrent producers.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// Process id of the server, to report its memory and CPU.
+    /// Process id of the server, to report its memory and CPU. Given more
+    /// than once (one per node), the CPU is summed and the memory is the
+    /// first one's.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
     /// Also measure plain loopback POST/s (of --payload-bytes) from the
     /// producers' client to a sink like the one deliveries go to: the
     /// ceiling the machine allows.

@@ -52,7 +52,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         bail!("--rate must be above 0");
     }
-    let base = args.url.trim_end_matches('/').to_owned();
+    let bases: Vec<String> = args.url.iter().map(|u| u.trim_end_matches('/').to_owned()).collect();
+    let base = bases.first().context("--url is required")?.clone();
     let http = http_client(args.concurrency)?;
     let api = Api {
         http: http.clone(),
@@ -95,10 +96,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     counters.reserve(expected as usize);
     sink.reserve(expected.saturating_mul(u64::from(args.fanout)) as usize);
 
-    let sampler = args
-        .server_pid
-        .map(|pid| procstat::RssSampler::start(pid, Duration::from_millis(250)));
-    let server_before = args.server_pid.and_then(|pid| procstat::read(Some(pid)));
+    let first_pid = args.server_pid.first().copied();
+    let sampler = first_pid.map(|pid| procstat::RssSampler::start(pid, Duration::from_millis(250)));
+    let cpu_before = procstat::cpu_of(&args.server_pid);
     let bench_before = procstat::read(None);
     let started = Instant::now();
     sink.set_epoch(started);
@@ -112,9 +112,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         phase.clone(),
     ));
 
-    let msg_uri: hyper::Uri = format!("{base}/api/v1/app/{app_id}/msg/")
-        .parse()
-        .context("the message URL")?;
+    let msg_uris: Arc<Vec<hyper::Uri>> = Arc::new(
+        bases
+            .iter()
+            .map(|b| {
+                format!("{b}/api/v1/app/{app_id}/msg/")
+                    .parse()
+                    .context("the message URL")
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
     let auth = hyper::header::HeaderValue::from_str(&format!("Bearer {token}")).context("the token")?;
     let padding = "x".repeat(args.payload_bytes.saturating_sub(24));
     let producers: Vec<_> = (0..args.concurrency)
@@ -122,7 +129,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             tokio::spawn(
                 Producer {
                     client: client.clone(),
-                    uri: msg_uri.clone(),
+                    uris: msg_uris.clone(),
                     auth: auth.clone(),
                     padding: padding.clone(),
                     counters: counters.clone(),
@@ -188,7 +195,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if let (Some(raw), true) = (report.raw_posts_per_sec, report.delivered_per_sec > 0.0) {
         report.ratio_to_raw = Some(report.delivered_per_sec / raw);
     }
-    if let Some(pid) = args.server_pid {
+    if let Some(pid) = first_pid {
         let after = procstat::read(Some(pid));
         report.server_rss_mb = after.map(|p| p.rss_mb);
         // A run shorter than one sampling interval still has the end reading.
@@ -198,8 +205,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             (s, end) => s.or(end),
         };
         report.server_rss_hwm_mb = after.map(|p| p.peak_rss_mb);
-        if let (Some(b), Some(a)) = (server_before, after) {
-            report.server_cpu_seconds = Some(a.cpu_seconds - b.cpu_seconds);
+        if let (Some(b), Some(a)) = (cpu_before, procstat::cpu_of(&args.server_pid)) {
+            report.server_cpu_seconds = Some(a - b);
         }
     }
     if let (Some(b), Some(a)) = (bench_before, procstat::read(None)) {

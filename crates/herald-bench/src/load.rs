@@ -128,7 +128,8 @@ const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct Producer {
     pub client: LoadClient,
-    pub uri: hyper::Uri,
+    /// Message n goes to `uris[n % len]` (one per node).
+    pub uris: std::sync::Arc<Vec<hyper::Uri>>,
     pub auth: HeaderValue,
     pub padding: String,
     pub counters: std::sync::Arc<Counters>,
@@ -159,7 +160,8 @@ impl Producer {
             self.counters
                 .record_send(seq, self.started.elapsed().as_micros() as u64);
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
-            let request = hyper::Request::post(self.uri.clone())
+            let uri = self.uris[(seq % self.uris.len() as u64) as usize].clone();
+            let request = hyper::Request::post(uri)
                 .header(AUTHORIZATION, self.auth.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(Full::new(Bytes::from(body)));

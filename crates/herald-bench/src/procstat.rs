@@ -45,6 +45,15 @@ pub fn read(pid: Option<u32>) -> Option<ProcStats> {
     })
 }
 
+/// CPU seconds of these processes together, `None` when any is unreadable
+/// (or none is given).
+pub fn cpu_of(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| read(Some(p)).map(|s| s.cpu_seconds)).sum()
+}
+
 /// Samples a process's resident size until stopped; the largest sample is
 /// the peak *during this run*, which `VmHWM` (lifetime) cannot tell.
 pub struct RssSampler {

@@ -63,7 +63,8 @@ pub struct Report {
     /// where the sampled maximum can miss a short spike.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_hwm_mb: Option<f64>,
-    /// CPU the server used during the run (user + system).
+    /// CPU the server used during the run (user + system), summed over
+    /// every `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_seconds: Option<f64>,
     /// CPU this bench used, for comparison: it shares the machine.

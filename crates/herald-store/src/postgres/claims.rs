@@ -3,13 +3,13 @@
 //! rounds that keep a batch naming one delivery twice sequential, and the
 //! saturating time arithmetic leases of `Duration::MAX` need.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use deadpool_postgres::GenericClient;
 use herald_core::validate::EventTypeName;
 use herald_core::{AppId, EndpointId, MessageId};
 use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
 
 use std::sync::atomic::Ordering;
 
@@ -29,6 +29,21 @@ pub(crate) fn big(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// `cond` as part of a join between deliveries (`d`) and a batch's input:
+/// `left = right` where `cond` holds, false elsewhere, written as one
+/// condition on both sides so that the planner cannot apply it to `d`
+/// alone. A queue's statistics are always stale, and a guard the planner
+/// estimates on the deliveries' side (`claimed_by = $1 AND status = 1`)
+/// makes that side look like one row: it then scans the deliveries (all
+/// of them, or every pending one) as the outer side of a nested loop over
+/// the input and rescans the input for each, a cost of the batch times
+/// the table. With the guard on both sides, the deliveries' side is the
+/// whole table to the planner, and it looks each input id up by primary
+/// key instead.
+pub(crate) fn only_if(cond: &str, left: &str, right: &str) -> String {
+    format!("(CASE WHEN {cond} THEN {left} END) = {right}")
+}
+
 /// The tail of every claim statement. The statement before it defines
 /// `now(t)` and `picked(id, msg_id, app_id, ord)`: the deliveries to claim,
 /// in order. Deliveries whose message is gone are skipped; then they are
@@ -40,6 +55,7 @@ pub(crate) fn big(n: usize) -> i64 {
 /// `wanted` is how many passed the budget, so a caller can tell whether the
 /// recheck dropped any.
 pub(crate) fn claim_tail(recheck: &str) -> String {
+    let guard = only_if(recheck, "d.id", "k.id");
     let until = sat_add("now.t", "$4::bigint");
     format!(
         ", sized AS ( \
@@ -60,7 +76,7 @@ pub(crate) fn claim_tail(recheck: &str) -> String {
         claimed AS ( \
             UPDATE delivery d SET claimed_by = $1::text, claim_until = {until}, fence = d.fence + 1, parked = FALSE \
             FROM taken k, now \
-            WHERE d.id = k.id AND {recheck} \
+            WHERE d.id = k.id AND {guard} \
             RETURNING d.id, d.fence, d.msg_id, d.app_id, d.endpoint_id, d.attempts, d.first_attempt_at, d.manual, k.ord) \
         SELECT c.id, c.fence, c.msg_id, c.app_id, c.endpoint_id, c.attempts, m.event_type, m.created_at, \
                c.first_attempt_at, c.manual, \
@@ -120,39 +136,64 @@ pub(crate) fn wanted(rows: &[Row]) -> Result<usize> {
 }
 
 /// A write guarded by owner and fence over `$2` (ids) and `$3` (fences),
-/// answering per delivery in input order: `SET` is the assignment, which
-/// may use `now.t` (the database's now) and parameters from `$4` on.
-/// Whether the write touched a delivery, and its status before the
+/// answered per delivery by [`lease_results`]: `SET` is the assignment,
+/// which may use `now.t` (the database's now) and parameters from `$4` on.
+/// The deliveries the write touched, and the status of every one before the
 /// statement (what tells a lost claim from a finished delivery), come back
 /// in one round trip.
+///
+/// **No join between two sets the planner cannot count.** A prepared
+/// statement soon runs a generic plan, which guesses 10 rows for an
+/// `UNNEST` of a parameter; joining such a set with another (a CTE, or the
+/// deliveries found by `id = ANY($2)`) then plans as a nested loop, which
+/// costs the square of the batch (a million comparisons for 1,024
+/// outcomes). So the input drives one primary-key lookup per row, the
+/// snapshot's statuses are a second lookup by `ANY`, and the two are
+/// matched up in Rust: linear whatever the estimate.
 pub(crate) fn guarded(set: &str) -> String {
+    let guard = only_if("d.claimed_by = $1::text AND d.status = 1", "d.fence", "i.fence");
     format!(
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
-         input AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) WITH ORDINALITY AS t(id, fence, ord)), \
-         upd AS (UPDATE delivery d SET {set} FROM input i, now \
-             WHERE d.id = ANY($2::bigint[]) AND d.id = i.id AND d.fence = i.fence AND d.claimed_by = $1::text \
-                 AND d.status = 1 RETURNING d.id) \
-         SELECT i.id IN (SELECT id FROM upd), d.status FROM input i \
-         LEFT JOIN (SELECT id, status FROM delivery WHERE id = ANY($2::bigint[])) d ON d.id = i.id ORDER BY i.ord"
+         upd AS (UPDATE delivery d SET {set} FROM UNNEST($2::bigint[], $3::bigint[]) AS i(id, fence), now \
+             WHERE d.id = i.id AND {guard} RETURNING d.id) \
+         {WRITTEN_AND_STATUS}"
     )
 }
 
-/// The answers of a [`guarded`] statement (or any returning `done, status`
-/// per input, in order). The status is read from the statement's snapshot:
-/// a delivery still pending there and not written lost its claim; one gone
-/// or ended is finished.
-pub(crate) fn lease_results(rows: &[Row]) -> Result<Vec<LeaseResult>> {
-    rows.iter()
-        .map(|r| {
-            Ok(if get::<bool>(r, 0)? {
+/// The tail of a guarded write whose update is the CTE `upd` returning
+/// `id`: rows `(id, true, NULL)` for each delivery written, then `(id,
+/// false, status)` for each of `$2` as the statement's snapshot had it
+/// (before the write); [`lease_results`] reads them.
+pub(crate) const WRITTEN_AND_STATUS: &str = "SELECT id, TRUE, NULL::bigint FROM upd \
+     UNION ALL SELECT id, FALSE, status FROM delivery WHERE id = ANY($2::bigint[])";
+
+/// The answers of a statement ending in [`WRITTEN_AND_STATUS`], one per id
+/// of `ids` (the statement's `$2`), in order. The status is read from the
+/// statement's snapshot: a delivery still pending there and not written
+/// lost its claim; one gone or ended is finished.
+pub(crate) fn lease_results(rows: &[Row], ids: &[i64]) -> Result<Vec<LeaseResult>> {
+    let mut written: HashSet<i64> = HashSet::new();
+    let mut status: HashMap<i64, i64> = HashMap::with_capacity(ids.len());
+    for r in rows {
+        let id: i64 = get(r, 0)?;
+        if get::<bool>(r, 1)? {
+            written.insert(id);
+        } else if let Some(s) = get::<Option<i64>>(r, 2)? {
+            status.insert(id, s);
+        }
+    }
+    Ok(ids
+        .iter()
+        .map(|id| {
+            if written.contains(id) {
                 LeaseResult::Done
-            } else if get::<Option<i64>>(r, 1)? == Some(1) {
+            } else if status.get(id) == Some(&1) {
                 LeaseResult::Lost
             } else {
                 LeaseResult::Finished
-            })
+            }
         })
-        .collect()
+        .collect())
 }
 
 /// Splits a batch into rounds in which no delivery appears twice, keeping
@@ -174,22 +215,44 @@ pub(crate) fn rounds(ids: impl Iterator<Item = i64>) -> Vec<Vec<usize>> {
     rounds
 }
 
-/// Runs one round of a guarded write: `stmt` over these ids and fences,
+/// Runs a statement over a batch (arrays of ids, outcomes or rows to
+/// insert) as an unnamed statement, in one round trip, so that PostgreSQL
+/// plans it for these values every time rather than once per connection:
+/// a cached generic plan guesses 10 rows for every `UNNEST` and `= ANY` of
+/// a parameter, and keeps the table sizes of when it was made. A plan made
+/// while the tables were small (a new database, a quiet hour) then hashes
+/// or scans whole tables, or nests loops over the input, long after they
+/// have grown: batch statements measured tens to hundreds of milliseconds
+/// where a fresh plan takes one. Planning afresh costs a fraction of a
+/// millisecond per batch, not per delivery.
+pub(crate) async fn query_batch(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<Row>> {
+    Ok(c.query_typed(sql, params).await?)
+}
+
+/// Runs one round of a guarded write: `sql` over these ids and fences,
 /// with `extra` as `$4`, on a client or transaction.
 pub(crate) async fn guarded_round(
-    c: &impl GenericClient,
+    c: &(impl tokio_postgres::GenericClient + Sync),
     sql: &str,
     owner: &str,
     ids: &[i64],
     fences: &[i64],
     extra: Option<i64>,
 ) -> Result<Vec<LeaseResult>> {
-    let stmt = c.prepare_cached(sql).await?;
-    let rows = match extra {
-        Some(x) => c.query(&stmt, &[&owner, &ids, &fences, &x]).await?,
-        None => c.query(&stmt, &[&owner, &ids, &fences]).await?,
-    };
-    lease_results(&rows)
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+        (&owner, Type::TEXT),
+        (&ids, Type::INT8_ARRAY),
+        (&fences, Type::INT8_ARRAY),
+    ];
+    if let Some(x) = &extra {
+        params.push((x, Type::INT8));
+    }
+    let rows = query_batch(c, sql, &params).await?;
+    lease_results(&rows, ids)
 }
 
 impl PgStore {
@@ -220,13 +283,15 @@ impl PgStore {
         let pick = |idx: &[usize]| -> (Vec<i64>, Vec<i64>) { idx.iter().map(|&i| (held[i].id, held[i].fence)).unzip() };
         if rounds.len() == 1 {
             let (ids, fences) = pick(&rounds[0]);
-            return guarded_round(&c, sql, owner, &ids, &fences, extra).await;
+            let client: &tokio_postgres::Client = &c;
+            return guarded_round(client, sql, owner, &ids, &fences, extra).await;
         }
         let mut out = vec![LeaseResult::Finished; held.len()];
         let tx = c.transaction().await?;
         for idx in &rounds {
             let (ids, fences) = pick(idx);
-            let results = guarded_round(&tx, sql, owner, &ids, &fences, extra).await?;
+            let t: &tokio_postgres::Transaction<'_> = &tx;
+            let results = guarded_round(t, sql, owner, &ids, &fences, extra).await?;
             for (&i, r) in idx.iter().zip(results) {
                 out[i] = r;
             }

@@ -13,9 +13,10 @@ use std::time::Duration;
 use herald_core::{AppId, EndpointId};
 
 use super::PgStore;
-use super::claims::{big, claim_tail, jobs_from, wanted};
+use super::claims::{big, claim_tail, jobs_from, query_batch, wanted};
 use super::rows::get;
 use crate::{DeliveryJob, FifoDue, Lease, Result};
+use tokio_postgres::types::Type;
 
 /// The advisory-lock namespace (the first key of the two-key form, which
 /// never meets the one-key form the migrations use): "fifo" in ASCII.
@@ -40,12 +41,14 @@ const RUN: &str = "SELECT id, next_attempt_at, claimed_by, claim_until FROM deli
 
 /// These deliveries (`$2`, in order) claimed as by `claim_due`. They were
 /// read, not locked, so the claim checks again that each is pending and
-/// held by no live claim.
+/// held by no live claim. Each id is looked up by primary key (no second
+/// `= ANY($2)` condition, which let a generic plan join the two sets in a
+/// nested loop: see [`super::claims::guarded`]).
 static CLAIM_RUN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
          picked AS (SELECT d.id, d.msg_id, d.app_id, t.ord FROM UNNEST($2::bigint[]) WITH ORDINALITY AS t(id, ord) \
-             JOIN delivery d ON d.id = t.id AND d.id = ANY($2::bigint[])) \
+             JOIN delivery d ON d.id = t.id) \
          {}",
         claim_tail("d.status = 1 AND (d.claim_until IS NULL OR d.claim_until < now.t)")
     )
@@ -100,18 +103,18 @@ impl PgStore {
                 tx.commit().await?;
                 return Ok(Vec::new());
             }
-            let stmt = tx.prepare_cached(&CLAIM_RUN).await?;
-            let rows = tx
-                .query(
-                    &stmt,
-                    &[
-                        &lease.owner.as_str(),
-                        &ids,
-                        &big(max_bytes),
-                        &super::rows::ttl_ms(lease.ttl),
-                    ],
-                )
-                .await?;
+            let t: &tokio_postgres::Transaction<'_> = &tx;
+            let rows = query_batch(
+                t,
+                &CLAIM_RUN,
+                &[
+                    (&lease.owner.as_str(), Type::TEXT),
+                    (&ids, Type::INT8_ARRAY),
+                    (&big(max_bytes), Type::INT8),
+                    (&super::rows::ttl_ms(lease.ttl), Type::INT8),
+                ],
+            )
+            .await?;
             if rows.len() == wanted(&rows)? {
                 let jobs = jobs_from(&rows)?;
                 tx.commit().await?;

@@ -18,7 +18,9 @@ use herald_core::validate::Uid;
 use herald_core::{AppId, EndpointId, MessageId};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_postgres::types::Type;
 
+use super::claims::query_batch;
 use super::holds::DueBell;
 use super::pool_error;
 use super::rows::{EP_COLS, EP_SECRET_COL, after, ep_row, from_ms, get, opt_json};
@@ -350,30 +352,31 @@ async fn ingest_batch(ctx: &Ctx, msgs: &[NewMessage]) -> Result<(Vec<Result<Inge
     let mut written: HashSet<String> = HashSet::new();
     let mut delivery_ids: HashMap<(String, String), i64> = HashMap::new();
     if !m_cols.id.is_empty() {
-        let stmt = tx.prepare_cached(INSERT).await?;
-        let rows = tx
-            .query(
-                &stmt,
-                &[
-                    &m_cols.id,
-                    &m_cols.app_id,
-                    &m_cols.event_type,
-                    &m_cols.event_id,
-                    &m_cols.channels,
-                    &m_cols.tags,
-                    &m_cols.payload,
-                    &m_cols.expires,
-                    &now,
-                    &d_cols.msg_id,
-                    &d_cols.endpoint_id,
-                    &d_cols.app_id,
-                    &d_cols.claimed_by,
-                    &d_cols.claim_until,
-                    &d_cols.fence,
-                    &d_cols.fifo,
-                ],
-            )
-            .await?;
+        let (text, int8) = (Type::TEXT_ARRAY, Type::INT8_ARRAY);
+        let t: &tokio_postgres::Transaction<'_> = &tx;
+        let rows = query_batch(
+            t,
+            INSERT,
+            &[
+                (&m_cols.id, text.clone()),
+                (&m_cols.app_id, text.clone()),
+                (&m_cols.event_type, text.clone()),
+                (&m_cols.event_id, text.clone()),
+                (&m_cols.channels, text.clone()),
+                (&m_cols.tags, text.clone()),
+                (&m_cols.payload, Type::BYTEA_ARRAY),
+                (&m_cols.expires, int8.clone()),
+                (&now, Type::INT8),
+                (&d_cols.msg_id, text.clone()),
+                (&d_cols.endpoint_id, text.clone()),
+                (&d_cols.app_id, text.clone()),
+                (&d_cols.claimed_by, text),
+                (&d_cols.claim_until, int8.clone()),
+                (&d_cols.fence, int8),
+                (&d_cols.fifo, Type::BOOL_ARRAY),
+            ],
+        )
+        .await?;
         for r in &rows {
             let msg_id: String = get(r, 0)?;
             if let Some(delivery) = get::<Option<i64>>(r, 1)? {

@@ -11,9 +11,10 @@ use deadpool_postgres::GenericClient;
 use herald_core::EndpointId;
 
 use super::PgStore;
-use super::claims::{JOB_COLS, big, claim_tail, jobs_from, sat_add};
+use super::claims::{JOB_COLS, big, claim_tail, jobs_from, query_batch, sat_add};
 use super::rows::{after, db_now_ms, get, ttl_ms};
 use crate::{DeliveryJob, Lease, Result};
+use tokio_postgres::types::Type;
 
 /// Rows one bulk write touches per statement: a million-row backlog parked
 /// in one statement would hold its locks and its undo for as long as it
@@ -80,19 +81,19 @@ impl PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let stmt = c.prepare_cached(&CLAIM_PARKED).await?;
-        let rows = c
-            .query(
-                &stmt,
-                &[
-                    &lease.owner.as_str(),
-                    &big(limit),
-                    &big(max_bytes),
-                    &ttl_ms(lease.ttl),
-                    &endpoint.as_str(),
-                ],
-            )
-            .await?;
+        let client: &tokio_postgres::Client = &c;
+        let rows = query_batch(
+            client,
+            &CLAIM_PARKED,
+            &[
+                (&lease.owner.as_str(), Type::TEXT),
+                (&big(limit), Type::INT8),
+                (&big(max_bytes), Type::INT8),
+                (&ttl_ms(lease.ttl), Type::INT8),
+                (&endpoint.as_str(), Type::TEXT),
+            ],
+        )
+        .await?;
         jobs_from(&rows)
     }
 

@@ -14,13 +14,16 @@ use herald_core::EndpointId;
 use herald_core::model::AttemptErrorKind;
 
 use super::PgStore;
-use super::claims::{big, claim_tail, guarded, jobs_from, lease_results, rounds, sat_add};
+use super::claims::{
+    WRITTEN_AND_STATUS, big, claim_tail, guarded, jobs_from, lease_results, only_if, query_batch, rounds, sat_add,
+};
 use super::holds::HELD_ELSEWHERE;
 use super::rows::{count, get, ms, ttl_ms};
 use crate::{
     DeliveryJob, DeliveryQueue, DeliveryState, FifoDue, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId,
     Outcome, Result, RetryHold,
 };
+use tokio_postgres::types::Type;
 
 /// Pending deliveries: two walks of partial indexes that hold only pending
 /// rows, the unclaimed ones and every claim (only a pending delivery is
@@ -88,18 +91,18 @@ pub(crate) static PARK: LazyLock<String> = LazyLock::new(|| {
 /// `$4` new status, `$5` whether a request was made, `$6` the retry wait
 /// (NULL once it ended), `$7` the hold (0 release, 1 keep, 2 park; NULL
 /// once ended), `$8` the TTL kept or the park's hold, `$9` the attempt's
-/// start. Then the attempts' columns from `$10`, with the delivery each is of.
-/// An ended delivery keeps its `parked` flag and next attempt time, as on SQLite.
+/// start; then its attempt's columns from `$10` (NULL where no request was
+/// made). The update returns the attempts of the deliveries it changed, so
+/// they are written without a join (see [`guarded`] for why joins between
+/// parameter sets are avoided). An ended delivery keeps its `parked` flag
+/// and next attempt time, as on SQLite.
 static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
     let at = sat_add("now.t", "i.wait");
     let kept = sat_add("p.at", "p.hold_ms");
     let parked = sat_add("now.t", "p.hold_ms");
+    let guard = only_if("d.claimed_by = $1::text AND d.status = 1", "d.fence", "p.fence");
     format!(
         "WITH now AS MATERIALIZED (SELECT herald_now_ms() AS t), \
-         input AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::bigint[], \
-             $7::bigint[], $8::bigint[], $9::bigint[]) \
-             WITH ORDINALITY AS t(id, fence, status, tried, wait, hold, hold_ms, started, ord)), \
-         plan AS (SELECT i.*, CASE WHEN i.wait IS NOT NULL THEN {at} END AS at FROM input i, now), \
          upd AS (UPDATE delivery d SET \
                  status = p.status, \
                  attempts = d.attempts + CASE WHEN p.tried THEN 1 ELSE 0 END, \
@@ -110,22 +113,24 @@ static OUTCOMES: LazyLock<String> = LazyLock::new(|| {
                  manual = d.manual AND NOT p.tried, \
                  updated_at = now.t, \
                  first_attempt_at = COALESCE(d.first_attempt_at, p.started) \
-             FROM plan p, now \
-             WHERE d.id = ANY($2::bigint[]) AND d.id = p.id AND d.fence = p.fence AND d.claimed_by = $1::text \
-                 AND d.status = 1 \
-             RETURNING d.id), \
+             FROM (SELECT i.*, CASE WHEN i.wait IS NOT NULL THEN {at} END AS at \
+                 FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::bigint[], $7::bigint[], \
+                     $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
+                     $15::bigint[], $16::bytea[], $17::bigint[], $18::bigint[], $19::text[], $20::bigint[], \
+                     $21::bigint[], $22::bigint[]) WITH ORDINALITY \
+                     AS i(id, fence, status, tried, wait, hold, hold_ms, started, a_id, a_msg_id, a_endpoint_id, \
+                         a_app_id, a_url, a_status_code, a_response, a_duration_ms, a_status, a_error_kind, \
+                         a_trigger_type, a_attempt_number, a_created_at, ord), now) p, now \
+             WHERE d.id = p.id AND {guard} \
+             RETURNING d.id, p.ord, p.a_id, p.a_msg_id, p.a_endpoint_id, p.a_app_id, p.a_url, p.a_status_code, \
+                 p.a_response, p.a_duration_ms, p.a_status, p.a_error_kind, p.a_trigger_type, p.a_attempt_number, \
+                 p.a_created_at), \
          att AS (INSERT INTO attempt (id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, response, \
                  duration_ms, status, error_kind, trigger_type, attempt_number, created_at) \
-             SELECT a.id, a.msg_id, a.endpoint_id, a.app_id, a.delivery_id, a.url, a.status_code, a.response, \
-                 a.duration_ms, a.status, a.error_kind, a.trigger_type, a.attempt_number, a.created_at \
-             FROM UNNEST($10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::text[], \
-                 $16::bigint[], $17::bytea[], $18::bigint[], $19::bigint[], $20::text[], $21::bigint[], $22::bigint[], \
-                 $23::bigint[]) WITH ORDINALITY AS a(id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, \
-                 response, duration_ms, status, error_kind, trigger_type, attempt_number, created_at, ord) \
-             WHERE a.delivery_id IN (SELECT id FROM upd) \
-             ORDER BY a.ord) \
-         SELECT i.id IN (SELECT id FROM upd), d.status FROM input i \
-         LEFT JOIN (SELECT id, status FROM delivery WHERE id = ANY($2::bigint[])) d ON d.id = i.id ORDER BY i.ord"
+             SELECT a_id, a_msg_id, a_endpoint_id, a_app_id, id, a_url, a_status_code, a_response, a_duration_ms, \
+                 a_status, a_error_kind, a_trigger_type, a_attempt_number, a_created_at \
+             FROM upd WHERE a_id IS NOT NULL ORDER BY ord) \
+         {WRITTEN_AND_STATUS}"
     )
 });
 
@@ -141,13 +146,18 @@ impl DeliveryQueue for PgStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let stmt = c.prepare_cached(&CLAIM_DUE).await?;
-        let rows = c
-            .query(
-                &stmt,
-                &[&lease.owner.as_str(), &big(limit), &big(max_bytes), &ttl_ms(lease.ttl)],
-            )
-            .await?;
+        let client: &tokio_postgres::Client = &c;
+        let rows = query_batch(
+            client,
+            &CLAIM_DUE,
+            &[
+                (&lease.owner.as_str(), Type::TEXT),
+                (&big(limit), Type::INT8),
+                (&big(max_bytes), Type::INT8),
+                (&ttl_ms(lease.ttl), Type::INT8),
+            ],
+        )
+        .await?;
         jobs_from(&rows)
     }
 
@@ -178,14 +188,16 @@ impl DeliveryQueue for PgStore {
         let mut c = self.client().await?;
         let rounds = rounds(outcomes.iter().map(|o| o.held.id));
         if rounds.len() == 1 {
-            return record_round(&c, lease, &outcomes, &rounds[0]).await;
+            let client: &tokio_postgres::Client = &c;
+            return record_round(client, lease, &outcomes, &rounds[0]).await;
         }
         // A delivery named twice: its outcomes in order, as the SQLite loop
         // records them, in one commit.
         let mut out = vec![LeaseResult::Finished; outcomes.len()];
         let tx = c.transaction().await?;
         for idx in &rounds {
-            for (&i, r) in idx.iter().zip(record_round(&tx, lease, &outcomes, idx).await?) {
+            let t: &tokio_postgres::Transaction<'_> = &tx;
+            for (&i, r) in idx.iter().zip(record_round(t, lease, &outcomes, idx).await?) {
                 out[i] = r;
             }
         }
@@ -273,7 +285,7 @@ impl DeliveryQueue for PgStore {
 
 /// The outcomes at `idx` (no delivery twice) in one statement.
 async fn record_round(
-    c: &impl deadpool_postgres::GenericClient,
+    c: &(impl tokio_postgres::GenericClient + Sync),
     lease: &Lease,
     outcomes: &[Outcome],
     idx: &[usize],
@@ -282,39 +294,38 @@ async fn record_round(
     for &i in idx {
         s.push(lease, &outcomes[i]);
     }
-    let stmt = c.prepare_cached(&OUTCOMES).await?;
     let a = &s.attempts;
-    let rows = c
-        .query(
-            &stmt,
-            &[
-                &lease.owner.as_str(),
-                &s.id,
-                &s.fence,
-                &s.status,
-                &s.tried,
-                &s.wait,
-                &s.hold,
-                &s.hold_ms,
-                &s.started,
-                &a.id,
-                &a.msg_id,
-                &a.endpoint_id,
-                &a.app_id,
-                &a.delivery_id,
-                &a.url,
-                &a.status_code,
-                &a.response,
-                &a.duration_ms,
-                &a.status,
-                &a.error_kind,
-                &a.trigger_type,
-                &a.attempt_number,
-                &a.created_at,
-            ],
-        )
-        .await?;
-    lease_results(&rows)
+    let (text, int8, bool, bytea) = (Type::TEXT_ARRAY, Type::INT8_ARRAY, Type::BOOL_ARRAY, Type::BYTEA_ARRAY);
+    let rows = query_batch(
+        c,
+        &OUTCOMES,
+        &[
+            (&lease.owner.as_str(), Type::TEXT),
+            (&s.id, int8.clone()),
+            (&s.fence, int8.clone()),
+            (&s.status, int8.clone()),
+            (&s.tried, bool),
+            (&s.wait, int8.clone()),
+            (&s.hold, int8.clone()),
+            (&s.hold_ms, int8.clone()),
+            (&s.started, int8.clone()),
+            (&a.id, text.clone()),
+            (&a.msg_id, text.clone()),
+            (&a.endpoint_id, text.clone()),
+            (&a.app_id, text.clone()),
+            (&a.url, text.clone()),
+            (&a.status_code, int8.clone()),
+            (&a.response, bytea),
+            (&a.duration_ms, int8.clone()),
+            (&a.status, int8.clone()),
+            (&a.error_kind, text),
+            (&a.trigger_type, int8.clone()),
+            (&a.attempt_number, int8.clone()),
+            (&a.created_at, int8),
+        ],
+    )
+    .await?;
+    lease_results(&rows, &s.id)
 }
 
 /// The [`OUTCOMES`] arrays for a round.
@@ -354,48 +365,46 @@ impl<'a> OutcomeCols<'a> {
         self.hold_ms.push(hold_ms);
         // The first attempt's start is kept (templates can show it).
         self.started.push(o.attempt.as_ref().map(|a| ms(a.created_at)));
-        if let Some(a) = &o.attempt {
-            self.attempts.push(o.held.id, a);
-        }
+        self.attempts.push(o.attempt.as_ref());
     }
 }
 
+/// Each outcome's attempt, column by column: NULLs where it made none.
 #[derive(Default)]
 struct AttemptCols<'a> {
-    id: Vec<&'a str>,
-    msg_id: Vec<&'a str>,
-    endpoint_id: Vec<&'a str>,
-    app_id: Vec<&'a str>,
-    delivery_id: Vec<i64>,
-    url: Vec<&'a str>,
-    status_code: Vec<i64>,
-    response: Vec<&'a [u8]>,
-    duration_ms: Vec<i64>,
-    status: Vec<i64>,
+    id: Vec<Option<&'a str>>,
+    msg_id: Vec<Option<&'a str>>,
+    endpoint_id: Vec<Option<&'a str>>,
+    app_id: Vec<Option<&'a str>>,
+    url: Vec<Option<&'a str>>,
+    status_code: Vec<Option<i64>>,
+    response: Vec<Option<&'a [u8]>>,
+    duration_ms: Vec<Option<i64>>,
+    status: Vec<Option<i64>>,
     error_kind: Vec<Option<&'static str>>,
-    trigger_type: Vec<i64>,
-    attempt_number: Vec<i64>,
-    created_at: Vec<i64>,
+    trigger_type: Vec<Option<i64>>,
+    attempt_number: Vec<Option<i64>>,
+    created_at: Vec<Option<i64>>,
 }
 
 impl<'a> AttemptCols<'a> {
-    fn push(&mut self, delivery_id: i64, a: &'a herald_core::model::Attempt) {
-        self.id.push(a.id.as_str());
-        self.msg_id.push(a.msg_id.as_str());
-        self.endpoint_id.push(a.endpoint_id.as_str());
-        self.app_id.push(a.app_id.as_str());
-        self.delivery_id.push(delivery_id);
-        self.url.push(&a.url);
-        self.status_code.push(i64::from(a.response_status_code));
+    fn push(&mut self, a: Option<&'a herald_core::model::Attempt>) {
+        self.id.push(a.map(|a| a.id.as_str()));
+        self.msg_id.push(a.map(|a| a.msg_id.as_str()));
+        self.endpoint_id.push(a.map(|a| a.endpoint_id.as_str()));
+        self.app_id.push(a.map(|a| a.app_id.as_str()));
+        self.url.push(a.map(|a| a.url.as_str()));
+        self.status_code.push(a.map(|a| i64::from(a.response_status_code)));
         // BYTEA, not text: PostgreSQL text cannot hold NUL, which a
         // response body may.
-        self.response.push(a.response.as_bytes());
+        self.response.push(a.map(|a| a.response.as_bytes()));
         self.duration_ms
-            .push(i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX));
-        self.status.push(a.status.code());
-        self.error_kind.push(a.error_kind.map(AttemptErrorKind::as_str));
-        self.trigger_type.push(a.trigger_type as i64);
-        self.attempt_number.push(i64::from(a.attempt_number));
-        self.created_at.push(ms(a.created_at));
+            .push(a.map(|a| i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX)));
+        self.status.push(a.map(|a| a.status.code()));
+        self.error_kind
+            .push(a.and_then(|a| a.error_kind.map(AttemptErrorKind::as_str)));
+        self.trigger_type.push(a.map(|a| a.trigger_type as i64));
+        self.attempt_number.push(a.map(|a| i64::from(a.attempt_number)));
+        self.created_at.push(a.map(|a| ms(a.created_at)));
     }
 }

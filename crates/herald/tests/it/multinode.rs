@@ -503,3 +503,41 @@ async fn endpoint_changes_made_on_one_node_reach_every_node() {
         assert_eq!(status, 404, "the deleted endpoint is gone on every node");
     }
 }
+
+/// `herald bench` given one `--url` per node (what `scripts/bench/scaleout.sh`
+/// runs): message n goes to node n mod 2, every message arrives once, and
+/// the CPU of both `--server-pid`s is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_posts_to_every_node_given() {
+    let Some(cluster) = Cluster::start(2, 30.0).await else {
+        return;
+    };
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["bench", "--json", "--messages", "200", "--concurrency", "4"])
+        .args(["--token", &a.token, "--url", &a.url, "--url", &b.url])
+        .args([
+            "--server-pid",
+            &a.pid().to_string(),
+            "--server-pid",
+            &b.pid().to_string(),
+        ])
+        .env_remove("HERALD_BENCH_URL")
+        .env_remove("HERALD_BENCH_TOKEN")
+        .output()
+        .expect("running herald bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "herald bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(r["accepted"], 200, "{r}");
+    assert_eq!(r["delivered"], 200, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+    assert!(r["server_cpu_seconds"].as_f64().is_some(), "{r}");
+    assert_eq!(a.metric("herald_messages_ingested_total").await, 100);
+    assert_eq!(b.metric("herald_messages_ingested_total").await, 100);
+}
