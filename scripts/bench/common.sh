@@ -185,3 +185,31 @@ wait_metric_ge() {
         sleep "$every"
     done
 }
+
+# CPU cgroups for capped nodes (scaleout.sh, wrk-scaleout.sh): cgroup v1
+# (/sys/fs/cgroup/cpu, cpu.cfs_quota_us) where present, else v2 (cpu.max).
+# cg_cap N PID QUOTA puts PID in cgroup herald-nN capped at QUOTA cores;
+# cg_throttled N prints how many of its periods were throttled; cg_remove N.
+CG_PERIOD=100000
+if [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
+    CG_ROOT=/sys/fs/cgroup/cpu
+else
+    CG_ROOT=/sys/fs/cgroup
+fi
+cg_cap() {
+    local cg=$CG_ROOT/herald-n$1 quota_us
+    quota_us=$(awk -v q="$3" -v p="$CG_PERIOD" 'BEGIN { printf "%d", q * p }')
+    mkdir -p "$cg"
+    if [[ $CG_ROOT == /sys/fs/cgroup/cpu ]]; then
+        echo "$CG_PERIOD" >"$cg/cpu.cfs_period_us" && echo "$quota_us" >"$cg/cpu.cfs_quota_us"
+    else
+        echo +cpu >"$CG_ROOT/cgroup.subtree_control" 2>/dev/null || true
+        echo "$quota_us $CG_PERIOD" >"$cg/cpu.max"
+    fi
+    echo "$2" >"$cg/cgroup.procs"
+}
+cg_throttled() {
+    awk '$1 == "nr_throttled" { t = $2 } $1 == "nr_periods" { p = $2 } END { printf "%d of %d periods", t, p }' \
+        "$CG_ROOT/herald-n$1/cpu.stat"
+}
+cg_remove() { rmdir "$CG_ROOT/herald-n$1" 2>/dev/null || true; }

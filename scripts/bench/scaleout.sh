@@ -21,19 +21,8 @@ shift 2
 QUOTA=${QUOTA:-0.4}
 BASE_PORT=${PORT:-18072}
 WORK=${WORK:-/var/tmp/herald-scaleout}
-PERIOD=100000
-quota_us=$(awk -v q="$QUOTA" -v p="$PERIOD" 'BEGIN { printf "%d", q * p }')
 # One encryption key for every node: they share the database's secrets.
 KEY=${HERALD_ENCRYPTION_KEY:-$(head -c 32 /dev/urandom | base64)}
-
-if [[ -d /sys/fs/cgroup/cpu && -w /sys/fs/cgroup/cpu ]]; then
-    CG_ROOT=/sys/fs/cgroup/cpu
-    cap() { echo "$PERIOD" >"$1/cpu.cfs_period_us" && echo "$quota_us" >"$1/cpu.cfs_quota_us"; }
-else
-    CG_ROOT=/sys/fs/cgroup
-    echo +cpu >"$CG_ROOT/cgroup.subtree_control" 2>/dev/null || true
-    cap() { echo "$quota_us $PERIOD" >"$1/cpu.max"; }
-fi
 
 PIDS=()
 URLS=()
@@ -43,19 +32,14 @@ cleanup() {
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    for i in $(seq 1 "$NODES"); do
-        rmdir "$CG_ROOT/herald-n$i" 2>/dev/null || true
-    done
+    for i in $(seq 1 "$NODES"); do cg_remove "$i"; done
 }
 trap cleanup EXIT
 
 for i in $(seq 1 "$NODES"); do
     ADDR=127.0.0.1:$((BASE_PORT + i - 1))
     SERVER_ARGS="--encryption-key $KEY ${SERVER_ARGS_EXTRA:-}" start_server "$BIN" "$WORK/node$i"
-    cg=$CG_ROOT/herald-n$i
-    mkdir -p "$cg"
-    cap "$cg"
-    echo "$SERVER_PID" >"$cg/cgroup.procs"
+    cg_cap "$i" "$SERVER_PID" "$QUOTA"
     PIDS+=("$SERVER_PID")
     URLS+=(--url "http://$ADDR")
 done
@@ -68,6 +52,6 @@ json=$("$BIN" bench "${URLS[@]}" --token "$TOKEN" "${pid_args[@]}" --json "$@" 2
 echo "RUN nodes=$NODES quota=$QUOTA server=$BIN args=$* $json"
 for i in $(seq 1 "$NODES"); do
     pid=${PIDS[$((i - 1))]}
-    throttled=$(awk '$1 == "nr_throttled" { t = $2 } $1 == "nr_periods" { p = $2 } END { printf "%d of %d periods", t, p }' "$CG_ROOT/herald-n$i/cpu.stat")
+    throttled=$(cg_throttled "$i")
     echo "NODE $i pid=$pid cpu_s=$(awk -v a="$(cpu_seconds "$pid")" -v b="${cpu0[$pid]}" 'BEGIN { printf "%.2f", a - b }') throttled=$throttled"
 done
