@@ -11,7 +11,7 @@ use herald_core::{AppId, EndpointId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::queue::claim_rows;
+use super::claims::claim_rows;
 use super::rows::db_now_ms;
 use crate::{DeliveryJob, FifoDue, Lease, Result};
 

@@ -20,12 +20,14 @@
 //! starting up recovers only its own.
 
 mod access;
+mod claims;
 mod fifo;
 mod health;
 mod history;
 mod holds;
 mod idempotency;
 mod ingest;
+mod outcomes;
 mod paging;
 mod queue;
 mod read_pool;

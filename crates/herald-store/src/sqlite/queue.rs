@@ -4,23 +4,19 @@
 //! one job in the next group commit; times come from the database's clock,
 //! read once per transaction.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-use herald_core::model::AttemptErrorKind;
-use herald_core::validate::EventTypeName;
-use herald_core::{AppId, EndpointId, MessageId};
+use herald_core::EndpointId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
+use super::claims::{claim_due, claim_rows, load_job};
 use super::holds::HELD_ELSEWHERE;
 use super::ingest::insert_message_with_fanout;
-use super::rows::{after, count, db_now_ms, ms, opt_time_at, time_at};
-use crate::{
-    DeliveryJob, DeliveryQueue, DeliveryState, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result,
-    RetryHold,
-};
+use super::outcomes::record_outcomes;
+use super::rows::{after, count, db_now_ms};
+use crate::{DeliveryJob, DeliveryQueue, Held, Ingested, Lease, LeaseResult, NewMessage, NodeId, Outcome, Result};
 
 /// Pending deliveries: two walks of partial indexes that hold only pending
 /// rows, the unclaimed ones (`delivery_due`) and every claim
@@ -92,11 +88,7 @@ impl DeliveryQueue for SqliteStore {
         self.writer
             .run_fast(move |ctx| {
                 let now = ctx.now()?;
-                let mut results = Vec::with_capacity(outcomes.len());
-                for o in &outcomes {
-                    results.push(record_outcome(&ctx.conn, &lease, o, now)?);
-                }
-                Ok(results)
+                record_outcomes(&ctx.conn, &lease, &outcomes, now)
             })
             .await
     }
@@ -326,7 +318,7 @@ fn per_delivery(
 
 /// Why a guarded write touched no row: the delivery is finished (or gone),
 /// or the caller's claim on it is.
-fn why_not(conn: &Connection, id: i64) -> Result<LeaseResult> {
+pub(crate) fn why_not(conn: &Connection, id: i64) -> Result<LeaseResult> {
     let status: Option<i64> = conn
         .prepare_cached("SELECT status FROM delivery WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -335,41 +327,6 @@ fn why_not(conn: &Connection, id: i64) -> Result<LeaseResult> {
         Some(1) => LeaseResult::Lost,
         _ => LeaseResult::Finished,
     })
-}
-
-fn claim_due(conn: &Connection, lease: &Lease, now: i64, limit: usize, max_bytes: usize) -> Result<Vec<DeliveryJob>> {
-    // Unclaimed due work, and work whose claim lapsed (its holder died or
-    // could not record the outcome); each query walks its own index, and the
-    // earliest `limit` of both are taken.
-    let mut rows: Vec<(i64, i64)> = Vec::with_capacity(limit);
-    // Both skip what is left for another endpoint holder.
-    let mut unclaimed = conn.prepare_cached(&format!(
-        "SELECT id, next_attempt_at FROM delivery \
-         WHERE status = 1 AND claim_until IS NULL AND fifo = 0 AND next_attempt_at <= ?1 AND NOT {HELD_ELSEWHERE} \
-         ORDER BY next_attempt_at LIMIT ?2"
-    ))?;
-    let owner = lease.owner.as_str();
-    for row in unclaimed.query_map(params![now, limit as i64, owner], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        rows.push(row?);
-    }
-    let mut lapsed = conn.prepare_cached(&format!(
-        "SELECT id, next_attempt_at FROM delivery \
-         WHERE claim_until IS NOT NULL AND claim_until < ?1 AND status = 1 AND fifo = 0 AND next_attempt_at <= ?1 \
-         AND NOT {HELD_ELSEWHERE} \
-         ORDER BY next_attempt_at LIMIT ?2"
-    ))?;
-    for row in lapsed.query_map(params![now, limit as i64, owner], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        rows.push(row?);
-    }
-    rows.sort_by_key(|&(id, due)| (due, id));
-    rows.truncate(limit);
-    claim_rows(
-        conn,
-        lease,
-        now,
-        rows.into_iter().map(|(id, _)| id).collect(),
-        max_bytes,
-    )
 }
 
 /// The caller's parked deliveries to `endpoint` that are due at `now`,
@@ -391,160 +348,4 @@ fn earliest_parked(
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
-}
-
-/// A delivery with its message, for sending; the payload's length (column
-/// 7) comes from the record header, so a caller can decide on its budget
-/// before the payload (column 8) is read.
-const LOAD_JOB: &str = "SELECT d.msg_id, d.app_id, d.endpoint_id, d.attempts, m.event_type, m.created_at, \
-     d.first_attempt_at, length(m.payload), m.payload, d.manual FROM delivery d \
-     JOIN message m ON m.app_id = d.app_id AND m.id = d.msg_id WHERE d.id = ?1";
-
-/// The job for a [`LOAD_JOB`] row, with the given payload and a fence the
-/// caller sets.
-fn job_from_row(id: i64, r: &rusqlite::Row<'_>, payload: Bytes) -> rusqlite::Result<DeliveryJob> {
-    Ok(DeliveryJob {
-        delivery_id: id,
-        fence: 0,
-        msg_id: MessageId::from_trusted(r.get(0)?),
-        app_id: AppId::from_trusted(r.get(1)?),
-        endpoint_id: EndpointId::from_trusted(r.get(2)?),
-        attempts: r.get(3)?,
-        event_type: EventTypeName::from_trusted(r.get(4)?),
-        msg_created_at: time_at(r, 5)?,
-        first_attempt_at: opt_time_at(r, 6)?,
-        payload,
-        manual: r.get(9)?,
-    })
-}
-
-/// One delivery as a job, whatever its payload's size; `None` when its
-/// message is gone.
-fn load_job(conn: &Connection, id: i64) -> Result<Option<DeliveryJob>> {
-    Ok(conn
-        .prepare_cached(LOAD_JOB)?
-        .query_row([id], |r| job_from_row(id, r, Bytes::from(r.get::<_, Vec<u8>>(8)?)))
-        .optional()?)
-}
-
-/// Loads and claims these deliveries, in order, until their payloads reach
-/// `max_bytes` (at least one is taken).
-pub(crate) fn claim_rows(
-    conn: &Connection,
-    lease: &Lease,
-    now: i64,
-    ids: Vec<i64>,
-    max_bytes: usize,
-) -> Result<Vec<DeliveryJob>> {
-    // The payload itself is read only once the budget has room for it.
-    let mut load = conn.prepare_cached(LOAD_JOB)?;
-    let mut claim = conn.prepare_cached(
-        "UPDATE delivery SET claimed_by = ?2, claim_until = ?3, fence = fence + 1, parked = 0 WHERE id = ?1 \
-         RETURNING fence",
-    )?;
-    let until = after(now, lease.ttl);
-    // Deliveries of one message share one copy of its payload, counted once.
-    let mut payloads: HashMap<String, Bytes> = HashMap::new();
-    let mut bytes = 0usize;
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        let job = load
-            .query_row([id], |r| {
-                let msg_id: String = r.get(0)?;
-                let payload = match payloads.get(&msg_id) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let len = usize::try_from(r.get::<_, i64>(7)?).unwrap_or(usize::MAX);
-                        if !jobs.is_empty() && bytes.saturating_add(len) > max_bytes {
-                            return Ok(None);
-                        }
-                        bytes = bytes.saturating_add(len);
-                        let p = Bytes::from(r.get::<_, Vec<u8>>(8)?);
-                        payloads.insert(msg_id, p.clone());
-                        p
-                    }
-                };
-                job_from_row(id, r, payload).map(Some)
-            })
-            .optional()?;
-        match job {
-            // A message deleted under its delivery: nothing to claim.
-            None => continue,
-            // Over the byte budget: this and the rest wait for the next round.
-            Some(None) => break,
-            Some(Some(mut job)) => {
-                job.fence = claim.query_row(params![id, lease.owner.as_str(), until], |r| r.get(0))?;
-                jobs.push(job);
-            }
-        }
-    }
-    Ok(jobs)
-}
-
-/// One outcome, written only while the caller still holds the delivery:
-/// the state change first, guarded by owner and fence, then the attempt.
-fn record_outcome(conn: &Connection, lease: &Lease, o: &Outcome, now: i64) -> Result<LeaseResult> {
-    let tried = i64::from(o.attempt.is_some());
-    // The first attempt's start is kept (templates can show it); later ones leave it.
-    let started = o.attempt.as_ref().map(|a| ms(a.created_at));
-    let (owner, Held { id, fence }) = (lease.owner.as_str(), o.held);
-    let n = match &o.state {
-        DeliveryState::Succeeded | DeliveryState::Failed => {
-            let status = if matches!(o.state, DeliveryState::Succeeded) {
-                0
-            } else {
-                2
-            };
-            conn.prepare_cached(
-                "UPDATE delivery SET status = ?5, attempts = attempts + ?4, claimed_by = NULL, claim_until = NULL, \
-                 manual = manual * (1 - ?4), updated_at = ?6, first_attempt_at = COALESCE(first_attempt_at, ?7) \
-                 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
-            )?
-            .execute(params![id, fence, owner, tried, status, now, started])?
-        }
-        DeliveryState::Retry { after: wait, hold } => {
-            let at = after(now, *wait);
-            let (claimed_by, until, parked) = match hold {
-                RetryHold::Release => (None, None, 0),
-                RetryHold::Keep => (Some(owner), Some(after(at, lease.ttl)), 0),
-                RetryHold::Park(hold) => (Some(owner), Some(after(now, *hold)), 1),
-            };
-            conn.prepare_cached(
-                "UPDATE delivery SET attempts = attempts + ?4, next_attempt_at = ?5, claimed_by = ?6, \
-                 claim_until = ?7, parked = ?10, manual = manual * (1 - ?4), updated_at = ?8, \
-                 first_attempt_at = COALESCE(first_attempt_at, ?9) \
-                 WHERE id = ?1 AND fence = ?2 AND claimed_by = ?3 AND status = 1",
-            )?
-            .execute(params![
-                id, fence, owner, tried, at, claimed_by, until, now, started, parked
-            ])?
-        }
-    };
-    if n == 0 {
-        return why_not(conn, id);
-    }
-    if let Some(a) = &o.attempt {
-        conn.prepare_cached(
-            "INSERT INTO attempt (id, msg_id, endpoint_id, app_id, delivery_id, url, status_code, response, \
-             duration_ms, status, error_kind, trigger_type, attempt_number, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?
-        .execute(params![
-            a.id.as_str(),
-            a.msg_id.as_str(),
-            a.endpoint_id.as_str(),
-            a.app_id.as_str(),
-            id,
-            a.url,
-            a.response_status_code,
-            a.response,
-            i64::try_from(a.response_duration_ms).unwrap_or(i64::MAX),
-            a.status.code(),
-            a.error_kind.map(AttemptErrorKind::as_str),
-            a.trigger_type as i64,
-            a.attempt_number,
-            ms(a.created_at)
-        ])?;
-    }
-    Ok(LeaseResult::Done)
 }

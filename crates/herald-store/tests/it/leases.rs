@@ -461,6 +461,87 @@ async fn a_delivery_recorded_twice_in_one_batch_is_recorded_once() {
     .await;
 }
 
+/// A batch large enough to be written in several multi-row statements still
+/// answers each outcome in order and writes an attempt only for those held.
+#[tokio::test]
+async fn a_large_batch_of_outcomes_answers_each_in_order() {
+    each_backend(|b| async move {
+        let s = &b.store;
+        let (a, _) = app_with_endpoints(s, 1).await;
+        let mut made = Vec::new();
+        for _ in 0..150 {
+            made.push(s.ingest(msg(&a, None)).await.unwrap().message.id);
+        }
+        let (node_a, node_b) = (node("a"), node("b"));
+        let mut jobs = s.claim_due(&node_a, 1000, usize::MAX).await.unwrap();
+        assert_eq!(jobs.len(), 150);
+        jobs.sort_by(|x, y| x.msg_id.as_str().cmp(y.msg_id.as_str()));
+        made.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        // Every tenth goes to B; every seventh (of the rest) is finished first.
+        let lost = |i: usize| i.is_multiple_of(10);
+        let finished = |i: usize| !lost(i) && i.is_multiple_of(7);
+        let to_b: Vec<_> = (0..150).filter(|&i| lost(i)).map(|i| jobs[i].held()).collect();
+        s.release(&node_a, to_b).await.unwrap();
+        let b_jobs = s.claim_due(&node_b, 1000, usize::MAX).await.unwrap();
+        assert_eq!(b_jobs.len(), 15);
+        let early: Vec<_> = (0..150)
+            .filter(|&i| finished(i))
+            .map(|i| outcome(&jobs[i], None, DeliveryState::Succeeded))
+            .collect();
+        record_all(s, &node_a, early).await;
+
+        let outcomes = (0..150)
+            .map(|i| {
+                let (code, state) = if i % 2 == 0 {
+                    (200, DeliveryState::Succeeded)
+                } else {
+                    (500, DeliveryState::Failed)
+                };
+                outcome(&jobs[i], Some(attempt(&jobs[i], code, 1)), state)
+            })
+            .collect();
+        let results = s.record_outcomes(&node_a, outcomes).await.unwrap();
+        let want: Vec<_> = (0..150)
+            .map(|i| {
+                if lost(i) {
+                    Lost
+                } else if finished(i) {
+                    Finished
+                } else {
+                    Done
+                }
+            })
+            .collect();
+        assert_eq!(results, want);
+        for (i, m) in made.iter().enumerate() {
+            let listed = s
+                .list_attempts_by_msg(&a, m, AttemptFilter::default(), page(10, Order::Descending))
+                .await
+                .unwrap()
+                .data;
+            let written = usize::from(want[i] == Done);
+            assert_eq!(listed.len(), written, "attempts of message {i} ({:?})", want[i]);
+            if let Some(at) = listed.first() {
+                assert_eq!(
+                    at.response_status_code,
+                    if i % 2 == 0 { 200 } else { 500 },
+                    "message {i}"
+                );
+            }
+        }
+        assert!(
+            s.claim_due(&node("c"), 1000, usize::MAX).await.unwrap().is_empty(),
+            "nothing finished or held by B is claimable"
+        );
+        let b_outcomes = b_jobs
+            .iter()
+            .map(|j| outcome(j, None, DeliveryState::Succeeded))
+            .collect();
+        record_all(s, &node_b, b_outcomes).await;
+    })
+    .await;
+}
+
 /// "Earliest first" holds for lapsed claims too: among due deliveries whose
 /// claims lapsed, the one due first is taken first, whenever its claim lapsed.
 #[tokio::test]
